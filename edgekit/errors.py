@@ -1,0 +1,43 @@
+"""One error vocabulary. The CLI turns each of these into one `Error: ...` line and its exit code."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class EdgekitError(Exception):
+    """An expected failure: the message is shown to the user as it is, without a traceback."""
+
+    exit_code = 1
+
+
+class UsageError(EdgekitError):
+    """Misuse or bad input: an unknown name, a malformed file, a wrong shape."""
+
+    exit_code = 2
+
+
+class StageError(EdgekitError):
+    """An operational failure inside a pipeline stage (training diverged, a conversion failed)."""
+
+    exit_code = 1
+
+    def __init__(self, stage: str, reason: str):
+        super().__init__(f"{stage} failed: {reason}")
+        self.stage = stage
+        self.reason = reason
+
+
+class BudgetError(EdgekitError):
+    """The model runs but misses a budget or an accuracy guard."""
+
+    exit_code = 3
+
+
+def unknown_name(kind: str, name: str, valid: Iterable[str], list_command: str) -> UsageError:
+    """`unknown target 'rpi44'; did you mean 'rpi4'? `edgekit targets` lists them`."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else f"valid: {', '.join(valid)}; "
+    return UsageError(f"unknown {kind} '{name}'; {hint}`{list_command}` lists them")
