@@ -1,0 +1,298 @@
+"""Device targets: one TOML profile per device (targets/*.toml), loaded into frozen dataclasses.
+
+A profile holds facts about a device (its CPU, its memory and what is left of it for a model, the runtime
+and precisions it runs) and edgekit's default budgets for it. Facts cite their sources in the TOML files;
+this module only checks that they are complete and consistent. It never imports TensorFlow, so that
+`edgekit targets` starts fast.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from edgekit import _toml
+from edgekit.errors import UsageError
+
+
+class DeviceClass(StrEnum):
+    PHONE = "phone"
+    SBC = "sbc"
+    MCU = "mcu"
+
+
+class Runtime(StrEnum):
+    LITERT = "litert"
+    TFLM = "tflite-micro"
+
+
+class Precision(StrEnum):
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    INT8 = "int8"
+    INT16X8 = "int16x8"
+
+
+# The words a profile may use in cpu.features. A closed list, so that a typo ('fpu_sp') is an error
+# instead of a core that silently looks FPU-less to the capability checks.
+FEATURES: dict[str, str] = {
+    "neon": "Arm Advanced SIMD with floating point (A-profile cores)",
+    "fp16": "Armv8.2-A half-precision arithmetic (FEAT_FP16)",
+    "dotprod": "Armv8.2-A int8 dot product instructions (FEAT_DotProd)",
+    "i8mm": "Armv8.6-A int8 matrix multiply instructions (FEAT_I8MM)",
+    "sve2": "Arm Scalable Vector Extension 2",
+    "dsp": "Armv7E-M DSP extension: 32-bit SIMD multiply-accumulate, used by CMSIS-NN",
+    "mve": "Armv8.1-M Helium vector extension",
+    "fpu-sp": "single-precision floating-point unit",
+    "fpu-dp": "double-precision floating-point unit (single precision included)",
+    "pie-simd": "ESP32-S3 Processor Instruction Extensions: 128-bit SIMD",
+    "rvv": "RISC-V vector extension",
+}
+# On A-profile cores Advanced SIMD and floating point come together, so 'neon' implies an FPU.
+FPU_FEATURES = ("fpu-sp", "fpu-dp", "neon")
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_LIST_COMMAND = "edgekit targets"
+
+
+@dataclass(frozen=True)
+class Cpu:
+    arch: str  # instruction set architecture, e.g. 'armv8-a', 'armv7e-m', 'xtensa-lx7'
+    core: str  # e.g. 'Cortex-A72'
+    clock_mhz: float  # the clock the core runs at by default on this device
+    cores: int  # cores a model may use (for a phone: the big cluster)
+    features: tuple[str, ...]  # words from FEATURES, e.g. ('neon',), ('dsp', 'fpu-sp'), ('pie-simd',)
+
+    @property
+    def has_fpu(self) -> bool:
+        return any(f in FPU_FEATURES for f in self.features)
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Sizes in KB (1 KB = 1024 bytes). The *_available_kb figures are what is left to the model after
+    the OS or firmware and the runtime take theirs; `reserve_reason` says what takes the rest."""
+
+    ram_kb: int
+    flash_kb: int | None  # None: the model is a file on a file system (SD card, UFS, NVMe), not in flash
+    ram_available_kb: int
+    flash_available_kb: int | None
+    reserve_reason: str
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """edgekit's defaults for a model on this target; None means no budget. Users override them."""
+
+    latency_ms: float | None
+    ram_kb: float | None
+    flash_kb: float | None
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    title: str
+    device_class: DeviceClass
+    runtime: Runtime
+    precisions: tuple[Precision, ...]  # what it can run, in order of preference for shipping
+    cpu: Cpu
+    memory: Memory
+    budgets: Budgets
+    file: Path = field(compare=False)
+
+    def with_budgets(self, latency_ms: float | None = None, ram_kb: float | None = None,
+                     flash_kb: float | None = None) -> Target:
+        """A copy with budgets from the command line; None keeps the profile's value."""
+        budgets = Budgets(
+            latency_ms=self.budgets.latency_ms if latency_ms is None
+            else _override(self, "latency budget", latency_ms, "ms", None, ""),
+            ram_kb=self.budgets.ram_kb if ram_kb is None
+            else _override(self, "RAM budget", ram_kb, "KB", self.memory.ram_available_kb, "RAM"),
+            flash_kb=self.budgets.flash_kb if flash_kb is None
+            else _override(self, "flash budget", flash_kb, "KB", self.memory.flash_available_kb, "flash"),
+        )
+        return replace(self, budgets=budgets)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly, laid out like the TOML file (for manifests and `edgekit targets show --json`)."""
+        return {
+            "name": self.name,
+            "title": self.title,
+            "class": self.device_class.value,
+            "runtime": self.runtime.value,
+            "precisions": [p.value for p in self.precisions],
+            "cpu": {"arch": self.cpu.arch, "core": self.cpu.core, "clock_mhz": self.cpu.clock_mhz,
+                    "cores": self.cpu.cores, "features": list(self.cpu.features)},
+            "memory": {"ram_kb": self.memory.ram_kb, "flash_kb": self.memory.flash_kb,
+                       "ram_available_kb": self.memory.ram_available_kb,
+                       "flash_available_kb": self.memory.flash_available_kb,
+                       "reserve_reason": self.memory.reserve_reason},
+            "budgets": {"latency_ms": self.budgets.latency_ms, "ram_kb": self.budgets.ram_kb,
+                        "flash_kb": self.budgets.flash_kb},
+            "file": str(self.file),
+        }
+
+    def summary(self) -> dict[str, str]:
+        """One row of the `edgekit targets` table."""
+        latency = self.budgets.latency_ms
+        return {
+            "name": self.name,
+            "class": self.device_class.value,
+            "core": self.cpu.core,
+            "clock": f"{self.cpu.clock_mhz:g} MHz",
+            "cores": str(self.cpu.cores),
+            "RAM available": _size(self.memory.ram_available_kb),
+            "flash available": _size(self.memory.flash_available_kb),
+            "runtime": self.runtime.value,
+            "precisions": ", ".join(p.value for p in self.precisions),
+            "latency budget": "-" if latency is None else f"{latency:g} ms",
+        }
+
+
+def names() -> list[str]:
+    """The built-in target names."""
+    return list(_toml.builtin_names("targets"))
+
+
+def load(name_or_path: str | Path) -> Target:
+    """A built-in target by name (`rpi4`) or a user's profile by path (`./my-board.toml`)."""
+    path = _toml.resolve("targets", "target", name_or_path, _LIST_COMMAND)
+    return _parse(_toml.read(path), path)
+
+
+def load_all() -> list[Target]:
+    return [load(name) for name in names()]
+
+
+def _parse(data: dict[str, Any], path: Path) -> Target:
+    top = _toml.Table(data, path)
+    name = _name(top, path)
+    title = top.get("title", str)
+    device_class = DeviceClass(top.choice("class", [c.value for c in DeviceClass]))
+    runtime = Runtime(top.choice("runtime", [r.value for r in Runtime]))
+    precisions = _precisions(top)
+    cpu = _cpu(top.table("cpu"))
+    memory = _memory(top.table("memory"))
+    budgets = _budgets(top.table("budgets", required=False), memory)
+    top.done()
+
+    if device_class is DeviceClass.MCU and runtime is not Runtime.TFLM:
+        raise _error(top, "runtime", f"'{Runtime.TFLM.value}' for a microcontroller (class 'mcu')",
+                     runtime.value)
+    if runtime is Runtime.TFLM and Precision.FLOAT16 in precisions:
+        raise UsageError(f"{path}: key 'precisions': {Runtime.TFLM.value} has no float16 kernels; "
+                         f"got {[p.value for p in precisions]!r}")
+    if not cpu.has_fpu and precisions != (Precision.INT8,):
+        raise UsageError(f"{path}: key 'precisions': core '{cpu.core}' has no FPU (cpu.features has none of "
+                         f"{', '.join(repr(f) for f in FPU_FEATURES)}), so it runs int8 only; "
+                         f"got {[p.value for p in precisions]!r}")
+    return Target(name=name, title=title, device_class=device_class, runtime=runtime, precisions=precisions,
+                  cpu=cpu, memory=memory, budgets=budgets, file=path)
+
+
+def _name(top: _toml.Table, path: Path) -> str:
+    name = top.get("name", str)
+    if not _NAME.fullmatch(name):
+        raise _error(top, "name", "lowercase letters, digits, '-' and '_', starting with a letter or digit",
+                     name)
+    if path.resolve().parent == _toml.builtin_dir("targets").resolve() and name != path.stem:
+        raise _error(top, "name", f"'{path.stem}' (a built-in target is named after its file)", name)
+    return name
+
+
+def _precisions(top: _toml.Table) -> tuple[Precision, ...]:
+    valid = [p.value for p in Precision]
+    values = top.strings("precisions")
+    if not values or any(v not in valid for v in values) or len(set(values)) != len(values):
+        expected = "a non-empty list without repeats of " + ", ".join(repr(v) for v in valid)
+        raise _error(top, "precisions", expected, list(values))
+    return tuple(Precision(v) for v in values)
+
+
+def _cpu(table: _toml.Table) -> Cpu:
+    arch = table.get("arch", str)
+    core = table.get("core", str)
+    clock_mhz = _positive(table, "clock_mhz")
+    cores = table.integer("cores", minimum=1)
+    features = table.strings("features")
+    table.done()
+    for feature in features:
+        if feature not in FEATURES:
+            raise UsageError(f"{table.file}: key '{table.where}.features': unknown feature '{feature}'; "
+                             f"valid: {', '.join(FEATURES)}")
+    if len(set(features)) != len(features):
+        raise _error(table, "features", "a list without repeats", list(features))
+    return Cpu(arch=arch, core=core, clock_mhz=clock_mhz, cores=cores, features=features)
+
+
+def _memory(table: _toml.Table) -> Memory:
+    ram_kb = table.integer("ram_kb", minimum=1)
+    ram_available_kb = table.integer("ram_available_kb", minimum=1)
+    flash_kb = table.integer("flash_kb", None, minimum=1)
+    flash_available_kb = table.integer("flash_available_kb", None, minimum=1)
+    reserve_reason = table.get("reserve_reason", str)
+    table.done()
+    if ram_available_kb > ram_kb:
+        raise _error(table, "ram_available_kb", f"at most memory.ram_kb ({ram_kb})", ram_available_kb)
+    if (flash_kb is None) != (flash_available_kb is None):
+        given, other = ("flash_kb", "flash_available_kb") if flash_kb is not None else \
+            ("flash_available_kb", "flash_kb")
+        raise UsageError(f"{table.file}: key '{table.where}.{other}': expected an integer >= 1 "
+                         f"because memory.{given} is given (give both or neither), missing")
+    if flash_kb is not None and flash_available_kb > flash_kb:
+        raise _error(table, "flash_available_kb", f"at most memory.flash_kb ({flash_kb})", flash_available_kb)
+    if not reserve_reason.strip():
+        raise _error(table, "reserve_reason", "a sentence saying what takes the memory that is not available",
+                     reserve_reason)
+    return Memory(ram_kb=ram_kb, flash_kb=flash_kb, ram_available_kb=ram_available_kb,
+                  flash_available_kb=flash_available_kb, reserve_reason=reserve_reason)
+
+
+def _budgets(table: _toml.Table, memory: Memory) -> Budgets:
+    latency_ms = _positive(table, "latency_ms", None)
+    ram_kb = _positive(table, "ram_kb", None)
+    flash_kb = _positive(table, "flash_kb", None)
+    table.done()
+    if ram_kb is not None and ram_kb > memory.ram_available_kb:
+        raise _error(table, "ram_kb", f"at most memory.ram_available_kb ({memory.ram_available_kb})", ram_kb)
+    if flash_kb is not None and memory.flash_available_kb is not None and \
+            flash_kb > memory.flash_available_kb:
+        raise _error(table, "flash_kb", f"at most memory.flash_available_kb ({memory.flash_available_kb})",
+                     flash_kb)
+    return Budgets(latency_ms=latency_ms, ram_kb=ram_kb, flash_kb=flash_kb)
+
+
+def _positive(table: _toml.Table, key: str, default: Any = ...) -> Any:
+    value = table.get(key, float, default, expected="a number > 0")
+    if value is not None and value <= 0:
+        raise _error(table, key, "a number > 0", value)
+    return value
+
+
+def _override(target: Target, what: str, value: Any, unit: str, available: int | None, memory: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise UsageError(f"{what} must be a number > 0 {unit}, got {value!r}")
+    if available is not None and value > available:
+        raise UsageError(f"{what} of {value:g} {unit} is more than the {available} {unit} of {memory} "
+                         f"available on target '{target.name}' ({target.file})")
+    return float(value)
+
+
+def _error(table: _toml.Table, key: str, expected: str, got: Any) -> UsageError:
+    """The same shape as _toml's messages: file, dotted key, what was expected, what was received."""
+    where = f"{table.where}.{key}" if table.where else key
+    return UsageError(f"{table.file}: key '{where}': expected {expected}, got {got!r}")
+
+
+def _size(kb: float | None) -> str:
+    if kb is None:
+        return "-"
+    if kb >= 1024 * 1024:
+        return f"{kb / (1024 * 1024):.3g} GB"
+    if kb >= 1024:
+        return f"{kb / 1024:.3g} MB"
+    return f"{kb:g} KB"
