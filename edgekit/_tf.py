@@ -7,13 +7,23 @@ inside functions) instead of importing tensorflow anywhere else.
 
 from __future__ import annotations
 
+import logging
 import os
+
+from edgekit._files import captured_stderr_fd
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+# TensorFlow's native start-up chatter (oneDNN notices, CUDA probing on machines without a GPU) goes to
+# file descriptor 2; keep it for --verbose instead of printing it on every run.
+with captured_stderr_fd() as _startup_log:
+    import tensorflow as tf
+    import tf_keras as keras
+
+    tf.config.list_logical_devices()  # initialises the devices now, inside the capture
+for _line in _startup_log:
+    logging.getLogger("edgekit").debug("tensorflow: %s", _line)
 
 tf.get_logger().setLevel("ERROR")
 

@@ -3,6 +3,7 @@ that name the file, the key and what was expected."""
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -82,7 +83,9 @@ class Table:
         value = self.get(key, float, default, expected=_range_text(minimum, maximum))
         if value is None or value is default:
             return value
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        too_small = minimum is not None and value < minimum
+        too_large = maximum is not None and value > maximum
+        if not math.isfinite(value) or too_small or too_large:
             raise self._fail(key, _range_text(minimum, maximum), value)
         return value
 

@@ -1,0 +1,175 @@
+"""`edgekit build`: the whole chain, data -> train -> optimize -> convert -> bench -> report + export.
+
+Each stage is a plain function from the other modules; this module only chains them, names the stage
+that failed, and writes the build folder (artifacts first, reports next, manifest.json last)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit import report as reports
+from edgekit._files import write_atomic, write_json
+from edgekit.errors import BudgetError, EdgekitError, StageError, UsageError
+from edgekit.export import forget_manifest, write_manifest
+from edgekit.recipes import Recipe
+from edgekit.targets import Runtime, Target
+
+log = logging.getLogger("edgekit")
+
+VERIFY_SAMPLES = 256  # validation inputs each conversion is checked on
+FLOAT_KERAS = "float32.keras"  # the trained float baseline, as tf_keras saved it
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    directory: Path
+    report: dict[str, Any]
+
+
+@contextlib.contextmanager
+def stage(name: str):
+    """Log the stage; turn an unexpected exception inside it into one line naming the stage."""
+    log.info("[%s]", name)
+    started = time.perf_counter()
+    try:
+        yield
+    except EdgekitError:
+        raise
+    except Exception as e:
+        log.debug("%s", traceback.format_exc())
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise StageError(name, f"{type(e).__name__}: {first}" if first else type(e).__name__) from e
+    log.debug("[%s] done in %.1f s", name, time.perf_counter() - started)
+
+
+def shippable_formats(target: Target) -> dict[str, tuple[str, ...]]:
+    """format -> precisions the target's runtime can load (TFLite Micro: int8 .tflite only)."""
+    precisions = tuple(p.value for p in target.precisions)
+    if target.runtime == Runtime.TFLM:
+        return {"tflite": tuple(p for p in precisions if p == "int8")}
+    return {"tflite": precisions}
+
+
+def check_capabilities(recipe: Recipe, target: Target) -> None:
+    """Fail before training when nothing this build produces could run on the target."""
+    shippable = shippable_formats(target)["tflite"]
+    if not {"int8", "float32"} & set(shippable):
+        raise UsageError(f"target '{target.name}' runs {', '.join(shippable) or 'nothing'} with "
+                         f"{target.runtime.value}; this build produces int8 and float32 TFLite models")
+
+
+def select(variants: list[dict[str, Any]], target: Target) -> tuple[str, str]:
+    """The variant to ship: the target's most preferred precision that its runtime can load."""
+    for fmt, precisions in shippable_formats(target).items():
+        for precision in precisions:
+            for variant in variants:
+                if variant["format"] == fmt and variant["precision"] == precision:
+                    return variant["name"], (f"{precision} is {target.name}'s preferred precision that "
+                                             f"{target.runtime.value} runs")
+    raise UsageError(f"no variant of this build runs on target '{target.name}'")
+
+
+def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int = 0,
+          runs: int = 200, warmup: int = 20, threads: int = 1) -> BuildResult:
+    from edgekit import bench, convert, data, optimize, train
+
+    check_capabilities(recipe, target)
+    directory = Path(out) / f"{recipe.name}-{target.name}"
+    directory.mkdir(parents=True, exist_ok=True)
+    forget_manifest(directory)
+
+    with stage("data"):
+        dataset = data.load(recipe.dataset)
+        log.info("%s: %s", dataset.name, dataset.sizes())
+    with stage("train"):
+        trained = train.train(recipe, dataset, seed)
+    check_inputs = dataset.x_val[:VERIFY_SAMPLES]
+    with stage("baseline"):  # before pruning touches the model's layers
+        float_accuracy = _keras_accuracy(trained.model, dataset)
+        log.info("float Keras test accuracy %.4f", float_accuracy)
+        conversions = [convert.tflite_float32(trained.model, check_inputs),
+                       convert.onnx_float32(trained.model, check_inputs)]
+        _save_keras(trained.model, directory / FLOAT_KERAS)
+    with stage("optimize"):
+        optimized = optimize.optimize(trained.model, recipe, dataset)
+    with stage("convert"):
+        representative = dataset.representative(recipe.optimize.calibration_samples, seed)
+        conversions.insert(1, convert.tflite_int8(optimized.model, representative, check_inputs))
+    for conversion in conversions:
+        write_atomic(directory / conversion.filename, conversion.content)
+
+    variants = []
+    with stage("bench"):
+        for conversion in conversions:
+            result = bench.bench(directory / conversion.filename, dataset.x_test, dataset.y_test,
+                                 runs=runs, warmup=warmup, threads=threads)
+            log.info("%s: accuracy %.4f, median %.3f ms", conversion.name, result.accuracy,
+                     result.latency_ms.median)
+            variants.append({"name": conversion.name, **result.to_dict(), "verification": conversion.check})
+
+    selected, reason = select(variants, target)
+    training = {"float": _phase(trained.history, trained.seconds)}
+    for phase, history in optimized.history.items():
+        training[phase] = _phase(history, optimized.seconds[phase])
+    report = {
+        "schema_version": reports.SCHEMA_VERSION,
+        "recipe": recipe.name,
+        "target": target.name,
+        "seed": seed,
+        "dataset": {k: v for k, v in dataset.describe().items() if k != "labels"},
+        "host": reports.host(),
+        "keras_test_accuracy": {"float": float_accuracy},
+        "training": training,
+        "variants": variants,
+        "selected": selected,
+        "selection_reason": reason,
+        "budgets": {"latency_ms": target.budgets.latency_ms, "ram_kb": target.budgets.ram_kb,
+                    "flash_kb": target.budgets.flash_kb},
+    }
+    write_json(directory / "report.json", report)
+    write_atomic(directory / "report.md", reports.to_markdown(report))
+    _accuracy_guard(variants, recipe)
+    write_atomic(directory / "labels.txt", "\n".join(dataset.labels) + "\n")
+    files = [c.filename for c in conversions] + [FLOAT_KERAS, "labels.txt", "report.json", "report.md"]
+    write_manifest(directory, files, recipe=recipe.to_dict(), target=target.to_dict(), seed=seed,
+                   dataset=dataset.describe(),
+                   metrics={v["name"]: {"accuracy": v["accuracy"], "size_bytes": v["size_bytes"]}
+                            for v in variants})
+    return BuildResult(directory, report)
+
+
+def _save_keras(model, path: Path) -> None:
+    """Save weights and architecture only: an uncompiled copy leaves the optimizer state behind."""
+    from edgekit.optimize import clone
+
+    temporary = path.with_name(f".partial-{path.name}")
+    clone(model).save(temporary)
+    temporary.replace(path)
+
+
+def _keras_accuracy(model, dataset) -> float:
+    import numpy as np
+
+    return float(np.mean(model.predict(dataset.x_test, verbose=0).argmax(-1) == dataset.y_test))
+
+
+def _accuracy_guard(variants: list[dict[str, Any]], recipe: Recipe) -> None:
+    by_name = {v["name"]: v for v in variants}
+    reference, quantized = by_name["float32"]["accuracy"], by_name["int8"]["accuracy"]
+    drop = (reference - quantized) * 100
+    if drop > recipe.optimize.max_drop:
+        raise BudgetError(
+            f"int8 test accuracy {quantized:.4f} is {drop:.2f} points below float {reference:.4f}; the recipe "
+            f"allows {recipe.optimize.max_drop:g} (try more qat_epochs, lower sparsity, or a larger max_drop)")
+
+
+def _phase(history: dict[str, list[float]], seconds: float) -> dict[str, Any]:
+    return {"epochs": len(history.get("loss", [])), "seconds": round(seconds, 2),
+            "loss": history["loss"][-1] if history.get("loss") else None,
+            "val_accuracy": (history.get("val_accuracy") or [float("nan")])[-1], "history": history}

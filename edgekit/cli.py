@@ -1,0 +1,144 @@
+"""The command line: parse, call one library function, print. Library modules (and TensorFlow with
+them) are imported inside the commands that need them, so `--help`, `targets` and `models` start fast."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from edgekit.errors import EdgekitError
+
+
+class _Group(click.Group):
+    """Turns every expected failure into one `Error: ...` line and its exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EdgekitError as e:
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(e.exit_code)
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("edgekit")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def _print_table(title: str, columns, rows) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(100, Console().width)).print(table)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgekit")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail (converter output, tracebacks) to stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Log only warnings and errors.")
+def main(verbose: bool, quiet: bool) -> None:
+    """edgekit: train, prune, quantize, convert and benchmark a small model for a device.
+
+    Results go to stdout, progress to stderr. Exit codes: 0 ok, 1 a stage failed, 2 bad input,
+    3 a model that runs but misses a budget or accuracy guard.
+    """
+    _setup_logging(verbose, quiet)
+
+
+@main.command()
+@click.option("--target", "target_name", default="rpi4", show_default=True,
+              help="Built-in target name (see `edgekit targets`) or path to a target TOML file.")
+@click.option("--recipe", "recipe_name", default="digits-cnn", show_default=True,
+              help="Built-in recipe name (see `edgekit models`) or path to a recipe TOML file.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
+              show_default=True, help="Parent folder; the build goes to OUT/<recipe>-<target>/.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and shuffling.")
+@click.option("--runs", type=click.IntRange(min=10), default=200, show_default=True,
+              help="Timed batch-1 runs per artifact.")
+@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Untimed runs before timing.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Threads for the host runtimes.")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the table.")
+def build(target_name, recipe_name, out, seed, runs, warmup, threads, as_json):
+    """Train, prune, int8-QAT, convert (TFLite float32 + int8, ONNX), verify and benchmark a model."""
+    from edgekit import recipes, targets
+
+    recipe, target = recipes.load(recipe_name), targets.load(target_name)
+    from edgekit.build import build as run_build
+    from edgekit.report import COLUMNS, variant_row
+
+    result = run_build(recipe, target, out, seed=seed, runs=runs, warmup=warmup, threads=threads)
+    if as_json:
+        click.echo(json.dumps(result.report, indent=2))
+        return
+    report = result.report
+    _print_table(f"{recipe.name} for {target.name} ({report['dataset']['test']} test samples)", COLUMNS,
+                 [variant_row(v) for v in report["variants"]])
+    click.echo(f"Ship: {report['selected']} ({report['selection_reason']})")
+    click.echo(f"Build folder: {result.directory}")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def targets(ctx, as_json):
+    """List the device targets (built-in profiles)."""
+    if ctx.invoked_subcommand:
+        return
+    from edgekit import targets as target_profiles
+
+    loaded = target_profiles.load_all()
+    if as_json:
+        click.echo(json.dumps([t.to_dict() for t in loaded], indent=2))
+        return
+    rows = [t.summary() for t in loaded]
+    columns = list(rows[0]) if rows else []
+    _print_table("edgekit targets", columns, [[str(row[c]) for c in columns] for row in rows])
+
+
+@targets.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def targets_show(name, as_json):
+    """Print one target profile (a built-in NAME or a path to a TOML file)."""
+    from edgekit import targets as target_profiles
+
+    target = target_profiles.load(name)
+    if as_json:
+        click.echo(json.dumps(target.to_dict(), indent=2))
+        return
+    click.echo(target.file.read_text())
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models(as_json):
+    """List the model recipes."""
+    from edgekit import recipes
+
+    loaded = recipes.load_all()
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in loaded], indent=2))
+        return
+    _print_table("edgekit models", ("recipe", "builder", "dataset", "metric", "sparsity", "qat epochs",
+                                    "description"),
+                 [(r.name, r.builder, r.dataset, r.metric, f"{r.optimize.sparsity:.0%}",
+                   str(r.optimize.qat_epochs), r.description) for r in loaded])
+
+
+if __name__ == "__main__":
+    main()

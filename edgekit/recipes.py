@@ -1,0 +1,123 @@
+"""Recipes: one TOML file per deployable model (models/*.toml), loaded into frozen dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from edgekit import _toml
+
+TASKS = ("classification",)
+METRICS = {"classification": ("accuracy",)}
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+SCHEDULES = ("polynomial", "constant")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    optimizer: str = "adam"
+
+
+@dataclass(frozen=True)
+class OptimizeSettings:
+    sparsity: float  # fraction of weights set to zero; 0 turns pruning off
+    schedule: str  # polynomial: ramp from 0 to `sparsity`; constant: `sparsity` from the first step
+    pruning_epochs: int
+    pruning_learning_rate: float
+    qat_epochs: int  # int8 quantization-aware training; 0 means plain post-training quantization
+    qat_learning_rate: float
+    calibration_samples: int  # representative training samples for the int8 converter
+    max_drop: float  # points of the metric the int8 model may lose against the float baseline
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    dataset: str
+    task: str
+    metric: str
+    builder: str
+    builder_args: dict[str, Any]
+    train: TrainSettings
+    optimize: OptimizeSettings
+    expected_params: int | None = None
+    file: Path | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["file"] = str(self.file) if self.file else None
+        return data
+
+    def with_changes(self, **changes: Any) -> Recipe:
+        """A copy with top-level fields, or `train`/`optimize` sub-fields given as dicts, replaced."""
+        for section in ("train", "optimize"):
+            if isinstance(changes.get(section), dict):
+                changes[section] = replace(getattr(self, section), **changes[section])
+        return replace(self, **changes)
+
+
+def names() -> list[str]:
+    return list(_toml.builtin_names("models"))
+
+
+def load(name_or_path: str | Path) -> Recipe:
+    """A built-in recipe name (`digits-cnn`) or a path to a user's recipe file."""
+    path = _toml.resolve("models", "recipe", name_or_path, "edgekit models")
+    return _parse(_toml.Table(_toml.read(path), path), path)
+
+
+def load_all() -> list[Recipe]:
+    return [load(name) for name in names()]
+
+
+def _parse(top: _toml.Table, path: Path) -> Recipe:
+    name = top.get("name", str)
+    if path.parent == _toml.builtin_dir("models") and name != path.stem:
+        raise _toml.UsageError(f"{path}: key 'name': expected '{path.stem}' (the file name), got {name!r}")
+    task = top.choice("task", TASKS)
+    recipe_fields = dict(
+        name=name,
+        description=top.get("description", str, ""),
+        dataset=top.get("dataset", str),
+        task=task,
+        metric=top.choice("metric", METRICS[task]),
+        expected_params=top.integer("expected_params", None, minimum=1),
+    )
+
+    model = top.table("model")
+    builder = model.get("builder", str)
+    builder_args = dict(model.get("args", dict, {}))
+    model.done()
+
+    train = top.table("train")
+    train_settings = TrainSettings(
+        epochs=train.integer("epochs", minimum=1),
+        batch_size=train.integer("batch_size", 32, minimum=1),
+        learning_rate=train.number("learning_rate", 1e-3, minimum=0),
+        optimizer=train.choice("optimizer", OPTIMIZERS, "adam"),
+    )
+    train.done()
+
+    opt = top.table("optimize", required=False)
+    sparsity = opt.number("sparsity", 0.5, minimum=0.0, maximum=0.95)
+    optimize_settings = OptimizeSettings(
+        sparsity=sparsity,
+        schedule=opt.choice("schedule", SCHEDULES, "polynomial"),
+        pruning_epochs=opt.integer("pruning_epochs", 4 if sparsity else 0, minimum=0),
+        pruning_learning_rate=opt.number("pruning_learning_rate", train_settings.learning_rate / 2, minimum=0),
+        qat_epochs=opt.integer("qat_epochs", 2, minimum=0),
+        qat_learning_rate=opt.number("qat_learning_rate", train_settings.learning_rate / 4, minimum=0),
+        calibration_samples=opt.integer("calibration_samples", 200, minimum=1),
+        max_drop=opt.number("max_drop", 1.0, minimum=0),
+    )
+    opt.done()
+    if optimize_settings.sparsity and not optimize_settings.pruning_epochs:
+        raise _toml.UsageError(f"{path}: key 'optimize.pruning_epochs': expected >= 1 when sparsity > 0, got 0")
+    top.done()
+    return Recipe(**recipe_fields, builder=builder, builder_args=builder_args, train=train_settings,
+                  optimize=optimize_settings, file=path)

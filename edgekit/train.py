@@ -1,0 +1,89 @@
+"""Float training: recipe settings + dataset -> a trained tf_keras model and its history."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+from edgekit.data import Dataset
+from edgekit.errors import StageError
+from edgekit.recipes import Recipe, TrainSettings
+from edgekit.zoo import build_model
+
+log = logging.getLogger("edgekit")
+
+
+@dataclass
+class TrainResult:
+    model: object  # tf_keras.Model
+    history: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def train(recipe: Recipe, data: Dataset, seed: int = 0) -> TrainResult:
+    """Build the recipe's model and train it in float32."""
+    from edgekit._tf import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(recipe.builder, data.input_shape, data.num_classes, recipe.builder_args)
+    return fit(model, data, recipe.train.epochs, recipe.train.batch_size,
+               make_optimizer(recipe.train), phase="train")
+
+
+def make_optimizer(settings: TrainSettings, learning_rate: float | None = None):
+    from edgekit._tf import keras
+
+    kinds = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
+             "rmsprop": keras.optimizers.RMSprop}
+    return kinds[settings.optimizer](learning_rate=learning_rate or settings.learning_rate)
+
+
+def fit(model, data: Dataset, epochs: int, batch_size: int, optimizer, phase: str,
+        callbacks=()) -> TrainResult:
+    """Compile and fit one phase (train, prune or qat) with epoch progress on the log and a NaN guard."""
+    from edgekit._tf import keras
+
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=["accuracy"])
+    started = time.perf_counter()
+    history = model.fit(
+        data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=epochs,
+        batch_size=batch_size, verbose=0, shuffle=True,
+        callbacks=[*callbacks, _EpochLog(phase, epochs)],
+    )
+    return TrainResult(model, {k: [float(v) for v in vs] for k, vs in history.history.items()},
+                       time.perf_counter() - started)
+
+
+def _epoch_log_class():
+    from edgekit._tf import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        """One log line per epoch; stops at once on a NaN or infinite loss."""
+
+        def __init__(self, phase: str, epochs: int):
+            super().__init__()
+            self.phase, self.epochs = phase, epochs
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(loss):
+                raise StageError(self.phase, f"loss became {loss} in epoch {self.epoch + 1} "
+                                 "(try a lower learning rate, or check the input normalisation)")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch, self.started = epoch, time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            log.info("%s epoch %d/%d  loss %.4f  acc %.4f  val_acc %.4f  (%.1fs)", self.phase, epoch + 1,
+                     self.epochs, logs.get("loss", math.nan), logs.get("accuracy", math.nan),
+                     logs.get("val_accuracy", math.nan), time.perf_counter() - self.started)
+
+    return EpochLog
+
+
+def _EpochLog(phase: str, epochs: int):  # noqa: N802 - reads as the class it builds
+    return _epoch_log_class()(phase, epochs)

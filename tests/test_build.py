@@ -1,0 +1,103 @@
+"""The end-to-end build, asserted on what it wrote (issue 2)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from edgekit import data, recipes
+
+
+def test_manifest_lists_every_file_with_its_sha256(tiny_build):
+    _, directory, _ = tiny_build
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert set(manifest["files"]) >= {"float32.tflite", "int8.tflite", "model.onnx", "report.json",
+                                      "report.md", "float32.keras", "labels.txt"}
+    for name, entry in manifest["files"].items():
+        assert hashlib.sha256((directory / name).read_bytes()).hexdigest() == entry["sha256"], name
+    assert manifest["seed"] == 0
+    assert manifest["target"]["name"] == "rpi4"
+    assert manifest["recipe"]["name"] == "tiny-digits"
+    assert manifest["versions"]["tensorflow"].startswith("2.")
+    assert not list(directory.glob("*.partial*")), "temporary files left behind"
+
+
+def test_report_has_the_contract_fields(tiny_build):
+    _, _, report = tiny_build
+    assert report["recipe"] == "tiny-digits" and report["target"] == "rpi4"
+    assert report["dataset"]["name"] == "digits"
+    assert report["dataset"]["train"] + report["dataset"]["val"] + report["dataset"]["test"] == 1797
+    names = [v["name"] for v in report["variants"]]
+    assert names == ["float32", "int8", "onnx"]
+    for variant in report["variants"]:
+        for key in ("name", "format", "precision", "file", "size_bytes", "gzip_bytes", "sparsity", "accuracy"):
+            assert key in variant, key
+        latency = variant["latency_ms"]
+        assert latency["where"] == "host" and latency["runs"] == 20
+        assert 0 < latency["median"] <= latency["p90"] <= latency["p99"]
+    assert report["selected"] == "int8"
+
+
+def test_int8_is_smaller_sparse_and_within_the_allowed_drop(tiny_build, tiny_recipe):
+    _, directory, report = tiny_build
+    variants = {v["name"]: v for v in report["variants"]}
+    recipe = recipes.load(tiny_recipe)
+    assert variants["int8"]["size_bytes"] < variants["float32"]["size_bytes"]
+    assert (directory / "int8.tflite").stat().st_size == variants["int8"]["size_bytes"]
+    assert variants["int8"]["precision"] == "int8" and variants["float32"]["precision"] == "float32"
+    assert abs(variants["int8"]["sparsity"] - recipe.optimize.sparsity) <= 0.02
+    assert variants["float32"]["sparsity"] < 0.05, "the float baseline must not be pruned"
+    drop = (variants["float32"]["accuracy"] - variants["int8"]["accuracy"]) * 100
+    assert drop <= recipe.optimize.max_drop
+
+
+def test_onnx_matches_the_keras_baseline(tiny_build):
+    import onnxruntime as ort
+
+    from edgekit._tf import keras
+
+    _, directory, _ = tiny_build
+    x = data.load("digits").x_test
+    expected = keras.models.load_model(directory / "float32.keras").predict(x, verbose=0)
+    session = ort.InferenceSession(str(directory / "model.onnx"), providers=["CPUExecutionProvider"])
+    actual = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(actual, expected, atol=1e-4)
+
+
+def test_report_accuracy_is_what_the_artifact_scores(tiny_build):
+    """The accuracy in report.json is re-measured here with LiteRT directly, not trusted."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, directory, report = tiny_build
+    dataset = data.load("digits")
+    interpreter = Interpreter(model_path=str(directory / "int8.tflite"))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    scale, zero_point = inp["quantization"]
+    correct = 0
+    for x, y in zip(dataset.x_test, dataset.y_test, strict=True):
+        q = np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8)
+        interpreter.set_tensor(inp["index"], q[np.newaxis])
+        interpreter.invoke()
+        correct += int(interpreter.get_tensor(out["index"]).argmax() == y)
+    int8 = next(v for v in report["variants"] if v["name"] == "int8")
+    assert int8["accuracy"] == pytest.approx(correct / len(dataset.y_test))
+
+
+def test_markdown_report_and_terminal_table(tiny_build):
+    result, directory, report = tiny_build
+    markdown = (directory / "report.md").read_text()
+    assert "| int8 | tflite | int8 |" in markdown
+    assert "Ship `int8`" in markdown
+    assert "int8" in result.stdout and "Ship: int8" in result.stdout
+    assert "train epoch" not in result.stdout, "progress belongs on stderr"
+
+
+def test_the_data_split_is_fixed_and_stratified():
+    first, second = data.load("digits"), data.load("digits")
+    np.testing.assert_array_equal(first.y_test, second.y_test)
+    counts = np.bincount(first.y_test, minlength=10)
+    assert counts.min() >= 34 and counts.max() <= 38
