@@ -48,6 +48,7 @@ class OpInfo:
     kind: str
     macs: int = 0
     params: int = 0
+    bytes: int = 0  # bytes of every tensor the op reads and writes (one sample): the memory-traffic term
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,9 @@ _TFLITE_OP_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).it
 _TFLITE_DTYPES = {code: name.lower() for name, code in vars(schema.TensorType).items() if name.isupper()}
 _NUMPY_DTYPES = {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
                  "uint32", "uint64", "bool"}
+_ITEM_BITS = {"float64": 64, "int64": 64, "uint64": 64, "float32": 32, "int32": 32, "uint32": 32,
+              "float16": 16, "bfloat16": 16, "int16": 16, "uint16": 16, "int8": 8, "uint8": 8, "bool": 8,
+              "int4": 4, "int2": 2}
 _TFLITE_IDENTIFIER = b"TFL3"  # bytes 4:8 of every TFLite flatbuffer
 
 
@@ -255,7 +259,9 @@ def _tflite_info(data: bytes | mmap.mmap) -> ModelInfo:
                     params += math.prod(shape(constant))
                     if at == weight_at:
                         weights[constant] = weight(constant)
-        ops.append(OpInfo(index, name, _TFLITE_KINDS.get(name, "other"), macs, params))
+        traffic = sum(math.prod(shape(t)) * _ITEM_BITS.get(_TFLITE_DTYPES.get(tensors[t].type, ""), 32) // 8
+                      for t in (*inputs, *_ints(op.outputs)) if t >= 0)
+        ops.append(OpInfo(index, name, _TFLITE_KINDS.get(name, "other"), macs, params, traffic))
 
     def tensor_info(index: int) -> TensorInfo:
         tensor, quantization = tensors[index], tensors[index].quantization

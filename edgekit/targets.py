@@ -9,13 +9,14 @@ this module only checks that they are complete and consistent. It never imports 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from edgekit import _toml
 from edgekit.errors import UsageError
+from edgekit.estimate import LatencyModel, parse_latency
 
 
 class DeviceClass(StrEnum):
@@ -103,6 +104,7 @@ class Target:
     memory: Memory
     budgets: Budgets
     file: Path = field(compare=False)
+    latency: LatencyModel | None = None  # the calibrated cost model behind target latency estimates
 
     def with_budgets(self, latency_ms: float | None = None, ram_kb: float | None = None,
                      flash_kb: float | None = None) -> Target:
@@ -119,7 +121,7 @@ class Target:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly, laid out like the TOML file (for manifests and `edgekit targets show --json`)."""
-        return {
+        data = {
             "name": self.name,
             "title": self.title,
             "class": self.device_class.value,
@@ -135,6 +137,9 @@ class Target:
                         "flash_kb": self.budgets.flash_kb},
             "file": str(self.file),
         }
+        if self.latency:
+            data["latency"] = asdict(self.latency)
+        return data
 
     def summary(self) -> dict[str, str]:
         """One row of the `edgekit targets` table."""
@@ -178,6 +183,8 @@ def _parse(data: dict[str, Any], path: Path) -> Target:
     cpu = _cpu(top.table("cpu"))
     memory = _memory(top.table("memory"))
     budgets = _budgets(top.table("budgets", required=False), memory)
+    latency_table = top.table("latency", required=False)
+    latency = parse_latency(latency_table) if latency_table.data else None
     top.done()
 
     if device_class is DeviceClass.MCU and runtime is not Runtime.TFLM:
@@ -191,7 +198,7 @@ def _parse(data: dict[str, Any], path: Path) -> Target:
                          f"{', '.join(repr(f) for f in FPU_FEATURES)}), so it runs int8 only; "
                          f"got {[p.value for p in precisions]!r}")
     return Target(name=name, title=title, device_class=device_class, runtime=runtime, precisions=precisions,
-                  cpu=cpu, memory=memory, budgets=budgets, file=path)
+                  cpu=cpu, memory=memory, budgets=budgets, file=path, latency=latency)
 
 
 def _name(top: _toml.Table, path: Path) -> str:

@@ -215,8 +215,8 @@ def test_malformed_toml(tmp_path):
 
 @pytest.mark.parametrize(("text", "message"), [
     (BOARD + "notes = 'x'\n", "unknown key 'budgets.notes'; valid keys here: flash_kb, latency_ms, ram_kb"),
-    ("colour = 'red'\n" + BOARD, "unknown key 'colour'; valid keys here: budgets, class, cpu, memory, name, "
-                                 "precisions, runtime, title"),
+    ("colour = 'red'\n" + BOARD, "unknown key 'colour'; valid keys here: budgets, class, cpu, latency, memory, "
+                                 "name, precisions, runtime, title"),
     (changed("cores = 1\n", "cores = 1\nl2_cache_kb = 0\n"),
      "unknown key 'cpu.l2_cache_kb'; valid keys here: arch, clock_mhz, core, cores, features"),
 ])

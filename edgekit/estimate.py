@@ -1,0 +1,149 @@
+"""Target latency estimates from a per-op cost model.
+
+    cycles(op) = max(MACs / macs_per_cycle[precision][kind], bytes / bytes_per_cycle) + op_overhead_cycles
+    latency    = sum(cycles) / clock
+
+MACs and bytes come from the model file (`edgekit.inspect`); the constants come from the target's
+`[latency]` table, fitted to published measurements that the same table cites (`[[latency.calibration]]`).
+The result is always labelled an estimate, with its method and the error the calibration supports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edgekit import _toml
+
+if TYPE_CHECKING:
+    from edgekit.inspect import ModelInfo
+    from edgekit.targets import Target
+
+MAC_KINDS = ("conv", "depthwise_conv", "dense")
+PRECISIONS = ("int8", "float32")
+
+
+@dataclass(frozen=True)
+class CalibrationPoint:
+    """A published measurement the constants were fitted to, with the model to rebuild it from the zoo."""
+
+    model: str  # zoo builder
+    input_shape: tuple[int, ...]
+    classes: int | None
+    args: dict[str, Any]
+    macs: int  # as published
+    published_ms: float
+    runtime: str  # the runtime and kernels the measurement used
+    speedup_since: float  # how much faster the modelled runtime is: estimate = published_ms / speedup_since
+    source: str
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    runtime: str  # the runtime and kernel generation the constants model
+    threads: int
+    macs_per_cycle: dict[str, dict[str, float]]  # precision -> op kind -> MACs per cycle
+    bytes_per_cycle: float
+    op_overhead_cycles: float
+    expected_error: float  # relative; from the calibration residuals, or a stated judgement
+    method: str  # how the constants were obtained, in one or two sentences
+    calibration: tuple[CalibrationPoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class OpEstimate:
+    index: int
+    op: str
+    kind: str
+    macs: int
+    bytes: int
+    ms: float
+    bound: str  # compute | memory | overhead
+
+
+@dataclass(frozen=True)
+class LatencyEstimate:
+    ms: float
+    low_ms: float
+    high_ms: float
+    precision: str
+    threads: int
+    runtime: str
+    expected_error: float
+    method: str
+    per_op: tuple[OpEstimate, ...] = field(repr=False)
+    basis: str = "estimated"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def estimate_latency(info: ModelInfo, target: Target, precision: str) -> LatencyEstimate | None:
+    """The target latency of one inference, or None when the profile has no constants for `precision`."""
+    model = target.latency
+    if model is None:
+        return None
+    table = model.macs_per_cycle.get("float32" if precision == "float16" else precision)
+    if table is None:
+        return None
+    hz = target.cpu.clock_mhz * 1e6
+    per_op = []
+    for op in info.ops:
+        compute = op.macs / table[op.kind] if op.macs and op.kind in table else 0.0
+        memory = op.bytes / model.bytes_per_cycle
+        cycles = max(compute, memory) + model.op_overhead_cycles
+        bound = "compute" if compute >= memory and compute else "memory" if memory else "overhead"
+        per_op.append(OpEstimate(op.index, op.op, op.kind, op.macs, op.bytes, cycles / hz * 1e3, bound))
+    ms = sum(op.ms for op in per_op)
+    return LatencyEstimate(
+        ms=ms, low_ms=ms * (1 - model.expected_error), high_ms=ms * (1 + model.expected_error),
+        precision=precision, threads=model.threads, runtime=model.runtime, expected_error=model.expected_error,
+        method=f"per-op cost model (MACs and bytes per op from the file, constants of {target.name}): "
+               f"{model.method}",
+        per_op=tuple(per_op),
+    )
+
+
+def parse_latency(table: _toml.Table) -> LatencyModel:
+    """The `[latency]` table of a target profile."""
+    rates = {}
+    for precision in PRECISIONS:
+        sub = table.table(precision, required=False)
+        if sub.data:
+            rates[precision] = {kind: sub.number(kind, minimum=1e-6) for kind in MAC_KINDS}
+        sub.done()
+    if not rates:
+        raise _toml.UsageError(f"{table.file}: key '{table.where}': expected a table '[latency.int8]' or "
+                               "'[latency.float32]' with MACs per cycle for " + ", ".join(MAC_KINDS) + ", missing")
+    model = LatencyModel(
+        runtime=table.get("runtime", str),
+        threads=table.integer("threads", 1, minimum=1),
+        macs_per_cycle=rates,
+        bytes_per_cycle=table.number("bytes_per_cycle", minimum=1e-6),
+        op_overhead_cycles=table.number("op_overhead_cycles", minimum=0),
+        expected_error=table.number("expected_error", minimum=0.01, maximum=5),
+        method=table.get("method", str),
+        calibration=tuple(_calibration(table, i, point) for i, point in
+                          enumerate(table.get("calibration", list, []))),
+    )
+    table.done()
+    return model
+
+
+def _calibration(table: _toml.Table, index: int, data: Any) -> CalibrationPoint:
+    if not isinstance(data, dict):
+        raise _toml.UsageError(f"{table.file}: key '{table.where}.calibration': expected a list of tables, "
+                               f"got {data!r}")
+    point = _toml.Table(data, table.file, f"{table.where}.calibration[{index}]")
+    shape = point.get("input", list, expected="a list of positive integers")
+    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise _toml.UsageError(f"{table.file}: key '{point.where}.input': expected a list of positive "
+                               f"integers, got {shape!r}")
+    result = CalibrationPoint(
+        model=point.get("model", str), input_shape=tuple(shape), classes=point.integer("classes", None, minimum=1),
+        args=dict(point.get("args", dict, {})), macs=point.integer("macs", minimum=1),
+        published_ms=point.number("published_ms", minimum=1e-6), runtime=point.get("runtime", str),
+        speedup_since=point.number("speedup_since", 1.0, minimum=0.01), source=point.get("source", str),
+    )
+    point.done()
+    return result
