@@ -1,20 +1,30 @@
-"""Benchmark one artifact on this host: size, sparsity read back from the file, accuracy on a test
-set (batched), and batch-1 latency with warm-up runs discarded."""
+"""`edgekit bench`: one model file against one target.
+
+Measured on this host: accuracy (batched), batch-1 latency with warm-up runs discarded, size, sparsity,
+and, for a TFLite Micro target, the tensor arena and op support from the real TFLite Micro runtime; for a
+LiteRT target, the peak memory of a process running the model. Estimated for the target: latency, from
+the per-op cost model of the target profile. Every figure says which it is."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from edgekit import fit
 from edgekit._files import gzip_size
+from edgekit.estimate import LatencyEstimate, estimate_latency
 from edgekit.inspect import ModelInfo, inspect_model
-from edgekit.runtime import open_runner
+from edgekit.runtime import litert_memory, open_runner
+from edgekit.targets import Runtime, Target
 
 DEFAULT_RUNS = 200
 DEFAULT_WARMUP = 20
+ARENA_ALIGNMENT = 16
 
 
 @dataclass(frozen=True)
@@ -48,16 +58,26 @@ class BenchResult:
     params: int
     macs: int
     accuracy: float | None
-    latency_ms: LatencyStats
+    latency_ms: LatencyStats  # host
+    structure: dict[str, Any]  # ops with counts, tensors, inputs and outputs (edgekit.inspect)
+    target: str
+    target_latency: LatencyEstimate | None
+    ram: dict[str, Any]
+    flash: dict[str, Any]
+    ops: dict[str, Any]
+    fit: fit.FitReport
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k not in ("fit", "target_latency")}
+        data["target_latency"] = self.target_latency.to_dict() if self.target_latency else None
+        data["fit"] = self.fit.to_dict()
+        return data
 
 
 def precision_of(info: ModelInfo) -> str:
     """What the file itself says: int8 when its weights are int8, float16 for fp16 weights."""
     if "int8" in info.weight_dtypes:
-        return "int8"
+        return "int16x8" if info.inputs and info.inputs[0].dtype == "int16" else "int8"
     if "float16" in info.weight_dtypes:
         return "float16"
     return "float32"
@@ -79,20 +99,81 @@ def accuracy(runner, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(runner.predict(x).argmax(-1) == y))
 
 
-def bench(path: Path, x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
+def bench(path: Path, target: Target, x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
           runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP, threads: int = 1) -> BenchResult:
+    return bench_targets(path, [target], x_test, y_test, runs, warmup, threads)[0]
+
+
+def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None = None,
+                  y_test: np.ndarray | None = None, runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
+                  threads: int = 1) -> list[BenchResult]:
+    """Measure once on the host, then judge the model against each target."""
     path = Path(path)
-    content = path.read_bytes()
     info = inspect_model(path)
+    precision = precision_of(info)
     runner = open_runner(path, threads)
-    sample = x_test[0] if x_test is not None else _zeros_like_input(info)
-    return BenchResult(
-        file=path.name, format=info.format, precision=precision_of(info), size_bytes=len(content),
-        gzip_bytes=gzip_size(content), sparsity=info.weight_sparsity, params=info.params, macs=info.macs,
-        accuracy=accuracy(runner, x_test, y_test) if y_test is not None else None,
-        latency_ms=measure_latency(runner.prepare(sample), runs, warmup, threads),
-    )
+    if x_test is not None and tuple(x_test.shape[1:]) != info.inputs[0].shape[1:]:
+        from edgekit.errors import UsageError
+
+        raise UsageError(f"{path}: the model takes inputs of shape {list(info.inputs[0].shape[1:])}, "
+                         f"the data has {list(x_test.shape[1:])}")
+    sample = x_test[0] if x_test is not None else np.zeros(info.inputs[0].shape[1:], np.float32)
+    host_latency = measure_latency(runner.prepare(sample), runs, warmup, threads)
+    measured_accuracy = accuracy(runner, x_test, y_test) if y_test is not None else None
+    gzip_bytes = gzip_size(path.read_bytes())
+    structure = {"op_counts": info.op_counts(), "inputs": [asdict(t) for t in info.inputs],
+                 "outputs": [asdict(t) for t in info.outputs], "ops": [asdict(op) for op in info.ops]}
+    flash = {"model_bytes": info.size_bytes, "basis": "measured",
+             "note": "the model file; the runtime's own code is in the profile's memory reserve"}
+    memory: dict[Runtime, tuple[dict, dict]] = {}
+    results = []
+    for target in targets:
+        if target.runtime not in memory:
+            memory[target.runtime] = _ram_and_ops(path, info, target.runtime, threads)
+        ram, ops = memory[target.runtime]
+        ram = _with_margin(ram, target.memory.arena_margin) if target.runtime is Runtime.TFLM else ram
+        target_latency = estimate_latency(info, target, precision)
+        verdict = fit.evaluate(
+            target, precision=precision, flash_bytes=info.size_bytes, ram_bytes=ram.get("required_bytes"),
+            ram_basis=ram.get("basis", "measured"),
+            latency_ms=target_latency.ms if target_latency else None, latency_basis="estimated",
+            ops_supported=ops["supported"], ops_detail=ops["detail"],
+        )
+        results.append(BenchResult(
+            file=path.name, format=info.format, precision=precision, size_bytes=info.size_bytes,
+            gzip_bytes=gzip_bytes, sparsity=info.weight_sparsity, params=info.params, macs=info.macs,
+            accuracy=measured_accuracy, latency_ms=host_latency, structure=structure, target=target.name,
+            target_latency=target_latency, ram=ram, flash=flash, ops=ops, fit=verdict,
+        ))
+    return results
 
 
-def _zeros_like_input(info: ModelInfo) -> np.ndarray:
-    return np.zeros(info.inputs[0].shape[1:], dtype=np.float32)
+def _ram_and_ops(path: Path, info: ModelInfo, runtime: Runtime, threads: int) -> tuple[dict, dict]:
+    if info.format != "tflite":
+        return ({"basis": "not measured", "note": "RAM is measured for .tflite files"},
+                {"supported": False, "missing": [], "checked_with": None,
+                 "detail": f"{runtime.value} loads .tflite files, not {info.format}"})
+    if runtime is Runtime.TFLM:
+        from edgekit import micro
+
+        result = micro.measure(path)
+        ops = {"supported": result.supported, "missing": list(result.missing_ops), "checked_with": "tflite-micro",
+               "detail": "runs in the TFLite Micro runtime" if result.supported else
+               (f"TFLite Micro lacks {', '.join(result.missing_ops)}" if result.missing_ops else result.error)}
+        if result.arena_bytes is None:
+            return {"basis": "not measured", "note": result.error}, ops
+        return ({"arena_bytes": result.arena_bytes, "persistent_bytes": result.arena_persistent_bytes,
+                 "nonpersistent_bytes": result.arena_nonpersistent_bytes, "allocations": result.allocations,
+                 "basis": "measured",
+                 "method": "tensor arena recorded by the TFLite Micro runtime (print_allocations) on this host, "
+                           "plus the profile's margin, rounded up to 16 bytes"}, ops)
+    memory = litert_memory(path, threads)
+    return ({**memory, "required_bytes": memory["rss_rise_bytes"]},
+            {"supported": True, "missing": [], "checked_with": "litert", "detail": "runs in LiteRT on this host"})
+
+
+def _with_margin(ram: dict[str, Any], margin: float) -> dict[str, Any]:
+    if "arena_bytes" not in ram:
+        return ram
+    required = math.ceil(ram["arena_bytes"] * (1 + margin) / ARENA_ALIGNMENT) * ARENA_ALIGNMENT
+    return {**ram, "margin": margin, "required_bytes": required}

@@ -107,7 +107,7 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
     variants = []
     with stage("bench"):
         for conversion in conversions:
-            result = bench.bench(directory / conversion.filename, dataset.x_test, dataset.y_test,
+            result = bench.bench(directory / conversion.filename, target, dataset.x_test, dataset.y_test,
                                  runs=runs, warmup=warmup, threads=threads)
             log.info("%s: accuracy %.4f, median %.3f ms", conversion.name, result.accuracy,
                      result.latency_ms.median)

@@ -92,6 +92,57 @@ def build(target_name, recipe_name, out, seed, runs, warmup, threads, as_json):
     click.echo(f"Build folder: {result.directory}")
 
 
+@main.command("bench")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--target", "target_names", multiple=True, default=["rpi4"], show_default=True,
+              help="Target name or TOML path; repeat it, or say 'all' for every built-in target.")
+@click.option("--data", "data_spec", default=None, help="Dataset spec; its test split measures accuracy.")
+@click.option("--runs", type=click.IntRange(min=10), default=200, show_default=True, help="Timed batch-1 runs.")
+@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Untimed runs before timing.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Threads for the host runtime.")
+@click.option("--latency-ms", type=float, default=None, help="Latency budget, overriding the profile's.")
+@click.option("--ram-kb", type=float, default=None, help="RAM budget in KB, overriding the profile's.")
+@click.option("--flash-kb", type=float, default=None, help="Flash budget in KB, overriding the profile's.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+def bench_command(model, target_names, data_spec, runs, warmup, threads, latency_ms, ram_kb, flash_kb, as_json):
+    """Does MODEL (.tflite or .onnx) fit a target: structure, MACs, flash, RAM, op support, host latency and
+    the target latency estimate, each budget with its headroom. Exit 3 when a budget is missed."""
+    from edgekit import targets as target_profiles
+    from edgekit.errors import UsageError
+
+    names = target_profiles.names() if "all" in target_names else list(dict.fromkeys(target_names))
+    chosen = [target_profiles.load(n).with_budgets(latency_ms, ram_kb, flash_kb) for n in names]
+    if not model.is_file():
+        raise UsageError(f"model file '{model}' does not exist")
+    from edgekit.bench import bench_targets
+
+    x = y = None
+    if data_spec:
+        from edgekit import data
+
+        dataset = data.load(data_spec)
+        x, y = dataset.x_test, dataset.y_test
+    results = [r.to_dict() for r in bench_targets(model, chosen, x, y, runs, warmup, threads)]
+    from edgekit.report import FIT_COLUMNS, bench_summary, fit_row
+
+    if as_json:
+        click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    elif len(results) == 1:
+        click.echo("\n".join(bench_summary(results[0])))
+    else:
+        click.echo("\n".join(bench_summary(results[0])[:3]))
+        rows = sorted((fit_row(r) for r in results), key=lambda row: (row[1] != "yes", row[0]))
+        _print_table(f"{model.name} against {len(results)} targets", FIT_COLUMNS, rows)
+    missed = [f"{r['target']} ({', '.join(c['budget'] for c in r['fit']['checks'] if c['ok'] is False)})"
+              for r in results if not r["fit"]["fits"]]
+    if missed:
+        from edgekit.errors import BudgetError
+
+        raise BudgetError(f"{model.name} does not fit {'; '.join(missed)}")
+
+
 @main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context

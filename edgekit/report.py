@@ -68,3 +68,43 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 def _size(count: int) -> str:
     return f"{count / 1024:.1f} KiB" if count >= 1024 else f"{count} B"
+
+
+FIT_COLUMNS = ("target", "fits", "latency (target, est.)", "RAM", "flash", "ops", "misses")
+
+
+def bench_summary(result: dict[str, Any]) -> list[str]:
+    """The lines `edgekit bench` prints for one model on one target."""
+    latency, estimate = result["latency_ms"], result.get("target_latency")
+    accuracy = result.get("accuracy")
+    verdict = result["fit"]
+    lines = [
+        f"{result['file']}: {result['format']} {result['precision']}, {_size(result['size_bytes'])} "
+        f"(gzip {_size(result['gzip_bytes'])}), {result['params']:,} params, {result['macs']:,} MACs, "
+        f"weight sparsity {result['sparsity']:.1%}",
+        f"ops: {', '.join(f'{op} x{n}' for op, n in result['structure']['op_counts'].items())}",
+        f"host latency: {latency['median']:.3f} ms median, {latency['p90']:.3f} p90, {latency['p99']:.3f} p99 "
+        f"({latency['runs']} runs after {latency['warmup']} warm-up, {latency['threads']} thread(s), host)",
+    ]
+    if accuracy is not None:
+        lines.append(f"accuracy: {accuracy:.4f} on the given data (host)")
+    if estimate:
+        lines.append(f"target latency: {estimate['ms']:.3g} ms estimated ({estimate['low_ms']:.3g}-"
+                     f"{estimate['high_ms']:.3g} ms, ±{estimate['expected_error']:.0%}), {estimate['runtime']}")
+    lines.append(f"{result['target']}: {'FITS' if verdict['fits'] else 'DOES NOT FIT'}")
+    lines += [f"  {check['budget']:<9} {'ok  ' if check['ok'] else 'MISS' if check['ok'] is False else '-   '} "
+              f"{check['summary']}" for check in verdict["checks"]]
+    return lines
+
+
+def fit_row(result: dict[str, Any]) -> tuple[str, ...]:
+    checks = {c["budget"]: c for c in result["fit"]["checks"]}
+    estimate = result.get("target_latency")
+    ram = result["ram"].get("required_bytes")
+    return (
+        result["target"], "yes" if result["fit"]["fits"] else "NO",
+        f"{estimate['ms']:.3g} ms ±{estimate['expected_error']:.0%}" if estimate else "-",
+        _size(ram) if ram is not None else "-", _size(result["size_bytes"]),
+        "ok" if checks["ops"]["ok"] else "NO",
+        ", ".join(c["budget"] for c in result["fit"]["checks"] if c["ok"] is False) or "-",
+    )

@@ -105,3 +105,59 @@ def open_runner(path: Path, threads: int = 1) -> TFLiteRunner | OnnxRunner:
     if content[4:8] == b"TFL3":
         return TFLiteRunner(content, threads)
     return OnnxRunner(content, threads)
+
+
+_MEMORY_PROBE = r"""
+import json, resource, sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+def peak():
+    # VmHWM belongs to this process image; ru_maxrss would carry the parent's peak across fork and exec.
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+try:  # start the high-water mark from here (Linux 4.0+), so the imports above do not set it
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+except OSError:
+    pass
+before = peak()
+interpreter = Interpreter(model_path=sys.argv[1], num_threads=int(sys.argv[2]))
+interpreter.allocate_tensors()
+for detail in interpreter.get_input_details():
+    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+interpreter.invoke()
+print(json.dumps({"before": before, "after": peak()}))
+"""
+
+
+def litert_memory(path: Path, threads: int = 1, timeout_s: float = 120) -> dict:
+    """Peak memory of a fresh process that loads, allocates and invokes the model with LiteRT, measured
+    as the rise of its peak resident set (model buffer, tensor arena, XNNPACK packed weights and
+    workspace) over the same process before loading. A child process, so that nothing this process
+    already holds is counted, and a crash in the runtime cannot take edgekit down."""
+    import json
+    import subprocess
+    import sys
+
+    from edgekit.errors import StageError
+
+    try:
+        done = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(path), str(threads)],
+                              capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise StageError("bench", f"{path}: LiteRT did not finish within {timeout_s:g} s") from None
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit status {done.returncode}"
+        raise StageError("bench", f"{path}: LiteRT failed in a child process: {reason}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"rss_rise_bytes": max(0, figures["after"] - figures["before"]), "process_peak_bytes": figures["after"],
+            "basis": "measured", "where": "host",
+            "method": "rise of the peak resident set of a child process that loads, allocates and invokes the "
+                      "model with LiteRT (the model, its tensor arena, XNNPACK's packed weights and the "
+                      "runtime code pages first touched)"}

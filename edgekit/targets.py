@@ -82,6 +82,9 @@ class Memory:
     ram_available_kb: int
     flash_available_kb: int | None
     reserve_reason: str
+    # TFLite Micro targets: share added to the arena measured on the host (reference kernels) for what the
+    # device's kernels add (CMSIS-NN and ESP-NN scratch buffers) and differences between TFLM versions.
+    arena_margin: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,8 @@ class Target:
             "memory": {"ram_kb": self.memory.ram_kb, "flash_kb": self.memory.flash_kb,
                        "ram_available_kb": self.memory.ram_available_kb,
                        "flash_available_kb": self.memory.flash_available_kb,
-                       "reserve_reason": self.memory.reserve_reason},
+                       "reserve_reason": self.memory.reserve_reason,
+                       "arena_margin": self.memory.arena_margin},
             "budgets": {"latency_ms": self.budgets.latency_ms, "ram_kb": self.budgets.ram_kb,
                         "flash_kb": self.budgets.flash_kb},
             "file": str(self.file),
@@ -242,6 +246,7 @@ def _memory(table: _toml.Table) -> Memory:
     flash_kb = table.integer("flash_kb", None, minimum=1)
     flash_available_kb = table.integer("flash_available_kb", None, minimum=1)
     reserve_reason = table.get("reserve_reason", str)
+    arena_margin = table.number("arena_margin", 0.0, minimum=0.0, maximum=1.0)
     table.done()
     if ram_available_kb > ram_kb:
         raise _error(table, "ram_available_kb", f"at most memory.ram_kb ({ram_kb})", ram_available_kb)
@@ -256,7 +261,8 @@ def _memory(table: _toml.Table) -> Memory:
         raise _error(table, "reserve_reason", "a sentence saying what takes the memory that is not available",
                      reserve_reason)
     return Memory(ram_kb=ram_kb, flash_kb=flash_kb, ram_available_kb=ram_available_kb,
-                  flash_available_kb=flash_available_kb, reserve_reason=reserve_reason)
+                  flash_available_kb=flash_available_kb, reserve_reason=reserve_reason,
+                  arena_margin=arena_margin)
 
 
 def _budgets(table: _toml.Table, memory: Memory) -> Budgets:

@@ -1,0 +1,81 @@
+"""Does a model fit a target? Each budget as a check with its figure, its limit and the headroom, and
+whether the figure was measured or estimated. Pure: values in, a FitReport out."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from edgekit.targets import Target
+
+
+@dataclass(frozen=True)
+class Check:
+    budget: str  # latency | ram | flash | ops | precision
+    ok: bool | None  # None: no budget to check against, or no figure to check
+    value: float | str | None
+    limit: float | str | None
+    unit: str
+    basis: str  # measured | estimated | profile
+    summary: str  # "41.2 ms of 50 ms, 18% headroom"
+
+    @property
+    def headroom(self) -> float | None:
+        if isinstance(self.value, int | float) and isinstance(self.limit, int | float) and self.limit:
+            return (self.limit - self.value) / self.limit
+        return None
+
+
+@dataclass(frozen=True)
+class FitReport:
+    target: str
+    checks: tuple[Check, ...]
+
+    @property
+    def fits(self) -> bool:
+        return all(check.ok is not False for check in self.checks)
+
+    @property
+    def misses(self) -> list[Check]:
+        return [check for check in self.checks if check.ok is False]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "fits": self.fits,
+                "checks": [{**asdict(c), "headroom": c.headroom} for c in self.checks]}
+
+
+def quantity(budget: str, value: float | None, limit: float | None, unit: str, basis: str) -> Check:
+    if value is None:
+        return Check(budget, None, None, limit, unit, basis, f"not measured ({budget})")
+    if limit is None:
+        return Check(budget, None, value, None, unit, basis, f"{_number(value)} {unit} ({basis}), no budget")
+    share = (limit - value) / limit if limit else 0.0
+    margin = f"{share:.0%} headroom" if share >= 0 else f"{-share:.0%} over"
+    return Check(budget, value <= limit, value, limit, unit, basis,
+                 f"{_number(value)} {unit} of {_number(limit)} {unit}, {margin} ({basis})")
+
+
+def evaluate(target: Target, *, precision: str, flash_bytes: int | None, ram_bytes: int | None,
+             ram_basis: str, latency_ms: float | None, latency_basis: str, ops_supported: bool | None,
+             ops_detail: str) -> FitReport:
+    budgets = target.budgets
+    runnable = [p.value for p in target.precisions]
+    checks = (
+        quantity("latency", latency_ms, budgets.latency_ms, "ms", latency_basis),
+        quantity("ram", _kb(ram_bytes), budgets.ram_kb, "KB", ram_basis),
+        quantity("flash", _kb(flash_bytes), budgets.flash_kb, "KB", "measured"),
+        Check("ops", ops_supported, ops_detail, target.runtime.value, "", "measured",
+              f"{ops_detail} ({target.runtime.value})"),
+        Check("precision", precision in runnable, precision, ", ".join(runnable), "", "profile",
+              f"{precision} {'is' if precision in runnable else 'is not'} among {target.name}'s precisions "
+              f"({', '.join(runnable)})"),
+    )
+    return FitReport(target.name, checks)
+
+
+def _kb(count: int | None) -> float | None:
+    return None if count is None else count / 1024
+
+
+def _number(value: float) -> str:
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3g}"
