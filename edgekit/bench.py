@@ -163,17 +163,19 @@ def _ram_and_ops(path: Path, info: ModelInfo, runtime: Runtime, threads: int) ->
         if result.arena_bytes is None:
             return {"basis": "not measured", "note": result.error}, ops
         return ({"arena_bytes": result.arena_bytes, "persistent_bytes": result.arena_persistent_bytes,
-                 "nonpersistent_bytes": result.arena_nonpersistent_bytes, "allocations": result.allocations,
-                 "basis": "measured",
-                 "method": "tensor arena recorded by the TFLite Micro runtime (print_allocations) on this host, "
-                           "plus the profile's margin, rounded up to 16 bytes"}, ops)
+                 "nonpersistent_bytes": result.arena_nonpersistent_bytes, "arena_min_bytes": result.arena_min_bytes,
+                 "allocations": result.allocations, "basis": "measured",
+                 "method": "the smallest arena the TFLite Micro runtime loads and runs the model in on this host "
+                           "(bisected; the arena it records in print_allocations leaves out kernels' temporary "
+                           "buffers), plus the profile's margin, rounded up to 16 bytes"}, ops)
     memory = litert_memory(path, threads)
     return ({**memory, "required_bytes": memory["rss_rise_bytes"]},
             {"supported": True, "missing": [], "checked_with": "litert", "detail": "runs in LiteRT on this host"})
 
 
 def _with_margin(ram: dict[str, Any], margin: float) -> dict[str, Any]:
-    if "arena_bytes" not in ram:
+    base = ram.get("arena_min_bytes") or ram.get("arena_bytes")
+    if base is None:
         return ram
-    required = math.ceil(ram["arena_bytes"] * (1 + margin) / ARENA_ALIGNMENT) * ARENA_ALIGNMENT
+    required = math.ceil(base * (1 + margin) / ARENA_ALIGNMENT) * ARENA_ALIGNMENT
     return {**ram, "margin": margin, "required_bytes": required}
