@@ -17,7 +17,7 @@ from edgekit.bench import bench
 from edgekit.build import build
 
 
-def stage_by_stage(recipe: recipes.Recipe, out: Path) -> None:
+def stage_by_stage(recipe: recipes.Recipe, target: targets.Target, out: Path) -> None:
     """Each stage is a function from values to values: any of them can run alone."""
     digits = data.load(recipe.dataset)
     trained = train.train(recipe, digits, seed=0)
@@ -27,9 +27,10 @@ def stage_by_stage(recipe: recipes.Recipe, out: Path) -> None:
     for conversion in (baseline, int8):
         path = out / conversion.filename
         path.write_bytes(conversion.content)
-        result = bench(path, digits.x_test, digits.y_test, runs=50)
+        result = bench(path, target, digits.x_test, digits.y_test, runs=50)
         print(f"{conversion.name}: {result.size_bytes} bytes, sparsity {result.sparsity:.0%}, "
-              f"accuracy {result.accuracy:.4f}, host median {result.latency_ms.median:.3f} ms")
+              f"accuracy {result.accuracy:.4f}, host median {result.latency_ms.median:.3f} ms, "
+              f"fits {target.name}: {result.fit.fits}")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -44,8 +45,9 @@ def main(argv: list[str] | None = None) -> dict:
         recipe = recipe.with_changes(train={"epochs": 3}, optimize={"pruning_epochs": 1, "qat_epochs": 1,
                                                                    "max_drop": 10.0})
     out = args.out or Path(tempfile.mkdtemp(prefix="edgekit-example-"))
-    stage_by_stage(recipe, out)
-    result = build(recipe, targets.load("rpi4"), out, runs=50)  # the chain, as `edgekit build` runs it
+    rpi4 = targets.load("rpi4")
+    stage_by_stage(recipe, rpi4, out)
+    result = build(recipe, rpi4, out, runs=50)  # the chain, as `edgekit build` runs it
     print(f"selected {result.report['selected']}; build folder {result.directory}")
     return result.report
 
