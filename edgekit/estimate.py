@@ -36,6 +36,9 @@ class CalibrationPoint:
     runtime: str  # the runtime and kernels the measurement used
     speedup_since: float  # how much faster the modelled runtime is: estimate = published_ms / speedup_since
     source: str
+    precision: str = "int8"
+    clock_mhz: float | None = None  # the clock the point was measured at, when not the profile's
+    proxy: bool = False  # the model only shares the op mix: compare time per MAC, scaled to `macs`
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ class LatencyEstimate:
         return asdict(self)
 
 
-def estimate_latency(info: ModelInfo, target: Target, precision: str) -> LatencyEstimate | None:
+def estimate_latency(info: ModelInfo, target: Target, precision: str,
+                     clock_mhz: float | None = None) -> LatencyEstimate | None:
     """The target latency of one inference, or None when the profile has no constants for `precision`."""
     model = target.latency
     if model is None:
@@ -86,7 +90,7 @@ def estimate_latency(info: ModelInfo, target: Target, precision: str) -> Latency
     table = model.macs_per_cycle.get("float32" if precision == "float16" else precision)
     if table is None:
         return None
-    hz = target.cpu.clock_mhz * 1e6
+    hz = (clock_mhz or target.cpu.clock_mhz) * 1e6
     per_op = []
     for op in info.ops:
         compute = op.macs / table[op.kind] if op.macs and op.kind in table else 0.0
@@ -144,6 +148,8 @@ def _calibration(table: _toml.Table, index: int, data: Any) -> CalibrationPoint:
         args=dict(point.get("args", dict, {})), macs=point.integer("macs", minimum=1),
         published_ms=point.number("published_ms", minimum=1e-6), runtime=point.get("runtime", str),
         speedup_since=point.number("speedup_since", 1.0, minimum=0.01), source=point.get("source", str),
+        precision=point.choice("precision", PRECISIONS, "int8"), clock_mhz=point.number("clock_mhz", None, minimum=1),
+        proxy=point.get("proxy", bool, False),
     )
     point.done()
     return result

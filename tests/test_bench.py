@@ -1,0 +1,129 @@
+"""`edgekit bench`: one model against targets, with a verdict per budget and exit 3 on a miss (issue 3)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgekit.cli import main
+
+
+def _int8(model, shape, path):
+    from edgekit._files import captured_stderr_fd
+    from edgekit._tf import tf
+
+    rng = np.random.default_rng(0)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([rng.uniform(0, 1, (1, *shape)).astype(np.float32)]
+                                                for _ in range(4))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    with captured_stderr_fd():
+        path.write_bytes(converter.convert())
+    return path
+
+
+@pytest.fixture(scope="module")
+def wide_model(tmp_path_factory):
+    """About 1.2 MB of int8 weights: fits a Raspberry Pi, not an Arduino's 704 KB of flash."""
+    from edgekit._tf import keras
+
+    model = keras.Sequential([keras.Input((1200,)), keras.layers.Dense(1000, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    rng = np.random.default_rng(1)  # non-zero biases: the converter drops all-zero ones
+    model.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32) for w in model.get_weights()])
+    return _int8(model, (1200,), tmp_path_factory.mktemp("bench") / "wide.tflite")
+
+
+@pytest.fixture(scope="module")
+def fft_model(tmp_path_factory):
+    """RFFT2D and COMPLEX_ABS are TFLite builtins that TFLite Micro does not register."""
+    from edgekit._files import captured_stderr_fd
+    from edgekit._tf import tf
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 64), tf.float32)])
+    def spectrum(x):
+        return tf.abs(tf.signal.rfft(x))
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([spectrum.get_concrete_function()])
+    path = tmp_path_factory.mktemp("bench") / "fft.tflite"
+    with captured_stderr_fd():
+        path.write_bytes(converter.convert())
+    return path
+
+
+def _bench(*args):
+    return CliRunner().invoke(main, ["bench", *map(str, args), "--runs", "10", "--warmup", "1"])
+
+
+def test_fits_a_large_target_and_misses_a_small_one(wide_model):
+    big = _bench(wide_model, "--target", "rpi4")
+    assert big.exit_code == 0, big.output
+    assert "rpi4: FITS" in big.stdout
+    small = _bench(wide_model, "--target", "arduino-nano-33-ble-sense")
+    assert small.exit_code == 3, small.output
+    assert "flash     MISS" in small.stdout
+    assert small.stderr.strip().splitlines()[-1] == (
+        "Error: wide.tflite does not fit arduino-nano-33-ble-sense (flash)")
+
+
+def test_json_holds_every_figure(wide_model):
+    result = _bench(wide_model, "--target", "stm32h743", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["structure"]["op_counts"] == {"FULLY_CONNECTED": 2, "SOFTMAX": 1}
+    assert report["macs"] == 1200 * 1000 + 1000 * 10
+    assert [op["macs"] for op in report["structure"]["ops"]] == [1_200_000, 10_000, 0]
+    assert report["params"] == 1200 * 1000 + 1000 + 1000 * 10 + 10
+    assert report["flash"]["model_bytes"] == wide_model.stat().st_size
+    ram = report["ram"]
+    assert ram["basis"] == "measured" and ram["arena_bytes"] > 0
+    assert ram["required_bytes"] >= ram["arena_min_bytes"] * 1.2
+    assert report["ops"] == {"supported": True, "missing": [], "checked_with": "tflite-micro",
+                             "detail": "runs in the TFLite Micro runtime"}
+    assert report["latency_ms"]["where"] == "host" and report["latency_ms"]["runs"] == 10
+    estimate = report["target_latency"]
+    assert estimate["basis"] == "estimated" and estimate["ms"] > 0 and "per-op cost model" in estimate["method"]
+    checks = {c["budget"]: c for c in report["fit"]["checks"]}
+    assert set(checks) == {"latency", "ram", "flash", "ops", "precision"}
+    assert checks["latency"]["value"] == pytest.approx(estimate["ms"])
+    assert checks["flash"]["summary"].startswith(f"{wide_model.stat().st_size / 1024:,.1f} KB of 1,792.0 KB")
+    assert report["fit"]["fits"] is True
+
+
+def test_a_missing_micro_op_is_named(fft_model):
+    result = _bench(fft_model, "--target", "nucleo-l4r5zi", "--json")
+    assert result.exit_code == 3, result.output
+    report = json.loads(result.stdout)
+    assert report["ops"]["supported"] is False
+    assert report["ops"]["missing"] == ["RFFT2D", "COMPLEX_ABS"]
+    assert "(ops)" in result.stderr
+
+
+def test_budget_overrides_and_all_targets(wide_model):
+    tight = _bench(wide_model, "--target", "rpi4", "--latency-ms", "0.001")
+    assert tight.exit_code == 3 and "latency   MISS" in tight.stdout
+    every = _bench(wide_model, "--target", "all")
+    assert every.exit_code == 3  # the microcontrollers with less flash than 1.2 MB miss
+    for name in ("rpi4", "rp2040", "stm32h743", "android-flagship"):
+        assert name in every.stdout
+
+
+def test_bad_model_files_are_one_line_errors(tmp_path):
+    empty = tmp_path / "empty.tflite"
+    empty.write_bytes(b"")
+    result = _bench(empty, "--target", "rpi4")
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {empty}: not a TFLite or ONNX model (empty file)\n"
+    missing = _bench(tmp_path / "nope.tflite")
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+
+
+def test_data_must_fit_the_model_input(wide_model):
+    result = _bench(wide_model, "--target", "rpi4", "--data", "digits")
+    assert result.exit_code == 2
+    assert "the model takes inputs of shape [1200], the data has [8, 8, 1]" in result.stderr
