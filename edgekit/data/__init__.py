@@ -1,0 +1,90 @@
+"""Datasets: a `--data` spec -> train / validation / test arrays, plus representative samples.
+
+A spec is one of:
+  builtin:NAME            digits (scikit-learn, offline), mnist, fashion_mnist, cifar10 (keras.datasets),
+                          speech_commands (v0.02 as MLPerf Tiny KWS MFCCs); downloads use Keras's cache
+                          ($KERAS_HOME or ~/.keras); a plain NAME is the same built-in (./NAME
+                          for a folder of that name)
+  synthetic:SHAPE:CLASSES[:COUNT]
+                          seeded, learnable data, e.g. synthetic:49x10x1:12:600 (COUNT: 100 per class)
+  FILE.npz                x_train, y_train; optionally x_val, y_val, x_test, y_test
+  FILE.csv[#label=COLUMN] a label column (by header name or 0-based index; default `label`), the rest numeric
+  FOLDER                  one subfolder per class of images (.png .jpg .jpeg .bmp .gif .webp) or of .wav clips
+
+Labels may be integers or names; classes are their sorted values (numbers sort as numbers) and
+`Dataset.labels` holds the names. Parts a spec does not give are split off with a fixed seed, stratified:
+test 20%, validation 10%. `input_shape` (the model's input) reshapes the data when the number of values
+matches, and resizes and converts the channels of images; None keeps the data's own shape. Every value
+transformation (pixel scale, CSV standardisation, image resize, audio features) is recorded in
+`Dataset.preprocessing`, so the deployed model can be fed the same way.
+
+Reading the data never imports TensorFlow until a reader needs it (images, audio, resizing, keras.datasets).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from edgekit.data.builtin import DATASETS, dataset
+from edgekit.data.core import SPLIT_SEED, TEST_FRACTION, VAL_FRACTION, Dataset, Samples, assemble, split
+from edgekit.errors import UsageError
+
+__all__ = ["DATASETS", "SPLIT_SEED", "TEST_FRACTION", "VAL_FRACTION", "Dataset", "Samples", "dataset", "load",
+           "split"]
+
+SPECS = "builtin:NAME, synthetic:SHAPE:CLASSES[:COUNT], FILE.npz, FILE.csv[#label=COLUMN], or a class FOLDER"
+
+
+def load(spec: str, input_shape: tuple[int, ...] | None = None) -> Dataset:
+    """Read a dataset spec (see the module docstring) and split it into train / validation / test."""
+    name = spec.removeprefix("builtin:")
+    if spec.startswith("builtin:") or spec in DATASETS:
+        if name not in DATASETS:
+            raise _unknown_builtin(spec, name)
+        return assemble(name, DATASETS[name](), input_shape)
+    if spec.startswith("synthetic:"):
+        from edgekit.data.synthetic import read_synthetic
+
+        return assemble(spec, read_synthetic(spec), input_shape)
+    return assemble(spec, _read_path(spec, input_shape), input_shape)
+
+
+def _read_path(spec: str, input_shape: tuple[int, ...] | None) -> Samples:
+    location, _, options = spec.partition("#")
+    path = Path(location)
+    if not path.exists():
+        close = difflib.get_close_matches(location, DATASETS, n=1)
+        hint = f"did you mean 'builtin:{close[0]}'? " if close else ""
+        raise UsageError(f"{location}: no such file or folder; {hint}a data spec is {SPECS}")
+    if options and path.suffix.lower() != ".csv":
+        raise UsageError(f"{spec}: '#{options}' options apply only to .csv files")
+    if path.is_dir():
+        from edgekit.data.folders import read_folder
+
+        return read_folder(path, input_shape)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        from edgekit.data.files import read_npz
+
+        return read_npz(path)
+    if suffix == ".csv":
+        from edgekit.data.files import read_csv
+
+        return read_csv(path, _csv_label(spec, options))
+    raise UsageError(f"{path}: unsupported data file '{path.suffix or path.name}'; a data spec is {SPECS}")
+
+
+def _csv_label(spec: str, options: str) -> str | None:
+    if not options:
+        return None
+    key, equals, value = options.partition("=")
+    if key != "label" or not equals or not value:
+        raise UsageError(f"{spec}: unknown option '#{options}'; a .csv takes #label=NAME or #label=INDEX")
+    return value
+
+
+def _unknown_builtin(spec: str, name: str) -> UsageError:
+    close = difflib.get_close_matches(name, DATASETS, n=1)
+    hint = f"did you mean 'builtin:{close[0]}'? " if close else ""
+    return UsageError(f"unknown built-in dataset '{spec}'; {hint}built-ins: {', '.join(sorted(DATASETS))}")
