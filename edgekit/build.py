@@ -64,15 +64,18 @@ def check_capabilities(recipe: Recipe, target: Target) -> None:
                          f"{target.runtime.value}; this build produces int8 and float32 TFLite models")
 
 
-def select(variants: list[dict[str, Any]], target: Target) -> tuple[str, str]:
-    """The variant to ship: the target's most preferred precision that its runtime can load."""
-    for fmt, precisions in shippable_formats(target).items():
-        for precision in precisions:
-            for variant in variants:
-                if variant["format"] == fmt and variant["precision"] == precision:
-                    return variant["name"], (f"{precision} is {target.name}'s preferred precision that "
-                                             f"{target.runtime.value} runs")
-    raise UsageError(f"no variant of this build runs on target '{target.name}'")
+def select(variants: list[dict[str, Any]], target: Target) -> tuple[str, str, bool]:
+    """The variant to ship: the target's most preferred precision that its runtime loads and that fits
+    every budget; when none fits, the most preferred one, reported as not fitting."""
+    candidates = [variant for fmt, precisions in shippable_formats(target).items() for precision in precisions
+                  for variant in variants if variant["format"] == fmt and variant["precision"] == precision]
+    if not candidates:
+        raise UsageError(f"no variant of this build runs on target '{target.name}'")
+    for variant in candidates:
+        if variant["fit"]["fits"]:
+            return variant["name"], (f"{variant['precision']} is {target.name}'s most preferred precision that "
+                                     f"{target.runtime.value} runs and that fits every budget"), True
+    return candidates[0]["name"], f"no variant fits {target.name}; {candidates[0]['name']} is the preferred one", False
 
 
 def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int = 0,
@@ -113,7 +116,7 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
                      result.latency_ms.median)
             variants.append({"name": conversion.name, **result.to_dict(), "verification": conversion.check})
 
-    selected, reason = select(variants, target)
+    selected, reason, fits = select(variants, target)
     training = {"float": _phase(trained.history, trained.seconds)}
     for phase, history in optimized.history.items():
         training[phase] = _phase(history, optimized.seconds[phase])
@@ -129,6 +132,7 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
         "variants": variants,
         "selected": selected,
         "selection_reason": reason,
+        "fits": fits,
         "budgets": {"latency_ms": target.budgets.latency_ms, "ram_kb": target.budgets.ram_kb,
                     "flash_kb": target.budgets.flash_kb},
     }
@@ -141,6 +145,10 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
                    dataset=dataset.describe(),
                    metrics={v["name"]: {"accuracy": v["accuracy"], "size_bytes": v["size_bytes"]}
                             for v in variants})
+    if not fits:
+        chosen = next(v for v in variants if v["name"] == selected)
+        misses = "; ".join(c["summary"] for c in chosen["fit"]["checks"] if c["ok"] is False)
+        raise BudgetError(f"the build is complete in {directory}, but {selected} does not fit {target.name}: {misses}")
     return BuildResult(directory, report)
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
-COLUMNS = ("variant", "format", "precision", "size", "gzip", "sparsity", "accuracy", "host ms median / p90")
+COLUMNS = ("variant", "format", "precision", "size", "gzip", "sparsity", "accuracy", "host ms median / p90",
+           "target ms (est.)", "fits")
 
 
 def host() -> dict[str, Any]:
@@ -32,7 +33,13 @@ def variant_row(variant: dict[str, Any]) -> tuple[str, ...]:
         _size(variant["gzip_bytes"]), f"{variant['sparsity']:.1%}",
         "n/a" if accuracy is None else f"{accuracy:.4f}",
         f"{latency['median']:.3f} / {latency['p90']:.3f}",
+        _estimate(variant.get("target_latency")),
+        "-" if "fit" not in variant else "yes" if variant["fit"]["fits"] else "no",
     )
+
+
+def _estimate(estimate: dict[str, Any] | None) -> str:
+    return "-" if not estimate else f"{estimate['ms']:.3g} ±{estimate['expected_error']:.0%}"
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -49,6 +56,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         f"**Ship `{report['selected']}`** to {report['target']}: {report['selection_reason']}.",
         "",
+        f"## Fit of `{report['selected']}` on {report['target']}",
+        *(f"- {c['budget']}: {c['summary']}" for c in _selected(report)["fit"]["checks"]),
+        "",
         "## How these were measured",
         f"- Host: {host_info['cpu']}, {host_info['cores']} cores, {host_info['system']}, "
         f"Python {host_info['python']}. Latencies are host figures, not {report['target']} figures.",
@@ -56,6 +66,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         "discarded, then median / p90 / p99 over the timed runs (see report.json).",
         "- Sparsity: share of exactly-zero weights in the conv and dense kernels, read back from each file.",
         "- gzip: the file after gzip -9; pruning shows here, not in the raw flatbuffer size.",
+        "- Target latency: an estimate from the target profile's per-op cost model, with its expected error; "
+        "the method and the published measurements it was fitted to are in report.json and the target file.",
         "",
         "## Training",
         *(f"- {phase}: {info['epochs']} epochs, final val accuracy {info['val_accuracy']:.4f}, "
@@ -64,6 +76,10 @@ def to_markdown(report: dict[str, Any]) -> str:
     for check in report.get("checks", []):
         lines.append(f"- check: {check}")
     return "\n".join(lines) + "\n"
+
+
+def _selected(report: dict[str, Any]) -> dict[str, Any]:
+    return next(v for v in report["variants"] if v["name"] == report["selected"])
 
 
 def _size(count: int) -> str:

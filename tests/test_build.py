@@ -101,3 +101,33 @@ def test_the_data_split_is_fixed_and_stratified():
     np.testing.assert_array_equal(first.y_test, second.y_test)
     counts = np.bincount(first.y_test, minlength=10)
     assert counts.min() >= 34 and counts.max() <= 38
+
+
+def test_every_variant_carries_the_target_verdict(tiny_build):
+    _, _, report = tiny_build
+    for variant in report["variants"]:
+        assert {c["budget"] for c in variant["fit"]["checks"]} == {"latency", "ram", "flash", "ops", "precision"}
+    int8 = next(v for v in report["variants"] if v["name"] == "int8")
+    assert int8["target_latency"]["basis"] == "estimated" and int8["target_latency"]["threads"] == 4
+    assert int8["ram"]["basis"] == "measured" and int8["ram"]["rss_rise_bytes"] > 0
+    assert report["fits"] is True
+
+
+def test_a_build_that_misses_its_budget_is_complete_and_exits_3(tmp_path, tiny_recipe):
+    from click.testing import CliRunner
+
+    from edgekit import targets
+    from edgekit.cli import main
+
+    profile = targets.load("rpi4").file.read_text()
+    board = tmp_path / "slow-pi.toml"
+    board.write_text(profile.replace('name = "rpi4"', 'name = "slow-pi"').replace("latency_ms = 50", "latency_ms = 1e-6"))
+    result = CliRunner().invoke(main, ["build", "--target", str(board), "--recipe", str(tiny_recipe),
+                                       "--out", str(tmp_path), "--runs", "10", "--warmup", "1"])
+    assert result.exit_code == 3, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: the build is complete in ") and "int8 does not fit slow-pi: " in last
+    assert " ms of 1e-06 ms, " in last and "% over (estimated)" in last
+    directory = tmp_path / "tiny-digits-slow-pi"
+    assert (directory / "manifest.json").exists()
+    assert json.loads((directory / "report.json").read_text())["fits"] is False
