@@ -121,7 +121,8 @@ def test_a_build_that_misses_its_budget_is_complete_and_exits_3(tmp_path, tiny_r
 
     profile = targets.load("rpi4").file.read_text()
     board = tmp_path / "slow-pi.toml"
-    board.write_text(profile.replace('name = "rpi4"', 'name = "slow-pi"').replace("latency_ms = 50", "latency_ms = 1e-6"))
+    board.write_text(profile.replace('name = "rpi4"', 'name = "slow-pi"')
+                     .replace("latency_ms = 50", "latency_ms = 1e-6"))
     result = CliRunner().invoke(main, ["build", "--target", str(board), "--recipe", str(tiny_recipe),
                                        "--out", str(tmp_path), "--runs", "10", "--warmup", "1"])
     assert result.exit_code == 3, result.output
