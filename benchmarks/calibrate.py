@@ -30,6 +30,10 @@ VWW = ("mobilenet-v1", (96, 96, 3), 2, (("alpha", 0.25),))
 IC = ("resnet8", (32, 32, 3), 10, ())
 AD = ("fc-autoencoder", (640,), None, ())
 MOBILENET_224 = ("mobilenet-v1", (224, 224, 3), 1000, (("alpha", 1.0),))
+MOBILENET_025_128 = ("mobilenet-v1", (128, 128, 3), 1000, (("alpha", 0.25),))
+# tensorflow/lite/g3doc/guide/hosted_models.md: Pixel 3 (4x Cortex-A75 at 2.8 GHz), 4 threads, Android 10.
+PIXEL3 = {"int8": [(MOBILENET_224, 13.0), (MOBILENET_025_128, 0.8)],
+          "float32": [(MOBILENET_224, 24.0), (MOBILENET_025_128, 1.2)]}
 
 # calibration.md: MLPerf Tiny v0.5 reference, Nucleo-L4R5ZI (Cortex-M4F, 120 MHz), TFLM 2.3.1 + CMSIS-NN (2020).
 L4R5_POINTS = [(KWS, 2_656_768, 181.92), (VWW, 7_489_664, 600.60), (IC, 12_501_632, 704.23), (AD, 264_192, 10.05)]
@@ -42,7 +46,7 @@ COREMARK_PER_MHZ = {"Cortex-M0+": 2.46, "Cortex-M4": 3.42, "Cortex-M7": 5.01}
 MCU_BYTES_PER_CYCLE = {"Cortex-M4": 1.0, "Cortex-M7": 2.0, "Cortex-M0+": 0.5, "Xtensa LX7": 1.0}
 MCU_OP_OVERHEAD = 1000.0  # cycles per op: TFLM's invoke loop, prepare-time lookups, requantisation setup
 LITERT_BYTES_PER_CYCLE = 8.0  # one 128-bit NEON load per cycle, minus stalls
-LITERT_OP_OVERHEAD = 2000.0  # cycles per op: XNNPACK operator dispatch and thread-pool hand-off
+LITERT_OP_OVERHEAD = None  # cycles per op: fitted on the Pixel 3 pair of a large and a small model
 LITERT_RELATIVE = {"conv": 1.0, "depthwise_conv": 0.25, "dense": 0.25}  # GEMV and depthwise are memory-bound
 
 
@@ -111,8 +115,20 @@ def main() -> dict:
     result["cortex-m4-reference"] = {"rates": m4_reference}
     result["cortex-m0plus-reference"] = {"rates": m0_reference}
 
-    # 4. LiteRT + XNNPACK, 4 threads: one conv rate per precision from MobileNetV1 1.0 224, the other kinds
-    #    at fixed ratios (LITERT_RELATIVE).
+    # 4. LiteRT + XNNPACK, 4 threads. First the per-op overhead (operator dispatch, thread-pool hand-off),
+    #    which only shows on small models: fitted with one conv rate per precision on the Pixel 3's
+    #    MobileNetV1 1.0 224 and 0.25 128 pair. Then, with that overhead, one conv rate per precision per
+    #    target from its MobileNetV1 1.0 224 point; the other kinds at fixed ratios (LITERT_RELATIVE).
+    pixel3 = [(precision, info(spec, precision), ms) for precision, pts in PIXEL3.items() for spec, ms in pts]
+
+    def pixel3_residuals(x):
+        rates = {"int8": math.exp(x[0]), "float32": math.exp(x[1])}
+        return [math.log(cycles(i, {k: v * rates[p] for k, v in LITERT_RELATIVE.items()}, LITERT_BYTES_PER_CYCLE,
+                                math.exp(x[2])) / (ms * 1e-3 * 2800e6)) for p, i, ms in pixel3]
+    fitted = least_squares(pixel3_residuals, [math.log(20), math.log(8), math.log(5000)])
+    overhead = math.exp(fitted.x[2])
+    result["litert_op_overhead"] = {"cycles": overhead, "pixel3_residuals": [math.expm1(r) for r in
+                                                                             pixel3_residuals(fitted.x)]}
     litert_points = {
         "rpi4": {"int8": (24.0, 1500), "float32": (77.0, 1500)},  # XNNPACK README, Raspberry Pi 4, 64-bit
         "rpi-zero-2w": {"int8": (46.0, 1400), "float32": (114.0, 1400)},  # XNNPACK README, Pi 3B+ (A53)
@@ -123,11 +139,9 @@ def main() -> dict:
         litert[name] = {}
         for precision, (ms, clock) in per_precision.items():
             model = info(MOBILENET_224, precision)
-            unit = cycles(model, dict(LITERT_RELATIVE), LITERT_BYTES_PER_CYCLE, LITERT_OP_OVERHEAD)
-            # cycles() is linear in 1/rate for compute-bound ops; solve the one scale numerically.
             scale = least_squares(lambda s, model=model, ms=ms, clock=clock: [math.log(cycles(
                 model, {k: v * math.exp(s[0]) for k, v in LITERT_RELATIVE.items()}, LITERT_BYTES_PER_CYCLE,
-                LITERT_OP_OVERHEAD) / (ms * 1e-3 * clock * 1e6))], [math.log(unit / (ms * 1e-3 * clock * 1e6))])
+                overhead) / (ms * 1e-3 * clock * 1e6))], [math.log(10.0)])
             litert[name][precision] = {k: v * math.exp(scale.x[0]) for k, v in LITERT_RELATIVE.items()}
     result["litert"] = litert
     result["mobilenet_v1_224_macs"] = info(MOBILENET_224).macs

@@ -17,8 +17,14 @@ from edgekit.zoo import build_model
 @functools.cache
 def model_info(builder: str, input_shape: tuple[int, ...], classes: int | None, args: tuple, precision: str,
                seed: int = 0) -> ModelInfo:
-    """The converted reference model. Weights are random but non-zero, because the converter drops
-    all-zero biases (a fresh batch-norm folds into one), which would change the op's traffic."""
+    return inspect_tflite(reference_tflite(builder, input_shape, classes, args, precision, seed))
+
+
+@functools.cache
+def reference_tflite(builder: str, input_shape: tuple[int, ...], classes: int | None, args: tuple,
+                     precision: str, seed: int = 0) -> bytes:
+    """The reference model converted to .tflite. Weights are random but non-zero, because the converter
+    drops all-zero biases (a fresh batch-norm folds into one), which would change the op's traffic."""
     from edgekit._tf import tf
 
     model = build_model(builder, input_shape, classes, dict(args))
@@ -37,8 +43,7 @@ def model_info(builder: str, input_shape: tuple[int, ...], classes: int | None, 
     from edgekit._files import captured_stderr_fd
 
     with captured_stderr_fd():
-        content = converter.convert()
-    return inspect_tflite(content)
+        return converter.convert()
 
 
 def point_info(point: CalibrationPoint) -> ModelInfo:
