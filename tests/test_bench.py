@@ -127,3 +127,31 @@ def test_data_must_fit_the_model_input(wide_model):
     result = _bench(wide_model, "--target", "rpi4", "--data", "digits")
     assert result.exit_code == 2
     assert "the model takes inputs of shape [1200], the data has [8, 8, 1]" in result.stderr
+
+
+def test_a_streaming_model_with_resource_variables(tmp_path):
+    """State kept in resource variables (VAR_HANDLE / READ_VARIABLE / ASSIGN_VARIABLE), as streaming audio
+    models keep it, runs in LiteRT and in TFLite Micro."""
+    from edgekit._files import captured_stderr_fd
+    from edgekit._tf import tf
+
+    class Streaming(tf.Module):
+        def __init__(self):
+            self.state = tf.Variable(tf.zeros((1, 16)))
+
+        @tf.function(input_signature=[tf.TensorSpec((1, 16), tf.float32)])
+        def __call__(self, x):
+            self.state.assign(self.state * 0.5 + x)
+            return tf.nn.relu(self.state)
+
+    module = Streaming()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.__call__.get_concrete_function()], module)
+    path = tmp_path / "stream.tflite"
+    with captured_stderr_fd():
+        path.write_bytes(converter.convert())
+    result = _bench(path, "--target", "rpi4", "--target", "nucleo-l4r5zi", "--json")
+    assert result.exit_code == 0, result.output
+    reports = {r["target"]: r for r in json.loads(result.stdout)}
+    assert "VAR_HANDLE" in reports["rpi4"]["structure"]["op_counts"]
+    assert reports["nucleo-l4r5zi"]["ops"]["supported"] is True
+    assert reports["nucleo-l4r5zi"]["ram"]["arena_min_bytes"] > 0
