@@ -8,8 +8,10 @@ from typing import Any
 
 from edgekit import _toml
 
-TASKS = ("classification",)
-METRICS = {"classification": ("accuracy",)}
+TASKS = ("classification", "binary", "regression", "anomaly")
+# The first metric of each task is its default. Higher is better for accuracy and auc, lower for mae/rmse.
+METRICS = {"classification": ("accuracy",), "binary": ("accuracy", "auc"), "regression": ("mae", "rmse"),
+           "anomaly": ("auc",)}
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULES = ("polynomial", "constant")
 
@@ -46,6 +48,7 @@ class Recipe:
     train: TrainSettings
     optimize: OptimizeSettings
     expected_params: int | None = None
+    input_shape: tuple[int, ...] | None = None  # the model's input; None takes the data's own shape
     file: Path | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,15 +86,18 @@ def _parse(top: _toml.Table, path: Path) -> Recipe:
     recipe_fields = dict(
         name=name,
         description=top.get("description", str, ""),
-        dataset=top.get("dataset", str),
+        dataset=top.get("dataset", str, ""),
         task=task,
-        metric=top.choice("metric", METRICS[task]),
+        metric=top.choice("metric", METRICS[task], METRICS[task][0]),
         expected_params=top.integer("expected_params", None, minimum=1),
     )
 
     model = top.table("model")
     builder = model.get("builder", str)
     builder_args = dict(model.get("args", dict, {}))
+    shape = model.get("input", list, None, expected="a list of positive integers")
+    if shape is not None and (not shape or not all(isinstance(d, int) and d > 0 for d in shape)):
+        raise _toml.UsageError(f"{path}: key 'model.input': expected a list of positive integers, got {shape!r}")
     model.done()
 
     train = top.table("train")
@@ -120,4 +126,4 @@ def _parse(top: _toml.Table, path: Path) -> Recipe:
         raise _toml.UsageError(f"{path}: key 'optimize.pruning_epochs': expected >= 1 when sparsity > 0, got 0")
     top.done()
     return Recipe(**recipe_fields, builder=builder, builder_args=builder_args, train=train_settings,
-                  optimize=optimize_settings, file=path)
+                  optimize=optimize_settings, input_shape=tuple(shape) if shape else None, file=path)
