@@ -57,7 +57,8 @@ class BenchResult:
     sparsity: float
     params: int
     macs: int
-    accuracy: float | None
+    accuracy: float | None  # on the given test data, when the metric is accuracy
+    metric: dict[str, Any] | None  # {"name", "value"} of the task metric on the given test data
     latency_ms: LatencyStats  # host
     structure: dict[str, Any]  # ops with counts, tensors, inputs and outputs (edgekit.inspect)
     target: str
@@ -95,19 +96,19 @@ def measure_latency(call, runs: int, warmup: int, threads: int) -> LatencyStats:
     return LatencyStats.from_samples(samples, warmup, threads)
 
 
-def accuracy(runner, x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(runner.predict(x).argmax(-1) == y))
-
-
 def bench(path: Path, target: Target, x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
-          runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP, threads: int = 1) -> BenchResult:
-    return bench_targets(path, [target], x_test, y_test, runs, warmup, threads)[0]
+          runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP, threads: int = 1,
+          task: str = "classification", metric: str = "accuracy") -> BenchResult:
+    return bench_targets(path, [target], x_test, y_test, runs, warmup, threads, task, metric)[0]
 
 
 def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None = None,
                   y_test: np.ndarray | None = None, runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
-                  threads: int = 1) -> list[BenchResult]:
-    """Measure once on the host, then judge the model against each target."""
+                  threads: int = 1, task: str = "classification", metric: str = "accuracy") -> list[BenchResult]:
+    """Measure once on the host, then judge the model against each target. With test data, the task's
+    metric is measured too (batched)."""
+    from edgekit.tasks import TASKS
+
     path = Path(path)
     info = inspect_model(path)
     precision = precision_of(info)
@@ -119,7 +120,8 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
                          f"the data has {list(x_test.shape[1:])}")
     sample = x_test[0] if x_test is not None else np.zeros(info.inputs[0].shape[1:], np.float32)
     host_latency = measure_latency(runner.prepare(sample), runs, warmup, threads)
-    measured_accuracy = accuracy(runner, x_test, y_test) if y_test is not None else None
+    value = None if y_test is None else TASKS[task].score(metric, runner.predict(x_test), x_test, y_test)
+    measured = None if value is None else {"name": metric, "value": value, "task": task}
     gzip_bytes = gzip_size(path.read_bytes())
     structure = {"op_counts": info.op_counts(), "inputs": [asdict(t) for t in info.inputs],
                  "outputs": [asdict(t) for t in info.outputs], "ops": [asdict(op) for op in info.ops]}
@@ -142,7 +144,8 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
         results.append(BenchResult(
             file=path.name, format=info.format, precision=precision, size_bytes=info.size_bytes,
             gzip_bytes=gzip_bytes, sparsity=info.weight_sparsity, params=info.params, macs=info.macs,
-            accuracy=measured_accuracy, latency_ms=host_latency, structure=structure, target=target.name,
+            accuracy=value if metric == "accuracy" else None, metric=measured, latency_ms=host_latency,
+            structure=structure, target=target.name,
             target_latency=target_latency, ram=ram, flash=flash, ops=ops, fit=verdict,
         ))
     return results

@@ -79,23 +79,34 @@ def select(variants: list[dict[str, Any]], target: Target) -> tuple[str, str, bo
 
 
 def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int = 0,
-          runs: int = 200, warmup: int = 20, threads: int = 1) -> BuildResult:
-    from edgekit import bench, convert, data, optimize, train
+          runs: int = 200, warmup: int = 20, threads: int = 1, data_spec: str | None = None) -> BuildResult:
+    """The whole chain. `data_spec` (a `--data` spec) replaces the recipe's dataset."""
+    from edgekit import bench, convert, data, optimize, train, zoo
+    from edgekit.tasks import TASKS
 
     check_capabilities(recipe, target)
+    spec = data_spec or recipe.dataset
+    if not spec:
+        raise UsageError(f"recipe '{recipe.name}' names no dataset; pass one with --data (a folder, .npz, .csv, "
+                         "builtin:NAME or synthetic:SHAPE:CLASSES)")
+    task = TASKS[recipe.task]
     directory = Path(out) / f"{recipe.name}-{target.name}"
     directory.mkdir(parents=True, exist_ok=True)
     forget_manifest(directory)
 
     with stage("data"):
-        dataset = data.load(recipe.dataset)
+        dataset = data.load(spec, input_shape=recipe.input_shape)
         log.info("%s: %s", dataset.name, dataset.sizes())
+    with stage("optimize"):  # what cannot be optimized fails before any training
+        optimize.check_supported(zoo.build_model(recipe.builder, dataset.input_shape, dataset.num_classes,
+                                                 recipe.builder_args), recipe)
     with stage("train"):
         trained = train.train(recipe, dataset, seed)
     check_inputs = dataset.x_val[:VERIFY_SAMPLES]
     with stage("baseline"):  # before pruning touches the model's layers
-        float_accuracy = _keras_accuracy(trained.model, dataset)
-        log.info("float Keras test accuracy %.4f", float_accuracy)
+        float_metric = task.score(recipe.metric, trained.model.predict(dataset.x_test, verbose=0),
+                                  dataset.x_test, dataset.y_test)
+        log.info("float Keras test %s %.4f", recipe.metric, float_metric)
         conversions = [convert.tflite_float32(trained.model, check_inputs),
                        convert.onnx_float32(trained.model, check_inputs)]
         _save_keras(trained.model, directory / FLOAT_KERAS)
@@ -103,7 +114,7 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
         optimized = optimize.optimize(trained.model, recipe, dataset)
     with stage("convert"):
         representative = dataset.representative(recipe.optimize.calibration_samples, seed)
-        conversions.insert(1, convert.tflite_int8(optimized.model, representative, check_inputs))
+        conversions.insert(1, convert.tflite_int8(optimized.model, representative, check_inputs, recipe.task))
     for conversion in conversions:
         write_atomic(directory / conversion.filename, conversion.content)
 
@@ -111,8 +122,8 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
     with stage("bench"):
         for conversion in conversions:
             result = bench.bench(directory / conversion.filename, target, dataset.x_test, dataset.y_test,
-                                 runs=runs, warmup=warmup, threads=threads)
-            log.info("%s: accuracy %.4f, median %.3f ms", conversion.name, result.accuracy,
+                                 runs=runs, warmup=warmup, threads=threads, task=recipe.task, metric=recipe.metric)
+            log.info("%s: %s %.4f, median %.3f ms", conversion.name, recipe.metric, result.metric["value"],
                      result.latency_ms.median)
             variants.append({"name": conversion.name, **result.to_dict(), "verification": conversion.check})
 
@@ -125,9 +136,11 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
         "recipe": recipe.name,
         "target": target.name,
         "seed": seed,
+        "task": recipe.task,
+        "metric": recipe.metric,
         "dataset": {k: v for k, v in dataset.describe().items() if k != "labels"},
         "host": reports.host(),
-        "keras_test_accuracy": {"float": float_accuracy},
+        "keras_test_metric": {"float": float_metric},
         "training": training,
         "variants": variants,
         "selected": selected,
@@ -138,12 +151,14 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
     }
     write_json(directory / "report.json", report)
     write_atomic(directory / "report.md", reports.to_markdown(report))
-    _accuracy_guard(variants, recipe)
-    write_atomic(directory / "labels.txt", "\n".join(dataset.labels) + "\n")
-    files = [c.filename for c in conversions] + [FLOAT_KERAS, "labels.txt", "report.json", "report.md"]
+    _metric_guard(variants, recipe)
+    files = [c.filename for c in conversions] + [FLOAT_KERAS, "report.json", "report.md"]
+    if recipe.task in ("classification", "binary"):
+        write_atomic(directory / "labels.txt", "\n".join(dataset.labels) + "\n")
+        files.append("labels.txt")
     write_manifest(directory, files, recipe=recipe.to_dict(), target=target.to_dict(), seed=seed,
                    dataset=dataset.describe(),
-                   metrics={v["name"]: {"accuracy": v["accuracy"], "size_bytes": v["size_bytes"]}
+                   metrics={v["name"]: {recipe.metric: v["metric"]["value"], "size_bytes": v["size_bytes"]}
                             for v in variants})
     if not fits:
         chosen = next(v for v in variants if v["name"] == selected)
@@ -161,23 +176,21 @@ def _save_keras(model, path: Path) -> None:
     temporary.replace(path)
 
 
-def _keras_accuracy(model, dataset) -> float:
-    import numpy as np
+def _metric_guard(variants: list[dict[str, Any]], recipe: Recipe) -> None:
+    from edgekit.tasks import TASKS
 
-    return float(np.mean(model.predict(dataset.x_test, verbose=0).argmax(-1) == dataset.y_test))
-
-
-def _accuracy_guard(variants: list[dict[str, Any]], recipe: Recipe) -> None:
-    by_name = {v["name"]: v for v in variants}
-    reference, quantized = by_name["float32"]["accuracy"], by_name["int8"]["accuracy"]
-    drop = (reference - quantized) * 100
+    by_name = {v["name"]: v["metric"]["value"] for v in variants}
+    reference, quantized = by_name["float32"], by_name["int8"]
+    drop = TASKS[recipe.task].drop_points(recipe.metric, reference, quantized)
     if drop > recipe.optimize.max_drop:
         raise BudgetError(
-            f"int8 test accuracy {quantized:.4f} is {drop:.2f} points below float {reference:.4f}; the recipe "
-            f"allows {recipe.optimize.max_drop:g} (try more qat_epochs, lower sparsity, or a larger max_drop)")
+            f"int8 test {recipe.metric} {quantized:.4f} is {drop:.2f} points behind float {reference:.4f}; the "
+            f"recipe allows {recipe.optimize.max_drop:g} (try more qat_epochs, lower sparsity, or a larger max_drop)")
 
 
 def _phase(history: dict[str, list[float]], seconds: float) -> dict[str, Any]:
-    return {"epochs": len(history.get("loss", [])), "seconds": round(seconds, 2),
-            "loss": history["loss"][-1] if history.get("loss") else None,
-            "val_accuracy": (history.get("val_accuracy") or [float("nan")])[-1], "history": history}
+    def last(key: str) -> float | None:
+        return history[key][-1] if history.get(key) else None
+
+    return {"epochs": len(history.get("loss", [])), "seconds": round(seconds, 2), "loss": last("loss"),
+            "val_loss": last("val_loss"), "val_accuracy": last("val_accuracy"), "history": history}

@@ -63,6 +63,9 @@ def main(verbose: bool, quiet: bool) -> None:
               help="Built-in target name (see `edgekit targets`) or path to a target TOML file.")
 @click.option("--recipe", "recipe_name", default="digits-cnn", show_default=True,
               help="Built-in recipe name (see `edgekit models`) or path to a recipe TOML file.")
+@click.option("--data", "data_spec", default=None,
+              help="Dataset spec replacing the recipe's: builtin:NAME, synthetic:SHAPE:CLASSES[:COUNT], FILE.npz, "
+                   "FILE.csv[#label=COLUMN] or a class FOLDER.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
               show_default=True, help="Parent folder; the build goes to OUT/<recipe>-<target>/.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and shuffling.")
@@ -73,7 +76,7 @@ def main(verbose: bool, quiet: bool) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="Threads for the host runtimes.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the table.")
-def build(target_name, recipe_name, out, seed, runs, warmup, threads, as_json):
+def build(target_name, recipe_name, data_spec, out, seed, runs, warmup, threads, as_json):
     """Train, prune, int8-QAT, convert (TFLite float32 + int8, ONNX), verify and benchmark a model."""
     from edgekit import recipes, targets
 
@@ -81,7 +84,8 @@ def build(target_name, recipe_name, out, seed, runs, warmup, threads, as_json):
     from edgekit.build import build as run_build
     from edgekit.report import COLUMNS, variant_row
 
-    result = run_build(recipe, target, out, seed=seed, runs=runs, warmup=warmup, threads=threads)
+    result = run_build(recipe, target, out, seed=seed, runs=runs, warmup=warmup, threads=threads,
+                       data_spec=data_spec)
     if as_json:
         click.echo(json.dumps(result.report, indent=2))
         return
@@ -121,8 +125,9 @@ def bench_command(model, target_names, data_spec, runs, warmup, threads, latency
     x = y = None
     if data_spec:
         from edgekit import data
+        from edgekit.inspect import inspect_model
 
-        dataset = data.load(data_spec)
+        dataset = data.load(data_spec, input_shape=inspect_model(model).inputs[0].shape[1:])
         x, y = dataset.x_test, dataset.y_test
     results = [r.to_dict() for r in bench_targets(model, chosen, x, y, runs, warmup, threads)]
     from edgekit.report import FIT_COLUMNS, bench_summary, fit_row

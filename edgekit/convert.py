@@ -42,10 +42,14 @@ def tflite_float32(model, check_inputs: np.ndarray) -> Conversion:
                            TFLiteRunner)
 
 
-def tflite_int8(model, representative: np.ndarray, check_inputs: np.ndarray) -> Conversion:
+def tflite_int8(model, representative: np.ndarray, check_inputs: np.ndarray,
+                task: str = "classification") -> Conversion:
     """Full-integer model: int8 weights, activations, input and output, calibrated on
-    `representative` (training samples)."""
+    `representative` (training samples). Verified against the Keras model on `check_inputs`: the same class
+    on INT8_MIN_AGREEMENT of them, or (outputs that are values) a mean difference within 1 - that share
+    of the outputs' spread."""
     from edgekit._tf import tf
+    from edgekit.tasks import TASKS
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -56,12 +60,12 @@ def tflite_int8(model, representative: np.ndarray, check_inputs: np.ndarray) -> 
     content = _run_converter(converter, "int8 TFLite")
     expected = model.predict(check_inputs, verbose=0)
     actual = _run_artifact(TFLiteRunner, content, check_inputs, "int8 TFLite")
-    agreement = float(np.mean(expected.argmax(-1) == actual.argmax(-1)))
-    check = {"against": "keras", "inputs": len(check_inputs), "top1_agreement": agreement,
+    agreement = TASKS[task].agreement(expected, actual)
+    check = {"against": "keras", "inputs": len(check_inputs), "agreement": agreement,
              "min_agreement": INT8_MIN_AGREEMENT, "max_abs_diff": float(np.max(np.abs(expected - actual)))}
     if agreement < INT8_MIN_AGREEMENT:
-        raise StageError("verify", f"int8 TFLite picks the Keras model's class on {agreement:.1%} of "
-                         f"{len(check_inputs)} inputs; at least {INT8_MIN_AGREEMENT:.0%} is required")
+        raise StageError("verify", f"int8 TFLite agrees with the Keras model on {agreement:.1%} of "
+                         f"{len(check_inputs)} inputs ({task}); at least {INT8_MIN_AGREEMENT:.0%} is required")
     return Conversion("int8", "tflite", "int8", content, check)
 
 

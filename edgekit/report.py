@@ -9,7 +9,7 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
-COLUMNS = ("variant", "format", "precision", "size", "gzip", "sparsity", "accuracy", "host ms median / p90",
+COLUMNS = ("variant", "format", "precision", "size", "gzip", "sparsity", "metric", "host ms median / p90",
            "target ms (est.)", "fits")
 
 
@@ -27,11 +27,11 @@ def host() -> dict[str, Any]:
 
 def variant_row(variant: dict[str, Any]) -> tuple[str, ...]:
     latency = variant["latency_ms"]
-    accuracy = variant.get("accuracy")
+    metric = variant.get("metric")
     return (
         variant["name"], variant["format"], variant["precision"], _size(variant["size_bytes"]),
         _size(variant["gzip_bytes"]), f"{variant['sparsity']:.1%}",
-        "n/a" if accuracy is None else f"{accuracy:.4f}",
+        "n/a" if metric is None else f"{metric['name']} {metric['value']:.4f}",
         f"{latency['median']:.3f} / {latency['p90']:.3f}",
         _estimate(variant.get("target_latency")),
         "-" if "fit" not in variant else "yes" if variant["fit"]["fits"] else "no",
@@ -48,7 +48,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"# edgekit build: {report['recipe']} for {report['target']}",
         "",
         f"Dataset `{data['name']}`: {data['train']} train / {data['val']} validation / {data['test']} test "
-        f"samples (every accuracy below is on the same {data['test']} test samples). Seed {report['seed']}.",
+        f"samples (every {report['metric']} below is on the same {data['test']} test samples). "
+        f"Task {report['task']}. Seed {report['seed']}.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
@@ -70,8 +71,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         "the method and the published measurements it was fitted to are in report.json and the target file.",
         "",
         "## Training",
-        *(f"- {phase}: {info['epochs']} epochs, final val accuracy {info['val_accuracy']:.4f}, "
-          f"{info['seconds']:.1f} s" for phase, info in report["training"].items()),
+        *(f"- {phase}: {info['epochs']} epochs, final val loss {info['val_loss']:.4f}"
+          + (f", val accuracy {info['val_accuracy']:.4f}" if info.get("val_accuracy") is not None else "")
+          + f", {info['seconds']:.1f} s" for phase, info in report["training"].items()),
     ]
     for check in report.get("checks", []):
         lines.append(f"- check: {check}")
@@ -92,7 +94,7 @@ FIT_COLUMNS = ("target", "fits", "latency (target, est.)", "RAM", "flash", "ops"
 def bench_summary(result: dict[str, Any]) -> list[str]:
     """The lines `edgekit bench` prints for one model on one target."""
     latency, estimate = result["latency_ms"], result.get("target_latency")
-    accuracy = result.get("accuracy")
+    metric = result.get("metric")
     verdict = result["fit"]
     lines = [
         f"{result['file']}: {result['format']} {result['precision']}, {_size(result['size_bytes'])} "
@@ -102,8 +104,8 @@ def bench_summary(result: dict[str, Any]) -> list[str]:
         f"host latency: {latency['median']:.3f} ms median, {latency['p90']:.3f} p90, {latency['p99']:.3f} p99 "
         f"({latency['runs']} runs after {latency['warmup']} warm-up, {latency['threads']} thread(s), host)",
     ]
-    if accuracy is not None:
-        lines.append(f"accuracy: {accuracy:.4f} on the given data (host)")
+    if metric is not None:
+        lines.append(f"{metric['name']}: {metric['value']:.4f} on the given test data (host)")
     if estimate:
         lines.append(f"target latency: {estimate['ms']:.3g} ms estimated ({estimate['low_ms']:.3g}-"
                      f"{estimate['high_ms']:.3g} ms, ±{estimate['expected_error']:.0%}), {estimate['runtime']}")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from edgekit.data import Dataset
 from edgekit.errors import StageError
 from edgekit.recipes import Recipe, TrainSettings
+from edgekit.tasks import TASKS
 from edgekit.zoo import build_model
 
 log = logging.getLogger("edgekit")
@@ -28,7 +29,7 @@ def train(recipe: Recipe, data: Dataset, seed: int = 0) -> TrainResult:
 
     keras.utils.set_random_seed(seed)
     model = build_model(recipe.builder, data.input_shape, data.num_classes, recipe.builder_args)
-    return fit(model, data, recipe.train.epochs, recipe.train.batch_size,
+    return fit(model, data, recipe.task, recipe.train.epochs, recipe.train.batch_size,
                make_optimizer(recipe.train), phase="train")
 
 
@@ -40,16 +41,15 @@ def make_optimizer(settings: TrainSettings, learning_rate: float | None = None):
     return kinds[settings.optimizer](learning_rate=learning_rate or settings.learning_rate)
 
 
-def fit(model, data: Dataset, epochs: int, batch_size: int, optimizer, phase: str,
+def fit(model, data: Dataset, task: str, epochs: int, batch_size: int, optimizer, phase: str,
         callbacks=()) -> TrainResult:
     """Compile and fit one phase (train, prune or qat) with epoch progress on the log and a NaN guard."""
-    from edgekit._tf import keras
-
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=["accuracy"])
+    kind = TASKS[task]
+    model.compile(optimizer=optimizer, loss=kind.loss, metrics=list(kind.keras_metrics))
     started = time.perf_counter()
+    x, y = kind.training_pairs(data.x_train, data.y_train)
     history = model.fit(
-        data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=epochs,
+        x, y, validation_data=kind.training_pairs(data.x_val, data.y_val), epochs=epochs,
         batch_size=batch_size, verbose=0, shuffle=True,
         callbacks=[*callbacks, _EpochLog(phase, epochs)],
     )
@@ -78,9 +78,9 @@ def _epoch_log_class():
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            log.info("%s epoch %d/%d  loss %.4f  acc %.4f  val_acc %.4f  (%.1fs)", self.phase, epoch + 1,
-                     self.epochs, logs.get("loss", math.nan), logs.get("accuracy", math.nan),
-                     logs.get("val_accuracy", math.nan), time.perf_counter() - self.started)
+            figures = "  ".join(f"{key} {value:.4f}" for key, value in logs.items())
+            log.info("%s epoch %d/%d  %s  (%.1fs)", self.phase, epoch + 1, self.epochs, figures,
+                     time.perf_counter() - self.started)
 
     return EpochLog
 

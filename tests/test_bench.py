@@ -126,7 +126,8 @@ def test_bad_model_files_are_one_line_errors(tmp_path):
 def test_data_must_fit_the_model_input(wide_model):
     result = _bench(wide_model, "--target", "rpi4", "--data", "digits")
     assert result.exit_code == 2
-    assert "the model takes inputs of shape [1200], the data has [8, 8, 1]" in result.stderr
+    assert result.stderr == ("Error: builtin:digits: samples of shape 8x8x1 (64 values) cannot fit the model "
+                             "input 1200 (1200 values)\n")
 
 
 def test_a_streaming_model_with_resource_variables(tmp_path):

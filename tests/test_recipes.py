@@ -62,7 +62,8 @@ def test_a_minimal_recipe_gets_documented_defaults(tmp_path):
         (GOOD.replace('metric = "accuracy"', 'metric = "auc"'), "key 'metric': expected one of 'accuracy', got 'auc'"),
         (GOOD.replace('builder = "small-cnn"', 'builder = "small-cnn"\ninput = [8, 0]'),
          "key 'model.input': expected a list of positive integers, got [8, 0]"),
-        (GOOD.replace('task = "classification"\n', ""), "key 'task': expected one of 'classification', 'binary', 'regression', 'anomaly', missing"),
+        (GOOD.replace('task = "classification"\n', ""), "key 'task': expected one of 'classification', 'binary', "
+         "'regression', 'anomaly', missing"),
         (GOOD + "[train.extra]\n", "unknown key 'train.extra'"),
         ("name = ", "not valid TOML"),
     ],
