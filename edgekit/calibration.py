@@ -8,6 +8,8 @@ import functools
 
 import numpy as np
 
+from edgekit._files import captured_stderr_fd
+from edgekit.convert import int8_converter
 from edgekit.estimate import CalibrationPoint, estimate_latency
 from edgekit.inspect import ModelInfo, inspect_tflite
 from edgekit.targets import Target
@@ -32,16 +34,10 @@ def reference_tflite(builder: str, input_shape: tuple[int, ...], classes: int | 
     for layer in model.layers:
         layer.set_weights([_plausible(w, name.name, rng) for w, name in zip(layer.get_weights(), layer.weights,
                                                                            strict=True)])
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision == "int8":
-        samples = rng.uniform(0, 1, (4, *input_shape)).astype(np.float32)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([s[np.newaxis]] for s in samples)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    from edgekit._files import captured_stderr_fd
-
+        converter = int8_converter(model, rng.uniform(0, 1, (4, *input_shape)).astype(np.float32))
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
     with captured_stderr_fd():
         return converter.convert()
 

@@ -42,14 +42,10 @@ def tflite_float32(model, check_inputs: np.ndarray) -> Conversion:
                            TFLiteRunner)
 
 
-def tflite_int8(model, representative: np.ndarray, check_inputs: np.ndarray,
-                task: str = "classification") -> Conversion:
-    """Full-integer model: int8 weights, activations, input and output, calibrated on
-    `representative` (training samples). Verified against the Keras model on `check_inputs`: the same class
-    on INT8_MIN_AGREEMENT of them, or (outputs that are values) a mean difference within 1 - that share
-    of the outputs' spread."""
+def int8_converter(model, representative: np.ndarray):
+    """The TFLite converter set up for a full-integer model (int8 input and output), calibrated on
+    `representative` samples. Unverified: `tflite_int8` is the stage that also checks the result."""
     from edgekit._tf import tf
-    from edgekit.tasks import TASKS
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -57,7 +53,18 @@ def tflite_int8(model, representative: np.ndarray, check_inputs: np.ndarray,
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    content = _run_converter(converter, "int8 TFLite")
+    return converter
+
+
+def tflite_int8(model, representative: np.ndarray, check_inputs: np.ndarray,
+                task: str = "classification") -> Conversion:
+    """Full-integer model: int8 weights, activations, input and output, calibrated on
+    `representative` (training samples). Verified against the Keras model on `check_inputs`: the same class
+    on INT8_MIN_AGREEMENT of them, or (outputs that are values) a mean difference within 1 - that share
+    of the outputs' spread."""
+    from edgekit.tasks import TASKS
+
+    content = _run_converter(int8_converter(model, representative), "int8 TFLite")
     expected = model.predict(check_inputs, verbose=0)
     actual = _run_artifact(TFLiteRunner, content, check_inputs, "int8 TFLite")
     agreement = TASKS[task].agreement(expected, actual)

@@ -13,17 +13,11 @@ from edgekit.cli import main
 
 def _int8(model, shape, path):
     from edgekit._files import captured_stderr_fd
-    from edgekit._tf import tf
+    from edgekit.convert import int8_converter
 
-    rng = np.random.default_rng(0)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([rng.uniform(0, 1, (1, *shape)).astype(np.float32)]
-                                                for _ in range(4))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.int8
+    samples = np.random.default_rng(0).uniform(0, 1, (4, *shape)).astype(np.float32)
     with captured_stderr_fd():
-        path.write_bytes(converter.convert())
+        path.write_bytes(int8_converter(model, samples).convert())
     return path
 
 
