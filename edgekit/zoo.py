@@ -30,9 +30,10 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, args: d
 
 
 @builder("small-cnn")
-def small_cnn(input_shape, num_classes, filters=(16, 32), dense_units=64, dropout=0.0):
+def small_cnn(input_shape, num_classes, filters=(16, 32), dense_units=64, dropout=0.0, output="softmax"):
     """Convolutions with 3x3 kernels (one per entry of `filters`), one 2x2 max-pool, a dense layer,
-    softmax classes: the digits/MNIST network of the default recipe."""
+    softmax classes: the digits/MNIST network of the default recipe. `output="linear"` gives one unbounded
+    value per target instead (regression)."""
     from edgekit._tf import keras
 
     layers = keras.layers
@@ -45,15 +46,23 @@ def small_cnn(input_shape, num_classes, filters=(16, 32), dense_units=64, dropou
     x = layers.Dense(dense_units, activation="relu", name="dense1")(x)
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="classes")(x)
+    outputs = _head(layers, x, num_classes, output)
     return keras.Model(inputs, outputs, name="small_cnn")
 
 
+def _head(layers, x, units: int, output: str):
+    """The last layer: class probabilities (softmax), or values (linear) for regression."""
+    if output not in ("softmax", "linear"):
+        raise UsageError(f"model output '{output}': expected 'softmax' (classes) or 'linear' (values)")
+    return layers.Dense(units, activation=None if output == "linear" else output,
+                        name="classes" if output == "softmax" else "values")(x)
+
+
 @builder("mlp")
-def mlp(input_shape, num_classes, units=(128,), dropout=0.0):
+def mlp(input_shape, num_classes, units=(128,), dropout=0.0, output="softmax"):
     """Flatten, one ReLU dense layer per entry of `units`, softmax classes. The defaults are the classic
     Keras MNIST network (28x28 -> 128 -> 10, 101,770 parameters); the TensorFlow quickstart version
-    adds `dropout=0.2`, which changes no parameter count."""
+    adds `dropout=0.2`, which changes no parameter count. `output="linear"`: values, for regression."""
     from edgekit._tf import keras
 
     layers = keras.layers
@@ -63,7 +72,7 @@ def mlp(input_shape, num_classes, units=(128,), dropout=0.0):
         x = layers.Dense(count, activation="relu", name=f"dense{i}")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"dropout{i}")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="classes")(x)
+    outputs = _head(layers, x, num_classes, output)
     return keras.Model(inputs, outputs, name="mlp")
 
 
