@@ -120,8 +120,14 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
                          f"the data has {list(x_test.shape[1:])}")
     sample = x_test[0] if x_test is not None else np.zeros(info.inputs[0].shape[1:], np.float32)
     host_latency = measure_latency(runner.prepare(sample), runs, warmup, threads)
-    value = None if y_test is None else TASKS[task].score(metric, runner.predict(x_test), x_test, y_test)
-    measured = None if value is None else {"name": metric, "value": value, "task": task}
+    value = measured = None
+    if y_test is not None:  # every metric of the task (binary: accuracy and AUC; regression: MAE and RMSE)
+        from edgekit.recipes import METRICS
+
+        outputs = runner.predict(x_test)
+        every = {name: TASKS[task].score(name, outputs, x_test, y_test) for name in METRICS[task]}
+        value = every[metric]
+        measured = {"name": metric, "value": value, "task": task, "all": every}
     gzip_bytes = gzip_size(path.read_bytes())
     structure = {"op_counts": info.op_counts(), "inputs": [asdict(t) for t in info.inputs],
                  "outputs": [asdict(t) for t in info.outputs], "ops": [asdict(op) for op in info.ops]}

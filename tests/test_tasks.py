@@ -119,3 +119,16 @@ def test_a_recipe_without_data_asks_for_it(tmp_path):
     result = _build(tmp_path, MLP.replace('dataset = "builtin:mnist"\n', ""), "--target", "rpi4")
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: recipe 'tiny-mlp' names no dataset; pass one with --data")
+
+
+def test_binary_classification_reports_accuracy_and_auc(tmp_path):
+    binary = MLP.replace('name = "tiny-mlp"', 'name = "tiny-binary"').replace(
+        'task = "classification"\nmetric = "accuracy"', 'task = "binary"\nmetric = "auc"').replace(
+        "input = [28, 28, 1]\n", "")
+    result = _build(tmp_path, binary, "--target", "rpi4", "--data", "synthetic:8x8x1:2:200")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "tiny-binary-rpi4" / "report.json").read_text())
+    int8 = next(v for v in report["variants"] if v["name"] == "int8")
+    assert int8["metric"]["name"] == "auc" and set(int8["metric"]["all"]) == {"accuracy", "auc"}
+    assert 0.5 <= int8["metric"]["all"]["accuracy"] <= 1 and 0.5 <= int8["metric"]["all"]["auc"] <= 1
+    assert int8["accuracy"] is None  # the recipe's metric is AUC; accuracy is in metric.all
