@@ -57,6 +57,7 @@ class BenchResult:
     sparsity: float
     params: int
     macs: int
+    element_ops: int  # pooling, element-wise and softmax arithmetic (edgekit.inspect.OpInfo.element_ops)
     accuracy: float | None  # on the given test data, when the metric is accuracy
     metric: dict[str, Any] | None  # {"name", "value"} of the task metric on the given test data
     latency_ms: LatencyStats  # host
@@ -150,7 +151,8 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
         results.append(BenchResult(
             file=path.name, format=info.format, precision=precision, size_bytes=info.size_bytes,
             gzip_bytes=gzip_bytes, sparsity=info.weight_sparsity, params=info.params, macs=info.macs,
-            accuracy=value if metric == "accuracy" else None, metric=measured, latency_ms=host_latency,
+            element_ops=info.element_ops, accuracy=value if metric == "accuracy" else None, metric=measured,
+            latency_ms=host_latency,
             structure=structure, target=target.name,
             target_latency=target_latency, ram=ram, flash=flash, ops=ops, fit=verdict,
         ))

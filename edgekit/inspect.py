@@ -49,6 +49,9 @@ class OpInfo:
     macs: int = 0
     params: int = 0
     bytes: int = 0  # bytes of every tensor the op reads and writes (one sample): the memory-traffic term
+    # Arithmetic that is not a multiply-accumulate: one per output element of an element-wise op or a
+    # softmax, the window area per output element of a pooling op, one per input element of a reduction.
+    element_ops: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class ModelInfo:
     ops: tuple[OpInfo, ...]
     params: int
     macs: int
+    element_ops: int
     weight_sparsity: float  # exactly-zero share of the conv / depthwise conv / dense weights (not biases)
     weight_dtypes: tuple[str, ...]
 
@@ -186,6 +190,7 @@ def _summary(fmt: str, size: int, inputs, outputs, ops: list[OpInfo], weights: d
     return ModelInfo(
         format=fmt, size_bytes=size, inputs=tuple(inputs), outputs=tuple(outputs), ops=tuple(ops),
         params=sum(op.params for op in ops), macs=sum(op.macs for op in ops),
+        element_ops=sum(op.element_ops for op in ops),
         weight_sparsity=sum(w.zeros for w in measured) / total if total else 0.0,
         weight_dtypes=tuple(sorted({w.dtype for w in weights.values()})),
     )
@@ -261,7 +266,10 @@ def _tflite_info(data: bytes | mmap.mmap) -> ModelInfo:
                         weights[constant] = weight(constant)
         traffic = sum(math.prod(shape(t)) * _ITEM_BITS.get(_TFLITE_DTYPES.get(tensors[t].type, ""), 32) // 8
                       for t in (*inputs, *_ints(op.outputs)) if t >= 0)
-        ops.append(OpInfo(index, name, _TFLITE_KINDS.get(name, "other"), macs, params, traffic))
+        kind = _TFLITE_KINDS.get(name, "other")
+        elements = _element_ops(name, kind, op, [shape(i) for i in inputs if i >= 0],
+                                [shape(o) for o in _ints(op.outputs)])
+        ops.append(OpInfo(index, name, kind, macs, params, traffic, elements))
 
     def tensor_info(index: int) -> TensorInfo:
         tensor, quantization = tensors[index], tensors[index].quantization
@@ -275,6 +283,17 @@ def _tflite_info(data: bytes | mmap.mmap) -> ModelInfo:
     inputs = [tensor_info(i) for i in _ints(graph.inputs)]
     outputs = [tensor_info(i) for i in _ints(graph.outputs)]
     return _summary("tflite", len(data), inputs, outputs, ops, weights)
+
+
+def _element_ops(name: str, kind: str, op, inputs: list[tuple[int, ...]], outputs: list[tuple[int, ...]]) -> int:
+    out = math.prod(outputs[0]) if outputs else 0
+    if name in ("MAX_POOL_2D", "AVERAGE_POOL_2D", "L2_POOL_2D"):
+        return out * op.builtinOptions.filterHeight * op.builtinOptions.filterWidth
+    if name in ("MEAN", "REDUCE_MAX", "SUM"):
+        return math.prod(inputs[0]) if inputs else 0
+    if kind in ("elementwise", "softmax"):
+        return out
+    return 0
 
 
 def _tflite_op_name(code: schema.OperatorCodeT) -> str:
@@ -370,7 +389,7 @@ def _onnx_info(name: str, model: onnx.ModelProto, size: int, base_dir: Path | No
                     params += math.prod(tensor.dims)
                     if operand == node.input[1]:
                         weights[found[0]] = _onnx_weight(tensor, found[1])
-        ops.append(OpInfo(index, node.op_type, kind, macs, params))
+        ops.append(OpInfo(index, node.op_type, kind, macs, params, 0, _onnx_element_ops(node, kind, shapes)))
 
     initializers = {t.name for t in graph.initializer}  # older exporters list them among the inputs too
     inputs = [_onnx_tensor(v) for v in graph.input if v.name not in initializers]
@@ -388,6 +407,18 @@ def _onnx_macs(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...] | None]) 
         return math.prod(data) * math.prod(weight[1:])
     transposed = node.op_type == "Gemm" and _attribute(node, "transA", 0)
     return math.prod(out) * (data[0] if transposed else data[-1])
+
+
+def _onnx_element_ops(node: onnx.NodeProto, kind: str, shapes: dict[str, tuple[int, ...] | None]) -> int:
+    out = shapes.get(node.output[0]) if node.output else None
+    data = shapes.get(node.input[0]) if node.input else None
+    if node.op_type in ("MaxPool", "AveragePool", "LpPool") and out:
+        return math.prod(out) * math.prod(_attribute(node, "kernel_shape", [1]))
+    if node.op_type in ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax") and data:
+        return math.prod(data)
+    if kind in ("elementwise", "softmax") and out:
+        return math.prod(out)
+    return 0
 
 
 def _attribute(node: onnx.NodeProto, name: str, default: int) -> int:

@@ -98,7 +98,8 @@ def bench_summary(result: dict[str, Any]) -> list[str]:
     verdict = result["fit"]
     lines = [
         f"{result['file']}: {result['format']} {result['precision']}, {_size(result['size_bytes'])} "
-        f"(gzip {_size(result['gzip_bytes'])}), {result['params']:,} params, {result['macs']:,} MACs, "
+        f"(gzip {_size(result['gzip_bytes'])}), {result['params']:,} params, {result['macs']:,} MACs "
+        f"+ {result['element_ops']:,} element ops, "
         f"weight sparsity {result['sparsity']:.1%}",
         f"ops: {', '.join(f'{op} x{n}' for op, n in result['structure']['op_counts'].items())}",
         f"host latency: {latency['median']:.3f} ms median, {latency['p90']:.3f} p90, {latency['p99']:.3f} p99 "

@@ -274,3 +274,29 @@ def test_inspecting_does_not_import_tensorflow(files):
     result = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_element_ops_of_pooling_element_wise_and_softmax_ops():
+    """Analytic counts: max-pool = output elements x window; add and softmax = output elements."""
+    from edgekit._files import captured_stderr_fd
+    from edgekit._tf import keras, tf
+    from edgekit.inspect import inspect_onnx, inspect_tflite
+
+    inputs = keras.Input((8, 8, 4))
+    pooled = keras.layers.MaxPooling2D(2)(inputs)  # 4x4x4 outputs, 2x2 window
+    summed = keras.layers.Add()([pooled, pooled])  # 4x4x4
+    flat = keras.layers.Flatten()(summed)
+    outputs = keras.layers.Softmax()(flat)  # 64
+    model = keras.Model(inputs, outputs)
+    with captured_stderr_fd():
+        content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    info = inspect_tflite(content)
+    by_op = {op.op: op.element_ops for op in info.ops}
+    assert by_op["MAX_POOL_2D"] == 64 * 4 and by_op["ADD"] == 64 and by_op["SOFTMAX"] == 64
+    assert info.element_ops == 64 * 4 + 64 + 64 and info.macs == 0
+    from edgekit._tf import tf2onnx
+
+    proto, _ = tf2onnx().convert.from_keras(model, input_signature=(tf.TensorSpec((None, 8, 8, 4), tf.float32),),
+                                            opset=17)
+    onnx_ops = {op.op: op.element_ops for op in inspect_onnx(proto.SerializeToString()).ops}
+    assert onnx_ops["MaxPool"] == 64 * 4 and onnx_ops["Add"] == 64 and onnx_ops["Softmax"] == 64
