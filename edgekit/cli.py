@@ -42,7 +42,7 @@ def _print_table(title: str, columns, rows) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(*row)
-    Console(width=max(100, Console().width)).print(table)
+    Console(width=max(130, Console().width)).print(table)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -82,7 +82,7 @@ def build(target_name, recipe_name, data_spec, out, seed, runs, warmup, threads,
 
     recipe, target = recipes.load(recipe_name), targets.load(target_name)
     from edgekit.build import build as run_build
-    from edgekit.report import COLUMNS, variant_row
+    from edgekit.report import columns, variant_row
 
     result = run_build(recipe, target, out, seed=seed, runs=runs, warmup=warmup, threads=threads,
                        data_spec=data_spec)
@@ -90,7 +90,7 @@ def build(target_name, recipe_name, data_spec, out, seed, runs, warmup, threads,
         click.echo(json.dumps(result.report, indent=2))
         return
     report = result.report
-    _print_table(f"{recipe.name} for {target.name} ({report['dataset']['test']} test samples)", COLUMNS,
+    _print_table(f"{recipe.name} for {target.name} ({report['dataset']['test']} test samples)", columns(report),
                  [variant_row(v) for v in report["variants"]])
     click.echo(f"Ship: {report['selected']} ({report['selection_reason']})")
     click.echo(f"Build folder: {result.directory}")

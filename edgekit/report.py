@@ -25,13 +25,18 @@ def host() -> dict[str, Any]:
             "system": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
 
 
+def columns(report: dict[str, Any]) -> tuple[str, ...]:
+    """The variant table's header, with the recipe's metric named."""
+    return tuple(report.get("metric", "metric") if c == "metric" else c for c in COLUMNS)
+
+
 def variant_row(variant: dict[str, Any]) -> tuple[str, ...]:
     latency = variant["latency_ms"]
     metric = variant.get("metric")
     return (
         variant["name"], variant["format"], variant["precision"], _size(variant["size_bytes"]),
         _size(variant["gzip_bytes"]), f"{variant['sparsity']:.1%}",
-        "n/a" if metric is None else f"{metric['name']} {metric['value']:.4f}",
+        "n/a" if metric is None else f"{metric['value']:.4f}",
         f"{latency['median']:.3f} / {latency['p90']:.3f}",
         _estimate(variant.get("target_latency")),
         "-" if "fit" not in variant else "yes" if variant["fit"]["fits"] else "no",
@@ -51,7 +56,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"samples (every {report['metric']} below is on the same {data['test']} test samples). "
         f"Task {report['task']}. Seed {report['seed']}.",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
+        "| " + " | ".join(columns(report)) + " |",
         "|" + "---|" * len(COLUMNS),
         *("| " + " | ".join(variant_row(v)) + " |" for v in report["variants"]),
         "",
