@@ -95,7 +95,7 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
     forget_manifest(directory)
 
     with stage("data"):
-        dataset = data.load(spec, input_shape=recipe.input_shape)
+        dataset = data.load(spec, input_shape=recipe.input_shape, task=recipe.task)
         log.info("%s: %s", dataset.name, dataset.sizes())
     with stage("optimize"):  # what cannot be optimized fails before any training
         optimize.check_supported(zoo.build_model(recipe.builder, dataset.input_shape, dataset.num_classes,

@@ -7,8 +7,12 @@ A spec is one of:
                           for a folder of that name)
   synthetic:SHAPE:CLASSES[:COUNT]
                           seeded, learnable data, e.g. synthetic:49x10x1:12:600 (COUNT: 100 per class)
+  synthetic:SHAPE:regression[:COUNT]
+                          (task regression) a seeded linear-plus-noise target, e.g. synthetic:16:regression:400
+                          (COUNT: 1000)
   FILE.npz                x_train, y_train; optionally x_val, y_val, x_test, y_test
-  FILE.csv[#label=COLUMN] a label column (by header name or 0-based index; default `label`), the rest numeric
+  FILE.csv[#label=COLUMN] a label column (by header name or 0-based index; default `label`), the rest numeric;
+                          for task regression, the numeric target column
   FOLDER                  one subfolder per class of images (.png .jpg .jpeg .bmp .gif .webp) or of .wav clips
 
 Labels may be integers or names; classes are their sorted values (numbers sort as numbers) and
@@ -17,6 +21,12 @@ test 20%, validation 10%. `input_shape` (the model's input) reshapes the data wh
 matches, and resizes and converts the channels of images; None keeps the data's own shape. Every value
 transformation (pixel scale, CSV standardisation, image resize, audio features) is recorded in
 `Dataset.preprocessing`, so the deployed model can be fed the same way.
+
+With task "regression" the targets are float32 values as stored, never standardised, so a metric such as
+MAE is in the data's own units: an .npz `y_*` of shape (n,) or (n, k), a .csv's target column, or the
+synthetic target. `Dataset.labels` names the targets (`y`, `y0`..`y{k-1}`, or the CSV column), so
+`num_classes` is the number of target values, and the split is seeded but not stratified. Folders and the
+built-ins hold classes, so they refuse task regression. Every other task (binary, anomaly) reads classes.
 
 Reading the data never imports TensorFlow until a reader needs it (images, audio, resizing, keras.datasets).
 """
@@ -27,30 +37,39 @@ import difflib
 from pathlib import Path
 
 from edgekit.data.builtin import DATASETS, dataset
-from edgekit.data.core import SPLIT_SEED, TEST_FRACTION, VAL_FRACTION, Dataset, Samples, assemble, split
+from edgekit.data.core import REGRESSION, SPLIT_SEED, TEST_FRACTION, VAL_FRACTION, Dataset, Samples, assemble, split
 from edgekit.errors import UsageError
+from edgekit.recipes import TASKS
 
 __all__ = ["DATASETS", "SPLIT_SEED", "TEST_FRACTION", "VAL_FRACTION", "Dataset", "Samples", "dataset", "load",
            "split"]
 
 SPECS = "builtin:NAME, synthetic:SHAPE:CLASSES[:COUNT], FILE.npz, FILE.csv[#label=COLUMN], or a class FOLDER"
+REGRESSION_SPECS = ("an .npz with numeric y_train, a .csv with a numeric target column (FILE.csv#label=NAME), or "
+                    "synthetic:SHAPE:regression[:COUNT]")
 
 
-def load(spec: str, input_shape: tuple[int, ...] | None = None) -> Dataset:
-    """Read a dataset spec (see the module docstring) and split it into train / validation / test."""
+def load(spec: str, input_shape: tuple[int, ...] | None = None, task: str = "classification") -> Dataset:
+    """Read a dataset spec (see the module docstring) for a task (see edgekit.tasks) and split it into
+    train / validation / test."""
+    if task not in TASKS:
+        raise UsageError(f"unknown task '{task}'; tasks: {', '.join(TASKS)}")
     name = spec.removeprefix("builtin:")
     if spec.startswith("builtin:") or spec in DATASETS:
         if name not in DATASETS:
             raise _unknown_builtin(spec, name)
-        return assemble(name, DATASETS[name](), input_shape)
+        if task == REGRESSION:
+            raise UsageError(f"builtin:{name} holds classes, not target values; task 'regression' needs "
+                             f"{REGRESSION_SPECS}")
+        return assemble(name, DATASETS[name](), input_shape, task)
     if spec.startswith("synthetic:"):
         from edgekit.data.synthetic import read_synthetic
 
-        return assemble(spec, read_synthetic(spec), input_shape)
-    return assemble(spec, _read_path(spec, input_shape), input_shape)
+        return assemble(spec, read_synthetic(spec, task), input_shape, task)
+    return assemble(spec, _read_path(spec, input_shape, task), input_shape, task)
 
 
-def _read_path(spec: str, input_shape: tuple[int, ...] | None) -> Samples:
+def _read_path(spec: str, input_shape: tuple[int, ...] | None, task: str) -> Samples:
     location, _, options = spec.partition("#")
     path = Path(location)
     if not path.exists():
@@ -60,6 +79,9 @@ def _read_path(spec: str, input_shape: tuple[int, ...] | None) -> Samples:
     if options and path.suffix.lower() != ".csv":
         raise UsageError(f"{spec}: '#{options}' options apply only to .csv files")
     if path.is_dir():
+        if task == REGRESSION:
+            raise UsageError(f"{path}: a folder holds classes (one subfolder each), not target values; task "
+                             f"'regression' needs {REGRESSION_SPECS}")
         from edgekit.data.folders import read_folder
 
         return read_folder(path, input_shape)
@@ -71,7 +93,7 @@ def _read_path(spec: str, input_shape: tuple[int, ...] | None) -> Samples:
     if suffix == ".csv":
         from edgekit.data.files import read_csv
 
-        return read_csv(path, _csv_label(spec, options))
+        return read_csv(path, _csv_label(spec, options), regression=task == REGRESSION)
     raise UsageError(f"{path}: unsupported data file '{path.suffix or path.name}'; a data spec is {SPECS}")
 
 

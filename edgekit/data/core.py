@@ -23,11 +23,14 @@ TEST_FRACTION = 0.2
 VAL_FRACTION = 0.1  # of the whole; 1/8 of what is left once the test set is held out
 PIXEL_SCALE = 1 / 255  # 8-bit arrays are read as pixels
 PARTS = ("train", "val", "test")
+REGRESSION = "regression"  # the one task whose targets are values; every other task's are classes
 
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
     name: str
+    # Class names (y holds int64 indices into them), or for regression the target names (y holds float32
+    # values, shape (n,) for one target or (n, k) for k), so num_classes is the model's output count.
     labels: tuple[str, ...]
     x_train: np.ndarray
     y_train: np.ndarray
@@ -41,6 +44,7 @@ class Dataset:
     # "resize" / "channels" for images; "audio" / "features" for clips turned into MFCCs.
     preprocessing: dict[str, Any] = field(default_factory=dict)
     skipped: int = 0  # files in a folder that could not be decoded
+    task: str = "classification"  # as loaded for; "regression": y holds raw target values, never standardised
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -79,7 +83,8 @@ class Samples:
     """What a reader returns: decoded arrays, before the shared checks, shape fitting and split.
 
     `y` holds raw labels (integers or names) unless `labels` is given, in which case `y` already holds
-    indices into it. `train` is everything when neither `val` nor `test` is given."""
+    indices into it. For regression `y` holds target values and `labels`, when given, their names.
+    `train` is everything when neither `val` nor `test` is given."""
 
     source: str  # the file, folder or spec that error messages name
     x: np.ndarray
@@ -93,10 +98,13 @@ class Samples:
     skipped: int = 0
 
 
-def assemble(name: str, samples: Samples, input_shape: tuple[int, ...] | None = None) -> Dataset:
-    """Labels to indices, values to float32 (8-bit as pixels), checks, fit to `input_shape`, then the parts
-    the reader did not give are split off (test first) and CSV features are standardised."""
+def assemble(name: str, samples: Samples, input_shape: tuple[int, ...] | None = None,
+             task: str = "classification") -> Dataset:
+    """Labels to indices (regression: targets to float32 values), inputs to float32 (8-bit as pixels),
+    checks, fit to `input_shape`, then the parts the reader did not give are split off (test first;
+    stratified by class, except for regression) and CSV features are standardised."""
     source = samples.source
+    regression = task == REGRESSION
     if len(samples.x) == 0:
         raise UsageError(f"{source}: no samples")
     parts = {"train": (samples.x, samples.y)}
@@ -104,13 +112,17 @@ def assemble(name: str, samples: Samples, input_shape: tuple[int, ...] | None = 
         if getattr(samples, part) is not None:
             parts[part] = getattr(samples, part)
     named = len(parts) > 1  # messages say x_train / y_test only when the file named them so
-    labels, parts = _encode_labels(source, parts, samples.labels, named)
+    if regression:
+        labels, parts = _float_targets(source, parts, samples.labels, named)
+    else:
+        labels, parts = _encode_labels(source, parts, samples.labels, named)
     preprocessing = dict(samples.preprocessing)
     first_shape = None
     for part, (x, y) in list(parts.items()):
         where = f"x_{part}" if named else "the data"
         if len(x) != len(y):
-            raise UsageError(f"{source}: {where} has {len(x)} samples but {len(y)} labels")
+            raise UsageError(f"{source}: {where} has {len(x)} samples but {len(y)} "
+                             f"{'targets' if regression else 'labels'}")
         x = _as_float(source, x, where, preprocessing)
         if first_shape is not None and x.shape[1:] != first_shape:
             raise UsageError(f"{source}: {where} samples are {shape_text(x.shape[1:])} but x_train samples are "
@@ -122,25 +134,29 @@ def assemble(name: str, samples: Samples, input_shape: tuple[int, ...] | None = 
         parts[part] = (fit_shape(source, x, input_shape, samples.images, preprocessing), y)
 
     x_train, y_train = parts["train"]
+    check_enough = _check_enough_values if regression else _check_enough
     if "test" not in parts:
-        _check_enough(source, y_train, labels, [p for p in ("test", "val") if p not in parts])
-        x_train, x_test, y_train, y_test = _hold_out(source, x_train, y_train, TEST_FRACTION)
+        check_enough(source, y_train, labels, [p for p in ("test", "val") if p not in parts])
+        x_train, x_test, y_train, y_test = _hold_out(source, x_train, y_train, TEST_FRACTION, not regression)
         parts["test"] = (x_test, y_test)
     if "val" not in parts:
-        _check_enough(source, y_train, labels, ["val"])
-        x_train, x_val, y_train, y_val = _hold_out(source, x_train, y_train, VAL_FRACTION / (1 - TEST_FRACTION))
+        check_enough(source, y_train, labels, ["val"])
+        x_train, x_val, y_train, y_val = _hold_out(source, x_train, y_train, VAL_FRACTION / (1 - TEST_FRACTION),
+                                                   not regression)
         parts["val"] = (x_val, y_val)
     parts["train"] = (x_train, y_train)
     if samples.standardize:
         parts = _standardize(parts, preprocessing)
     arrays = [array for part in PARTS for array in parts[part]]
-    return Dataset(name, labels, *arrays, preprocessing=preprocessing, skipped=samples.skipped)
+    return Dataset(name, labels, *arrays, preprocessing=preprocessing, skipped=samples.skipped, task=task)
 
 
 def split(name: str, x: np.ndarray, y: np.ndarray, labels: tuple[str, ...],
-          preprocessing: dict[str, Any] | None = None) -> Dataset:
-    """Stratified train / validation / test split with the fixed SPLIT_SEED; `y` holds label indices."""
-    return assemble(name, Samples(name, x, y, labels=tuple(labels), preprocessing=preprocessing or {}))
+          preprocessing: dict[str, Any] | None = None, task: str = "classification") -> Dataset:
+    """Train / validation / test split with the fixed SPLIT_SEED: stratified, `y` holding label indices; or for
+    task "regression", not stratified, `y` holding target values and `labels` their names."""
+    return assemble(name, Samples(name, x, y, labels=tuple(labels), preprocessing=preprocessing or {}),
+                    task=task)
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
@@ -241,6 +257,43 @@ def _encode_labels(source: str, parts: dict, names: tuple[str, ...] | None, name
     return tuple(names), encoded
 
 
+def _float_targets(source: str, parts: dict, names: tuple[str, ...] | None, named: bool):
+    """Regression targets -> float32 values as given (not standardised, so MAE is in the data's units):
+    (n,) for one target or (n, k) for k, the same k in every part. Unnamed targets are 'y' or y0..y{k-1}."""
+    encoded, train_shape = {}, None
+    for part, (x, y) in parts.items():
+        where, s = (f"y_{part}", "s") if named else ("the targets", "")  # "y_test holds", "the targets hold"
+        y = np.asarray(y)
+        if y.dtype.kind not in "iuf":
+            raise UsageError(f"{source}: {where} hold{s} {y.dtype} values; regression targets must be numbers")
+        if y.ndim not in (1, 2) or 0 in y.shape[1:]:
+            raise UsageError(f"{source}: {where} {'has' if named else 'have'} shape {shape_text(y.shape)}; give "
+                             "one target value per sample (n) or one row of values per sample (n x k)")
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf and is refused below
+            y = y.astype(np.float32)
+        bad = ~np.isfinite(y.reshape(len(y), -1)).all(axis=1)
+        if bad.any():
+            count = int(bad.sum())
+            raise UsageError(f"{source}: {where} hold{s} NaN or infinite values in {count} sample"
+                             f"{'s' if count > 1 else ''} (the first is sample {int(np.argmax(bad))}); "
+                             "regression targets must be finite numbers")
+        if train_shape is not None and y.shape[1:] != train_shape:  # only a file that names its parts gets here
+            raise UsageError(f"{source}: {where} has {_target_count(y.shape[1:])} target values per sample but "
+                             f"y_train has {_target_count(train_shape)}")
+        train_shape = y.shape[1:] if train_shape is None else train_shape
+        encoded[part] = (x, y)
+    count = _target_count(train_shape)
+    if names is None:
+        names = ("y",) if count == 1 else tuple(f"y{i}" for i in range(count))
+    elif len(names) != count:
+        raise UsageError(f"{source}: {count} target values per sample but {len(names)} target names")
+    return tuple(names), encoded
+
+
+def _target_count(per_sample: tuple[int, ...]) -> int:
+    return per_sample[0] if per_sample else 1
+
+
 def _label_value(source: str, value) -> int | str:
     if isinstance(value, bytes):
         value = value.decode()
@@ -293,11 +346,21 @@ def _samples_needed(classes: int, fractions: list[float]) -> int:
     return n
 
 
-def _hold_out(source: str, x: np.ndarray, y: np.ndarray, fraction: float):
+def _check_enough_values(source: str, y: np.ndarray, labels: tuple[str, ...], holdouts: list[str]) -> None:
+    """Before a regression split: each held-out set, and what is left, gets at least one sample."""
+    fractions = [TEST_FRACTION if h == "test" else VAL_FRACTION / (1 - TEST_FRACTION) for h in holdouts]
+    need = _samples_needed(1, fractions)
+    if len(y) < need:
+        what = " and ".join("validation" if h == "val" else h for h in holdouts)
+        raise UsageError(f"{source}: {len(y)} samples are too few to split off {what} sets; need at least {need}")
+
+
+def _hold_out(source: str, x: np.ndarray, y: np.ndarray, fraction: float, stratify: bool = True):
     from sklearn.model_selection import train_test_split
 
     try:
-        return train_test_split(x, y, test_size=fraction, stratify=y, random_state=SPLIT_SEED)
+        return train_test_split(x, y, test_size=fraction, stratify=y if stratify else None,
+                                random_state=SPLIT_SEED)
     except ValueError as e:  # a class split too thin by an earlier hold-out; the checks above catch the rest
         raise UsageError(f"{source}: too few samples to split: {str(e).splitlines()[0]}") from e
 

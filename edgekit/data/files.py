@@ -1,5 +1,5 @@
 """Array files: `.npz` (x_train, y_train, optional x_val/y_val and x_test/y_test) and `.csv` (a label column,
-the rest numeric features)."""
+or for regression a numeric target column, the rest numeric features)."""
 
 from __future__ import annotations
 
@@ -36,17 +36,19 @@ def read_npz(path: Path) -> Samples:
     return Samples(str(path), x, y, val=pairs.get("val"), test=pairs.get("test"), images=x.dtype == np.uint8)
 
 
-def read_csv(path: Path, label: str | None) -> Samples:
-    """`label` names the label column by header name or 0-based index (default: the column `label`)."""
+def read_csv(path: Path, label: str | None, regression: bool = False) -> Samples:
+    """`label` names the label column by header name or 0-based index (default: the column `label`); with
+    `regression` it is the target column, read as numbers and named in `Samples.labels`."""
+    what = "target column" if regression else "label column"
     with open(path, newline="") as f:
         header = next(csv.reader(f), None)
     if not header:
         raise UsageError(f"{path}: the file is empty")
     header = [cell.strip() for cell in header]
-    column = _label_column(path, header, label)
+    column = _label_column(path, header, label, what)
     features = [i for i in range(len(header)) if i != column]
     if not features:
-        raise UsageError(f"{path}: only the label column; a .csv needs at least one feature column")
+        raise UsageError(f"{path}: only the {what}; a .csv needs at least one feature column")
     has_header = label is None or not label.isdigit() or not all(_is_number(header[i]) for i in features)
     names = header if has_header else [f"column {i}" for i in range(len(header))]
     skip = 1 if has_header else 0
@@ -62,20 +64,41 @@ def read_csv(path: Path, label: str | None) -> Samples:
         row, col = np.argwhere(bad)[0]
         raise UsageError(f"{path}: line {row + skip + 1}, column '{names[features[col]]}': {x[row, col]} is not a "
                          f"finite number ({int(bad.any(axis=1).sum())} rows hold NaN or infinite values)")
+    if regression:
+        name = names[column]
+        return Samples(str(path), x, _targets(path, y, name, skip), labels=(name,), standardize=True)
     return Samples(str(path), x, y, standardize=True)
 
 
-def _label_column(path: Path, header: list[str], label: str | None) -> int:
+def _targets(path: Path, cells: np.ndarray, name: str, skip: int) -> np.ndarray:
+    """The target column's text -> float32 values, naming the line of the first one that is not a finite number."""
+    values = np.empty(len(cells), dtype=np.float32)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf and is refused below
+        for row, text in enumerate(cells.tolist()):
+            try:
+                values[row] = float(text)
+            except ValueError:
+                raise UsageError(f"{path}: line {row + skip + 1}, target column '{name}': '{text}' is not a number "
+                                 "(regression targets must be numeric)") from None
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise UsageError(f"{path}: line {row + skip + 1}, target column '{name}': {cells[row].strip()} is not a "
+                         f"finite number ({int(bad.sum())} rows hold NaN or infinite targets)")
+    return values
+
+
+def _label_column(path: Path, header: list[str], label: str | None, what: str = "label column") -> int:
     label = DEFAULT_LABEL_COLUMN if label is None else label
     if label in header:
         return header.index(label)
     if label.isdigit():
         if int(label) < len(header):
             return int(label)
-        raise UsageError(f"{path}: label column {label} is out of range; the file has {len(header)} columns "
+        raise UsageError(f"{path}: {what} {label} is out of range; the file has {len(header)} columns "
                          f"(0 to {len(header) - 1})")
     shown = ", ".join(header[:8]) + (f", ... ({len(header)} in all)" if len(header) > 8 else "")
-    raise UsageError(f"{path}: no label column '{label}' (columns: {shown}); name it with {path.name}#label=NAME "
+    raise UsageError(f"{path}: no {what} '{label}' (columns: {shown}); name it with {path.name}#label=NAME "
                      "or #label=INDEX")
 
 
