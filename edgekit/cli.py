@@ -38,8 +38,8 @@ def _print_table(title: str, columns, rows) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column)
+    for i, column in enumerate(columns):
+        table.add_column(column, no_wrap=i == 0)  # names stay whole, so they can be grepped and copied
     for row in rows:
         table.add_row(*row)
     Console(width=max(130, Console().width)).print(table)
@@ -100,7 +100,9 @@ def build(target_name, recipe_name, data_spec, out, seed, runs, warmup, threads,
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--target", "target_names", multiple=True, default=["rpi4"], show_default=True,
               help="Target name or TOML path; repeat it, or say 'all' for every built-in target.")
-@click.option("--data", "data_spec", default=None, help="Dataset spec; its test split measures accuracy.")
+@click.option("--data", "data_spec", default=None, help="Dataset spec; its test split measures the task metric.")
+@click.option("--task", type=click.Choice(["classification", "binary", "regression", "anomaly"]),
+              default="classification", show_default=True, help="What the model's outputs mean, for --data.")
 @click.option("--runs", type=click.IntRange(min=10), default=200, show_default=True, help="Timed batch-1 runs.")
 @click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True,
               help="Untimed runs before timing.")
@@ -110,7 +112,8 @@ def build(target_name, recipe_name, data_spec, out, seed, runs, warmup, threads,
 @click.option("--ram-kb", type=float, default=None, help="RAM budget in KB, overriding the profile's.")
 @click.option("--flash-kb", type=float, default=None, help="Flash budget in KB, overriding the profile's.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
-def bench_command(model, target_names, data_spec, runs, warmup, threads, latency_ms, ram_kb, flash_kb, as_json):
+def bench_command(model, target_names, data_spec, task, runs, warmup, threads, latency_ms, ram_kb, flash_kb,
+                  as_json):
     """Does MODEL (.tflite or .onnx) fit a target: structure, MACs, flash, RAM, op support, host latency and
     the target latency estimate, each budget with its headroom. Exit 3 when a budget is missed."""
     from edgekit import targets as target_profiles
@@ -127,9 +130,12 @@ def bench_command(model, target_names, data_spec, runs, warmup, threads, latency
         from edgekit import data
         from edgekit.inspect import inspect_model
 
-        dataset = data.load(data_spec, input_shape=inspect_model(model).inputs[0].shape[1:])
+        dataset = data.load(data_spec, input_shape=inspect_model(model).inputs[0].shape[1:], task=task)
         x, y = dataset.x_test, dataset.y_test
-    results = [r.to_dict() for r in bench_targets(model, chosen, x, y, runs, warmup, threads)]
+    from edgekit.recipes import METRICS
+
+    results = [r.to_dict() for r in bench_targets(model, chosen, x, y, runs, warmup, threads, task,
+                                                  METRICS[task][0])]
     from edgekit.report import FIT_COLUMNS, bench_summary, fit_row
 
     if as_json:
@@ -146,6 +152,53 @@ def bench_command(model, target_names, data_spec, runs, warmup, threads, latency
         from edgekit.errors import BudgetError
 
         raise BudgetError(f"{model.name} does not fit {'; '.join(missed)}")
+
+
+@main.command("convert")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--to", "fmt", required=True, metavar="FORMAT",
+              help="tflite-float32, tflite-float16 (float16 weights), tflite-dynamic (int8 weights), tflite-int8 "
+                   "(full integer), tflite-int16x8 (int16 activations, int8 weights), onnx, or onnx-int8 (QDQ).")
+@click.option("--data", "data_spec", default=None, metavar="SPEC",
+              help="Dataset spec: its training split calibrates tflite-int8, tflite-int16x8 and onnx-int8 (which "
+                   "need it), its validation split verifies the result. Without it, the other formats are "
+                   "verified on seeded random inputs.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Output file. Default: MODEL's stem and the format's suffix, next to MODEL "
+                   "(model.int16x8.tflite).")
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Training samples that calibrate the integer formats.")
+@click.option("--task", default="classification", show_default=True,
+              help="classification, binary, regression or anomaly: how the data is read and how quantized outputs "
+                   "are compared with MODEL's.")
+@click.option("--unsafe-load", is_flag=True,
+              help="Let Lambda layers load: their stored Python code runs. Only for models from a trusted source.")
+def convert_command(model, fmt, data_spec, out, calibration_samples, task, unsafe_load):
+    """Convert MODEL (a tf_keras .keras or .h5 file, or a SavedModel folder) to FORMAT, verify the result
+    against MODEL (float formats within a tolerance, quantized ones by agreement; a miss exits 1) and write it."""
+    from edgekit import convert
+
+    spec = convert.check_request(fmt, data_spec is not None, task)
+    out = out or convert.default_output(model, fmt)
+    if out.suffix != spec.extension:
+        from edgekit.errors import UsageError
+
+        raise UsageError(f"--out '{out}' does not end in {spec.extension}, the suffix of {fmt} files")
+    from edgekit.models import load_model
+
+    keras_model = load_model(model, unsafe=unsafe_load)
+    x_calibration = x_check = None
+    if data_spec:
+        from edgekit import data
+
+        dataset = data.load(data_spec, input_shape=convert.input_shape(keras_model), task=task)
+        x_calibration = dataset.representative(calibration_samples)
+        x_check = dataset.x_val[:convert.CHECK_SAMPLES]
+    conversion = convert.convert(keras_model, fmt, x_calibration, x_check, task, inputs_from="validation")
+    from edgekit._files import write_atomic
+
+    write_atomic(out, conversion.content)
+    click.echo(f"{fmt}: {out}, {len(conversion.content) / 1024:,.1f} KB; {convert.summary(conversion)}")
 
 
 @main.group(invoke_without_command=True)

@@ -1,0 +1,135 @@
+"""Loading a model file: a tf_keras `.keras` or `.h5` file, or a SavedModel folder, in Keras's safe mode.
+
+The file is looked at before tf_keras reads it, so that each way it can be wrong is one UsageError line: a
+missing path, a file that is no model, a model saved by Keras 3 (whose config tf_keras cannot read), and
+a Lambda layer, whose stored Python code safe mode refuses (tf_keras checks that only in `.keras` files;
+here every format is checked).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from edgekit.errors import UsageError
+
+KERAS_FILES = ".keras or .h5 file, or a SavedModel folder"
+KERAS3 = "saved by Keras 3, but its metadata could not be read to import it"
+
+
+def load_model(path: str | Path, unsafe: bool = False):
+    """The tf_keras model stored at `path`, uncompiled. `unsafe` lets Lambda layers load (their Python
+    code runs): only for files from a trusted source."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"model '{path}' does not exist")
+    from edgekit import importer
+
+    if path.is_file() and importer.is_keras3_file(path):
+        return importer.import_keras3(path, unsafe=unsafe)  # rebuilt in tf_keras, outputs checked
+    if path.is_dir():
+        config = _saved_model_config(path)
+    elif path.suffix.lower() == ".keras":
+        config = _keras_archive_config(path)
+    elif path.suffix.lower() in (".h5", ".hdf5"):
+        config = _hdf5_config(path)
+    elif path.suffix.lower() in (".tflite", ".onnx"):
+        raise UsageError(f"{path} is a converted model; a model to convert is a {KERAS_FILES}")
+    else:
+        raise UsageError(f"{path}: unsupported model file '{path.suffix or path.name}'; a model is a {KERAS_FILES}")
+    if not unsafe:
+        _refuse_lambda(path, config)
+    return _load(path, unsafe)
+
+
+def _load(path: Path, unsafe: bool):
+    from edgekit._files import captured_stderr_fd
+    from edgekit._tf import keras
+
+    native_log: list[str] = []
+    try:
+        with captured_stderr_fd() as native_log:
+            model = keras.models.load_model(path, compile=False, safe_mode=not unsafe)
+    except Exception as e:  # Keras raises many kinds; the first line names the layer or the problem
+        lines = [line.strip() for line in (str(e) or type(e).__name__).splitlines() if line.strip()]
+        errors = [line for line in native_log if "error" in line.lower()]
+        reason = (lines or errors or [type(e).__name__])[0][:300]
+        raise UsageError(f"{path}: tf_keras cannot load it: {reason}") from e
+    if not isinstance(model, keras.Model):
+        raise UsageError(f"{path}: a SavedModel without a Keras model in it; save the model with tf_keras's "
+                         "model.save")
+    return model
+
+
+def _keras_archive_config(path: Path) -> str:
+    if not zipfile.is_zipfile(path):
+        raise UsageError(f"{path}: not a Keras model file (a .keras file is a zip archive; this is not one)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if "config.json" not in names:
+                raise UsageError(f"{path}: a zip archive without config.json, so not a Keras model file")
+            metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
+            config = archive.read("config.json").decode()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise UsageError(f"{path}: a damaged Keras model file ({e})") from e
+    if str(metadata.get("keras_version", "")).startswith("3"):
+        raise UsageError(f"{path}: {KERAS3}")
+    return config
+
+
+def _hdf5_config(path: Path) -> str:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            version, config = _text(f.attrs.get("keras_version", "")), f.attrs.get("model_config")
+    except OSError as e:
+        raise UsageError(f"{path}: not a Keras model file (not an HDF5 file)") from e
+    if version.startswith("3"):
+        raise UsageError(f"{path}: {KERAS3}")
+    if config is None:
+        raise UsageError(f"{path}: an HDF5 file without a model config (only weights?); save the whole model "
+                         "with model.save")
+    return _text(config)
+
+
+def _saved_model_config(path: Path) -> str:
+    if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
+        raise UsageError(f"{path}: a folder without saved_model.pb, so not a SavedModel; a model is a "
+                         f"{KERAS_FILES}")
+    metadata = path / "keras_metadata.pb"
+    if not metadata.is_file():
+        raise UsageError(f"{path}: a SavedModel without Keras metadata (written by tf.saved_model.save or "
+                         "Keras 3's model.export); save the model with tf_keras's model.save")
+    # A protobuf of JSON layer records; what is looked for (a layer's class name) is plain text in it.
+    return metadata.read_bytes().decode(errors="replace")
+
+
+def _refuse_lambda(path: Path, config: str) -> None:
+    try:
+        names = [name for name, class_name in _layers(json.loads(config)) if class_name == "Lambda"]
+    except ValueError:  # SavedModel metadata is not one JSON document
+        names = ["lambda"] if re.search(r'"class_name":\s*"Lambda"', config) else []
+    if names:
+        raise UsageError(f"{path}: layer '{names[0]}' is a Lambda layer, whose stored Python code Keras's safe "
+                         "mode does not run; rebuild the model with built-in layers in place of the Lambda")
+
+
+def _layers(config) -> Iterator[tuple[str, str]]:
+    """(name, class name) of every layer in a model config, nested models included."""
+    if isinstance(config, dict):
+        if "class_name" in config and isinstance(config.get("config"), dict):
+            yield str(config["config"].get("name", "")), str(config["class_name"])
+        for value in config.values():
+            yield from _layers(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _layers(value)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
