@@ -246,29 +246,25 @@ def _onnx_int8(model, calibration: np.ndarray) -> bytes:
 def int8_converter(model, representative: np.ndarray):
     """The TFLite converter set up for a full-integer model (int8 input and output), calibrated on
     `representative` samples. Unverified: `convert` is the stage that also checks the result."""
-    from edgekit._tf import tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([sample[np.newaxis]] for sample in representative)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter
+    return _integer_converter(model, representative, "TFLITE_BUILTINS_INT8", "int8")
 
 
 def int16x8_converter(model, representative: np.ndarray):
     """The TFLite converter for int16 activations, input and output with int8 weights (TFLite's 16x8 mode),
     calibrated on `representative`. An op without a 16x8 kernel fails the conversion rather than falling
     back to float, so the file is what was asked for."""
+    return _integer_converter(model, representative, "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8",
+                              "int16")
+
+
+def _integer_converter(model, representative: np.ndarray, ops_set: str, io_type: str):
     from edgekit._tf import tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([sample[np.newaxis]] for sample in representative)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    converter.inference_input_type = tf.int16
-    converter.inference_output_type = tf.int16
+    converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, ops_set)]
+    converter.inference_input_type = converter.inference_output_type = getattr(tf, io_type)
     return converter
 
 
