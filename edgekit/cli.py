@@ -201,6 +201,29 @@ def convert_command(model, fmt, data_spec, out, calibration_samples, task, unsaf
     click.echo(f"{fmt}: {out}, {len(conversion.content) / 1024:,.1f} KB; {convert.summary(conversion)}")
 
 
+@main.command("export")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--target", "target_name", required=True, help="A microcontroller target (name or TOML path).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Bundle folder.")
+@click.option("--name", default="g_model", show_default=True, help="C identifier of the model array.")
+def export_command(model, target_name, out, name):
+    """Write the files a firmware project includes for MODEL (.tflite): the model as an aligned C array, an op
+    resolver with exactly its ops, and the tensor arena size measured by the TFLite Micro runtime."""
+    from edgekit import targets as target_profiles
+    from edgekit.errors import UsageError
+    from edgekit.export import export_mcu
+
+    target = target_profiles.load(target_name)
+    if target.device_class.value != "mcu":
+        raise UsageError(f"target '{target.name}' is a {target.device_class.value}; bundles for phones and boards "
+                         "are not written yet (this command writes microcontroller bundles)")
+    if not model.is_file():
+        raise UsageError(f"model file '{model}' does not exist")
+    written = export_mcu(model, target, out, name)
+    click.echo(f"{out}: {name}.h/.cc ({written['bytes']:,} bytes), model_ops.h ({len(written['ops'])} ops), "
+               f"model_arena.h ({written['arena_bytes']:,} bytes), model.json, README.md")
+
+
 @main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context

@@ -1,0 +1,79 @@
+"""Microcontroller bundles: the C array compiles and round-trips to the exact bytes, the op resolver names
+the model's ops the way TFLite Micro's MicroMutableOpResolver does, the arena comes from the runtime."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from edgekit.cli import main
+from edgekit.export import c_identifier, resolver_method
+from edgekit.inspect import inspect_model
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_build, tmp_path_factory):
+    _, directory, _ = tiny_build
+    out = tmp_path_factory.mktemp("bundle")
+    result = CliRunner().invoke(main, ["export", str(directory / "int8.tflite"), "--target", "nucleo-l4r5zi",
+                                       "--out", str(out), "--name", "digits_model"])
+    assert result.exit_code == 0, result.output
+    return directory / "int8.tflite", out
+
+
+def test_the_c_array_compiles_and_round_trips_to_the_exact_bytes(bundle, tmp_path):
+    model, out = bundle
+    program = tmp_path / "dump.cc"
+    program.write_text('#include <cstdio>\n#include "digits_model.h"\n'
+                       "int main() { return std::fwrite(digits_model, 1, digits_model_len, stdout) "
+                       "== digits_model_len ? 0 : 1; }\n")
+    binary = tmp_path / "dump"
+    subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{out}", str(program),
+                    str(out / "digits_model.cc"), "-o", str(binary)], check=True, capture_output=True)
+    dumped = subprocess.run([str(binary)], check=True, capture_output=True).stdout
+    assert dumped == model.read_bytes()
+    assert "alignas(16) const unsigned char digits_model[]" in (out / "digits_model.cc").read_text()
+
+
+def test_the_op_resolver_registers_exactly_the_models_ops(bundle):
+    model, out = bundle
+    ops = sorted({op.op for op in inspect_model(model).ops})
+    header = (out / "model_ops.h").read_text()
+    assert f"constexpr int kDigitsModelOpCount = {len(ops)};" in header
+    calls = [line.split("resolver.")[1].split("(")[0] for line in header.splitlines() if "resolver.Add" in line]
+    assert calls == [resolver_method(op) for op in ops]
+    assert calls == ["AddConv2D", "AddFullyConnected", "AddMaxPool2D", "AddReshape", "AddSoftmax"]
+
+
+def test_resolver_names_follow_tflite_micro():
+    expected = {"DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "AVERAGE_POOL_2D": "AddAveragePool2D",
+                "L2_POOL_2D": "AddL2Pool2D", "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd", "PADV2": "AddPadV2",
+                "SPLIT_V": "AddSplitV", "RELU6": "AddRelu6", "CUMSUM": "AddCumSum", "ADD_N": "AddAddN",
+                "BATCH_MATMUL": "AddBatchMatMul", "HARD_SWISH": "AddHardSwish", "TRANSPOSE_CONV": "AddTransposeConv"}
+    assert {op: resolver_method(op) for op in expected} == expected
+
+
+def test_the_arena_comes_from_the_runtime_with_the_margin(bundle):
+    _, out = bundle
+    described = json.loads((out / "model.json").read_text())
+    assert described["arena_measured_bytes"] > 0 and described["arena_margin"] == 0.2
+    assert described["arena_bytes"] % 16 == 0
+    assert described["arena_bytes"] >= described["arena_measured_bytes"] * 1.2
+    assert f"constexpr int kDigitsModelArenaSize = {described['arena_bytes']};" in (out / "model_arena.h").read_text()
+
+
+@pytest.mark.parametrize("name", ["1model", "my-model", "int", "__x", "_Reserved"])
+def test_bad_array_names_are_refused(name):
+    from edgekit.errors import UsageError
+
+    with pytest.raises(UsageError, match="is not a usable C identifier"):
+        c_identifier(name)
+
+
+def test_a_board_target_is_refused_for_now(bundle, tmp_path):
+    model, _ = bundle
+    result = CliRunner().invoke(main, ["export", str(model), "--target", "rpi4", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "is a sbc" in result.stderr
