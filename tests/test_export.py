@@ -77,3 +77,27 @@ def test_a_board_target_is_refused_for_now(bundle, tmp_path):
     model, _ = bundle
     result = CliRunner().invoke(main, ["export", str(model), "--target", "rpi4", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "is a sbc" in result.stderr
+
+
+def test_the_test_data_compiles_and_holds_what_tflite_micro_computes(bundle, tmp_path):
+    import numpy as np
+
+    from edgekit import micro
+
+    model, out = bundle
+    program = tmp_path / "check.cc"
+    program.write_text('#include <cstdio>\n#include "test_data.h"\nint main() {\n'
+                       "  for (auto v : digits_model_test_input) std::printf(\"%d \", v);\n  std::printf(\"\\n\");\n"
+                       "  for (auto v : digits_model_expected_output) std::printf(\"%d \", v);\n  return 0;\n}\n")
+    binary = tmp_path / "check"
+    subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{out}", str(program),
+                    str(out / "test_data.cc"), "-o", str(binary)], check=True, capture_output=True)
+    lines = subprocess.run([str(binary)], check=True, capture_output=True, text=True).stdout.splitlines()
+    test_input = np.array(lines[0].split(), dtype=np.int8)
+    expected = [int(v) for v in lines[1].split()]
+    info = inspect_model(model)
+    assert test_input.size == int(np.prod(info.inputs[0].shape))
+    assert micro.measure(model, sample=test_input.reshape(info.inputs[0].shape[1:])).output[0] == expected
+    application = (out / "main.cc").read_text()
+    assert "RegisterDigitsModelOps(resolver)" in application and "kDigitsModelArenaSize" in application
+    assert '\\"latency_us\\": %lu' in application
