@@ -224,6 +224,21 @@ def export_command(model, target_name, out, name):
                f"model_arena.h ({written['arena_bytes']:,} bytes), model.json, README.md")
 
 
+@main.command("verify")
+@click.argument("build_dir", type=click.Path(path_type=Path))
+def verify_command(build_dir):
+    """Re-hash every file of a build folder against its manifest.json and say what differs (exit 1 if any)."""
+    from edgekit.errors import EdgekitError
+    from edgekit.export import verify
+
+    problems = verify(build_dir)
+    for line in problems:
+        click.echo(line)
+    if problems:
+        raise EdgekitError(f"{build_dir}: {len(problems)} file(s) differ from manifest.json")
+    click.echo(f"{build_dir}: every file matches manifest.json")
+
+
 @main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context

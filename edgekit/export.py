@@ -36,6 +36,32 @@ def forget_manifest(directory: Path) -> None:
         (Path(directory) / MANIFEST).unlink()
 
 
+def verify(directory: Path) -> list[str]:
+    """Re-hash every file the manifest lists. Returns one line per difference (empty when all match):
+    missing, changed (size or sha256), and files in the folder the manifest does not list."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise UsageError(f"{directory}: no {MANIFEST}, so not a finished build folder (a build that stopped, or "
+                         "not a build at all)")
+    try:
+        listed = json.loads(path.read_text())["files"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{path}: not a readable manifest ({type(e).__name__}: {e})") from None
+    problems = []
+    for name, entry in sorted(listed.items()):
+        file = directory / name
+        if not file.is_file():
+            problems.append(f"missing: {name}")
+        elif file.stat().st_size != entry["size_bytes"] or sha256(file) != entry["sha256"]:
+            problems.append(f"changed: {name} (sha256 {sha256(file)[:12]}..., the manifest says "
+                            f"{entry['sha256'][:12]}...)")
+    for file in sorted(directory.iterdir()):
+        if file.is_file() and file.name != MANIFEST and file.name not in listed and not file.name.startswith("."):
+            problems.append(f"not in the manifest: {file.name}")
+    return problems
+
+
 def write_manifest(directory: Path, files: list[str], **provenance: Any) -> dict[str, Any]:
     directory = Path(directory)
     manifest = {

@@ -132,3 +132,30 @@ def test_a_build_that_misses_its_budget_is_complete_and_exits_3(tmp_path, tiny_r
     directory = tmp_path / "tiny-digits-slow-pi"
     assert (directory / "manifest.json").exists()
     assert json.loads((directory / "report.json").read_text())["fits"] is False
+
+
+def test_verify_finds_changed_missing_and_extra_files(tiny_build, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from edgekit.cli import main
+
+    _, directory, _ = tiny_build
+    copy = tmp_path / "copy"
+    shutil.copytree(directory, copy)
+    clean = CliRunner().invoke(main, ["verify", str(copy)])
+    assert clean.exit_code == 0 and clean.stdout.strip().endswith("every file matches manifest.json")
+    content = (copy / "int8.tflite").read_bytes()
+    (copy / "int8.tflite").write_bytes(content[:-1] + bytes([content[-1] ^ 0xFF]))  # one bit pattern changed
+    (copy / "labels.txt").unlink()
+    (copy / "notes.txt").write_text("mine")
+    changed = CliRunner().invoke(main, ["verify", str(copy)])
+    assert changed.exit_code == 1
+    lines = changed.stdout.splitlines()
+    assert lines[0].startswith("changed: int8.tflite (sha256 ") and lines[1:] == ["missing: labels.txt",
+                                                                               "not in the manifest: notes.txt"]
+    assert changed.stderr == f"Error: {copy}: 3 file(s) differ from manifest.json\n"
+    (copy / "manifest.json").unlink()
+    unfinished = CliRunner().invoke(main, ["verify", str(copy)])
+    assert unfinished.exit_code == 2 and "no manifest.json, so not a finished build folder" in unfinished.stderr
