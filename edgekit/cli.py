@@ -203,40 +203,80 @@ def convert_command(model, fmt, data_spec, out, calibration_samples, task, unsaf
 
 @main.command("export")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--target", "target_name", required=True, help="A microcontroller target (name or TOML path).")
+@click.option("--target", "target_name", required=True, help="Target name or TOML path; the bundle fits its class.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Bundle folder.")
-@click.option("--name", default="g_model", show_default=True, help="C identifier of the model array.")
-def export_command(model, target_name, out, name):
-    """Write the files a firmware project includes for MODEL (.tflite): the model as an aligned C array, an op
-    resolver with exactly its ops, and the tensor arena size measured by the TFLite Micro runtime."""
+@click.option("--name", default="g_model", show_default=True,
+              help="C identifier of the model array (microcontroller bundles).")
+@click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Class names, one a line, copied into the bundle as labels.txt. Default: labels.txt beside "
+                   "MODEL, when there is one (as in a build folder).")
+def export_command(model, target_name, out, name, labels):
+    """Write the bundle a developer copies to the device for MODEL (.tflite). Microcontroller: the model as an
+    aligned C array, an op resolver with exactly its ops and the tensor arena size measured by the TFLite Micro
+    runtime. Single-board computer: bench_on_device.py, requirements.txt and run.sh. Phone: bench_android.sh
+    for TensorFlow Lite's benchmark_model. Every bundle has model.json and a README with the commands."""
     from edgekit import targets as target_profiles
     from edgekit.errors import UsageError
-    from edgekit.export import export_mcu
 
     target = target_profiles.load(target_name)
-    if target.device_class.value != "mcu":
-        raise UsageError(f"target '{target.name}' is a {target.device_class.value}; bundles for phones and boards "
-                         "are not written yet (this command writes microcontroller bundles)")
     if not model.is_file():
         raise UsageError(f"model file '{model}' does not exist")
+    if target.device_class.value != "mcu":
+        from edgekit.bundles import export_bundle
+
+        if labels is None and (model.parent / "labels.txt").is_file():
+            labels = model.parent / "labels.txt"
+        written = export_bundle(model, target, out, labels)
+        click.echo(f"{out}: {', '.join(written['files'])}")
+        return
+    from edgekit.export import export_mcu
+
     written = export_mcu(model, target, out, name)
     click.echo(f"{out}: {name}.h/.cc ({written['bytes']:,} bytes), model_ops.h ({len(written['ops'])} ops), "
                f"model_arena.h ({written['arena_bytes']:,} bytes), model.json, README.md")
 
 
-@main.command("verify")
-@click.argument("build_dir", type=click.Path(path_type=Path))
-def verify_command(build_dir):
-    """Re-hash every file of a build folder against its manifest.json and say what differs (exit 1 if any)."""
-    from edgekit.errors import EdgekitError
-    from edgekit.export import verify
+@main.command("compare")
+@click.argument("build_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("result", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--variant", default=None,
+              help="The build variant the result measured (int8, float32, ...). Default: the one whose file the "
+                   "result names.")
+@click.option("--calibrate", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a copy of the target profile, refitted so its estimate for this model is the "
+                   "measurement, to this TOML file (then use it with --target).")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare_command(build_dir, result, variant, calibrate, as_json):
+    """Compare a device RESULT (bench_on_device.py's JSON, a benchmark_model log or the microcontroller
+    application's serial log) with the estimates in BUILD_DIR: latency and memory, with the error."""
+    from edgekit.compare import compare
 
-    problems = verify(build_dir)
-    for line in problems:
-        click.echo(line)
-    if problems:
-        raise EdgekitError(f"{build_dir}: {len(problems)} file(s) differ from manifest.json")
-    click.echo(f"{build_dir}: every file matches manifest.json")
+    comparison = compare(build_dir, result, variant)
+    measured = comparison["result"]
+    if calibrate is not None:
+        from edgekit._files import write_atomic
+        from edgekit.compare import build_target, load_build, refit
+        from edgekit.inspect import inspect_model
+
+        target = build_target(*load_build(build_dir))
+        text = refit(target, inspect_model(comparison["model_path"]), measured["latency_ms"],
+                     precision=comparison["precision"], model_name=comparison["file"], result_file=result.name,
+                     threads=measured.get("threads"), runtime=f"{measured['runtime']} ({measured['kind']})")
+        write_atomic(calibrate, text)
+        comparison["calibrated_profile"] = str(calibrate)
+    if as_json:
+        click.echo(json.dumps(comparison, indent=2, default=str))
+        return
+    where = ", ".join(str(v) for v in (measured.get("device"), measured.get("os"), measured.get("runtime")) if v)
+    _print_table(f"{comparison['file']} ({comparison['variant']}) on {comparison['target']}: estimate vs "
+                 f"{measured['kind']} ({where or 'device not named'})",
+                 ("figure", "estimate", "measured", "error (estimate / measured - 1)", "within expected error"),
+                 [(r["figure"], r["estimate"], r["measured"], r["error"],
+                   r["within"] if r["expected"] == "-" else f"{r['within']} ({r['expected']})")
+                  for r in comparison["rows"]])
+    click.echo(f"Matched to variant {comparison['variant']} by {comparison['matched_by']}.")
+    if calibrate is not None:
+        click.echo(f"Refitted profile: {calibrate} (use it with --target {calibrate})")
 
 
 @main.group(invoke_without_command=True)

@@ -73,12 +73,6 @@ def test_bad_array_names_are_refused(name):
         c_identifier(name)
 
 
-def test_a_board_target_is_refused_for_now(bundle, tmp_path):
-    model, _ = bundle
-    result = CliRunner().invoke(main, ["export", str(model), "--target", "rpi4", "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "is a sbc" in result.stderr
-
-
 def test_the_test_data_compiles_and_holds_what_tflite_micro_computes(bundle, tmp_path):
     import numpy as np
 
@@ -101,3 +95,14 @@ def test_the_test_data_compiles_and_holds_what_tflite_micro_computes(bundle, tmp
     application = (out / "main.cc").read_text()
     assert "RegisterDigitsModelOps(resolver)" in application and "kDigitsModelArenaSize" in application
     assert '\\"latency_us\\": %lu' in application
+
+
+def test_compare_reads_the_applications_serial_log(tmp_path):
+    from edgekit.compare import read_result
+
+    log = tmp_path / "serial.log"
+    log.write_text("boot\n" + "\n".join(f'{{"run": {i}, "latency_us": {800 + i}, "ok": true, "max_diff": 0, '
+                                           f'"arena_used": 9120}}' for i in range(5)) + "\n{\"run\": 5, \"lat")
+    result = read_result(log)
+    assert result["kind"] == "serial log" and result["latency_ms"] == pytest.approx(0.802)
+    assert result["latency"]["runs"] == 5 and result["memory_bytes"] == 9120

@@ -1,0 +1,301 @@
+"""`edgekit compare`: a device's answer against the build's estimate, and a profile refitted to it.
+
+A device result is one of: the JSON `bench_on_device.py` writes (single-board computers), the log of
+TensorFlow Lite's `benchmark_model` (phones, through `bench_android.sh`), or the serial log of the
+microcontroller application (one JSON line per run with "latency_ms")."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import UsageError
+
+# benchmark_model's summary lines (tensorflow/lite/tools/benchmark/benchmark_model.cc, benchmark_tflite_model.cc).
+# Lines may carry a prefix ("INFO: ", logcat's "I tflite  : "); numbers may be printed as 1.24027e+06.
+_NUMBER = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+_TIMINGS = re.compile(rf"Inference timings in us: Init: {_NUMBER}, First inference: {_NUMBER}, "
+                      rf"Warmup \(avg\): {_NUMBER}, Inference \(avg\): {_NUMBER}")
+_MEMORY = re.compile(rf"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\): "
+                     rf"init={_NUMBER} overall={_NUMBER}")
+_PEAK = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring: {_NUMBER}")
+_SESSION = re.compile(rf"Initialized session in {_NUMBER}\s*ms")
+_COUNT = re.compile(r"count=(\d+)(.*)")
+_FIELD = re.compile(rf"(\w+)={_NUMBER}")
+_GRAPH = re.compile(r"Graph: \[([^\]]*)\]")
+_THREADS = re.compile(r"Num threads: \[(\d+)\]")
+_EDGEKIT = re.compile(r"edgekit: (\w+)=(.*)")
+
+
+def parse_benchmark_model_log(text: str) -> dict[str, Any]:
+    """The figures of one `benchmark_model` run: init and inference timings (ms), the timed runs' statistics
+    and the memory footprint lines (MB, as the tool prints them)."""
+    timings = _TIMINGS.search(text)
+    if not timings:
+        raise UsageError("no 'Inference timings in us: Init: ..., Inference (avg): ...' line; is this the whole "
+                         "log of a benchmark_model run that finished?")
+    init_us, first_us, warmup_us, inference_us = (float(v) for v in timings.groups())
+    result: dict[str, Any] = {"init_ms": init_us / 1e3, "first_ms": first_us / 1e3, "warmup_avg_ms": warmup_us / 1e3,
+                              "inference_avg_ms": inference_us / 1e3}
+    counts = [dict((k, float(v)) for k, v in _FIELD.findall(match.group(2))) | {"count": int(match.group(1))}
+              for match in _COUNT.finditer(text)]
+    timed = [c for c in counts if "avg" in c]  # the warm-up line has no avg
+    if timed:
+        last = timed[-1]
+        result["runs"] = last["count"]
+        result["stats_ms"] = {k: last[k] / 1e3 for k in ("min", "max", "avg", "std", "p5", "median", "p95")
+                              if k in last}
+    if session := _SESSION.search(text):
+        result["session_init_ms"] = float(session.group(1))
+    if memory := _MEMORY.search(text):
+        result["memory_mb"] = {"init": float(memory.group(1)), "overall": float(memory.group(2))}
+    if peak := _PEAK.search(text):
+        result["peak_memory_mb"] = float(peak.group(1))
+    if graph := _GRAPH.search(text):
+        result["model"] = Path(graph.group(1)).name
+    if threads := _THREADS.search(text):
+        result["threads"] = int(threads.group(1))
+    for key, value in _EDGEKIT.findall(text):
+        result.setdefault("device", {})[key] = value.strip()
+    return result
+
+
+def parse_serial_log(text: str) -> list[dict[str, Any]]:
+    """The JSON lines with a "latency_us" (edgekit's application) or "latency_ms" that a microcontroller
+    prints; other lines (boot messages, a line cut short) are skipped."""
+    records = []
+    for line in text.splitlines():
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            record = json.loads(line[start:])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("latency_us"), int | float):
+            record = {**record, "latency_ms": record["latency_us"] / 1000}  # what edgekit's MCU app prints
+        if isinstance(record, dict) and isinstance(record.get("latency_ms"), int | float):
+            records.append(record)
+    return records
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """Any device result, in one shape: kind, model (file name, when the result says), measured latency
+    (ms, with the statistic used), memory (bytes, with what it measures), threads, device, runtime."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"result file '{path}' does not exist")
+    text = path.read_text(errors="replace")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and data.get("tool") == "bench_on_device.py":
+        latency = data["latency_ms"]
+        return {"kind": "bench_on_device.py", "file": path.name, "model": data.get("model"),
+                "sha256": data.get("model_sha256"), "latency_ms": latency["median"], "statistic": "median",
+                "latency": latency, "memory_bytes": data.get("memory", {}).get("rss_rise_bytes"),
+                "memory_what": "peak resident set rise", "threads": data.get("threads"),
+                "device": data.get("device", {}).get("cpu"), "os": data.get("device", {}).get("os"),
+                "runtime": f"{data.get('runtime', {}).get('name')} {data.get('runtime', {}).get('version')}"}
+    if "Inference timings in us" in text:
+        log = parse_benchmark_model_log(text)
+        stats = log.get("stats_ms", {})
+        statistic = "median" if "median" in stats else "avg"
+        memory = log.get("memory_mb", {}).get("overall")
+        device = log.get("device", {})
+        return {"kind": "benchmark_model", "file": path.name, "model": log.get("model"), "sha256": None,
+                "latency_ms": stats.get("median", log["inference_avg_ms"]), "statistic": statistic,
+                "latency": log, "memory_bytes": None if memory is None else memory * 2**20,
+                "memory_what": "benchmark_model's memory footprint delta (overall)", "threads": log.get("threads"),
+                "device": " ".join(v for k, v in device.items() if k in ("device", "soc")) or None,
+                "os": device.get("android") and f"Android {device['android']}", "runtime": "benchmark_model"}
+    records = parse_serial_log(text)
+    if records:
+        latencies = [float(r["latency_ms"]) for r in records]
+        arena = next((r[k] for r in records for k in ("arena_bytes", "arena_used_bytes", "arena_used") if k in r), None)
+        model = next((r["model"] for r in records if isinstance(r.get("model"), str)), None)
+        return {"kind": "serial log", "file": path.name, "model": model, "sha256": None,
+                "latency_ms": statistics.median(latencies), "statistic": "median",
+                "latency": {"runs": len(latencies), "median": statistics.median(latencies), "min": min(latencies),
+                            "max": max(latencies)},
+                "memory_bytes": arena, "memory_what": "tensor arena the application reports",
+                "threads": 1, "device": None, "os": None, "runtime": "TFLite Micro"}
+    raise UsageError(f"'{path}' is not a device result: expected the JSON of bench_on_device.py, a benchmark_model "
+                     "log (with its 'Inference timings in us' line) or a serial log of JSON lines with "
+                     "\"latency_ms\"")
+
+
+def load_build(build_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(report.json, manifest.json or {}) of a build folder."""
+    build_dir = Path(build_dir)
+    report_path = build_dir / "report.json"
+    if not report_path.is_file():
+        raise UsageError(f"'{build_dir}' has no report.json; give the folder `edgekit build` wrote")
+    manifest_path = build_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    return json.loads(report_path.read_text()), manifest
+
+
+def build_target(report: dict[str, Any], manifest: dict[str, Any]):
+    """The target the build was made for: its own file when that still exists, else the built-in name."""
+    from edgekit import targets
+
+    path = manifest.get("target", {}).get("file")
+    return targets.load(Path(path) if path and Path(path).is_file() else report["target"])
+
+
+def pick_variant(report: dict[str, Any], manifest: dict[str, Any], result: dict[str, Any],
+                 name: str | None = None) -> tuple[dict[str, Any], str]:
+    """The build variant the result measured, and how it was matched."""
+    variants = report["variants"]
+    if name:
+        found = [v for v in variants if v["name"] == name]
+        if not found:
+            raise UsageError(f"no variant '{name}' in the build; valid: {', '.join(v['name'] for v in variants)}")
+        return found[0], "--variant"
+    files = manifest.get("files", {})
+    if result.get("sha256"):
+        found = [v for v in variants if files.get(v["file"], {}).get("sha256") == result["sha256"]]
+        if found:
+            return found[0], "sha256 of the model file"
+    if result.get("model"):
+        found = [v for v in variants if v["file"] == result["model"]]
+        if found:
+            return found[0], "model file name"
+    selected = next(v for v in variants if v["name"] == report["selected"])
+    if result.get("sha256") or result.get("model"):
+        raise UsageError(f"the result measured '{result.get('model')}', which is none of the build's variants "
+                         f"({', '.join(v['file'] for v in variants)}); say which with --variant")
+    return selected, "the build's selected variant (the result does not name its model; --variant overrides)"
+
+
+def compare(build_dir: Path, result_path: Path, variant_name: str | None = None) -> dict[str, Any]:
+    """Estimate vs measured for the variant the result measured: latency and memory, with the error."""
+    from edgekit.estimate import estimate_latency
+    from edgekit.inspect import inspect_model
+
+    report, manifest = load_build(build_dir)
+    result = read_result(result_path)
+    variant, matched = pick_variant(report, manifest, result, variant_name)
+    target = build_target(report, manifest)
+    model_path = Path(build_dir) / variant["file"]
+    estimate = estimate_latency(inspect_model(model_path), target, variant["precision"]) \
+        if model_path.is_file() else None
+    estimate = estimate.to_dict() if estimate else variant.get("target_latency")
+    measured = result["latency_ms"]
+    rows = []
+    if estimate:
+        error = estimate["ms"] / measured - 1
+        rows.append({"figure": "latency", "estimate": f"{estimate['ms']:.3g} ms ({estimate['threads']} threads)",
+                     "measured": f"{measured:.3g} ms {result['statistic']} ({result.get('threads') or '?'} thread(s))",
+                     "error": f"{error:+.0%}",
+                     "within": "yes" if abs(error) <= estimate["expected_error"] else "no",
+                     "expected": f"±{estimate['expected_error']:.0%}"})
+    else:
+        error = None
+        rows.append({"figure": "latency", "estimate": "-", "measured": f"{measured:.3g} ms", "error": "-",
+                     "within": "-", "expected": "-"})
+    ram = variant.get("ram", {}).get("required_bytes")
+    memory = result.get("memory_bytes")
+    memory_error = ram / memory - 1 if ram and memory else None
+    rows.append({"figure": "memory", "estimate": "-" if ram is None else f"{ram / 1024:,.0f} KB (host-measured)",
+                 "measured": "-" if memory is None else f"{memory / 1024:,.0f} KB ({result['memory_what']})",
+                 "error": "-" if memory_error is None else f"{memory_error:+.0%}", "within": "-", "expected": "-"})
+    return {"build": str(build_dir), "target": target.name, "variant": variant["name"], "file": variant["file"],
+            "precision": variant["precision"], "matched_by": matched, "result": result, "estimate": estimate,
+            "latency_error": error, "memory_error": memory_error, "rows": rows,
+            "model_path": str(model_path)}
+
+
+# --- Refit: a copy of the target profile whose cost model gives the measurement ------------------------
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-]+)\s*\]\]?")
+_VALUE = re.compile(r"^(\s*)([A-Za-z0-9_\-]+)(\s*=\s*)([-+0-9.eE_]+)(.*)$")
+
+
+def refit(target, model_info, measured_ms: float, *, precision: str, model_name: str = "measured model",
+          result_file: str = "", threads: int | None = None, runtime: str = "") -> str:
+    """The text of a copy of `target`'s profile whose `[latency]` constants are scaled so that the estimate
+    for `model_info` equals `measured_ms`, with the measurement recorded as a `[[latency.calibration]]` point.
+
+    Every rate (MACs per cycle for each precision and op kind, bytes per cycle) is multiplied by
+    estimate / measured and the per-op overhead divided by it: the device is taken to be uniformly that
+    much faster or slower than the profile said, which keeps the profile's op-kind ratios."""
+    from edgekit.estimate import estimate_latency
+
+    if target.latency is None:
+        raise UsageError(f"target '{target.name}' ({target.file}) has no [latency] table to refit")
+    if not measured_ms > 0:
+        raise UsageError(f"measured latency must be > 0 ms, got {measured_ms!r}")
+    estimate = estimate_latency(model_info, target, precision)
+    if estimate is None:
+        raise UsageError(f"target '{target.name}' has no latency constants for {precision}")
+    factor = estimate.ms / measured_ms
+    scaled = {"bytes_per_cycle": target.latency.bytes_per_cycle * factor,
+              "op_overhead_cycles": target.latency.op_overhead_cycles / factor}
+    lines, table = [], ""
+    for line in Path(target.file).read_text().splitlines():
+        if header := _HEADER.match(line):
+            table = header.group(1)
+        elif value := _VALUE.match(line):
+            indent, key, equals, _, _ = value.groups()
+            new = None
+            if table == "latency" and key in scaled:
+                new = scaled[key]
+            elif table.startswith("latency.") and table != "latency.calibration" and \
+                    key in target.latency.macs_per_cycle.get(table.split(".", 1)[1], {}):
+                new = target.latency.macs_per_cycle[table.split(".", 1)[1]][key] * factor
+            if new is not None:
+                how = f"/{factor:.4g}" if key == "op_overhead_cycles" else f"x{factor:.4g}"
+                line = f"{indent}{key}{equals}{new:.9g}  # refitted by edgekit compare ({how} of {target.name}'s)"
+        if table == "" and re.match(r"^name\s*=", line):
+            line = f'name = "{target.name}-calibrated"  # a refitted copy of {target.name}'
+        elif table == "" and re.match(r"^title\s*=", line):
+            line = f"title = {json.dumps(target.title + ' (calibrated by edgekit compare)')}"
+        elif table == "latency" and re.match(r"^threads\s*=", line) and threads:
+            line = f"threads = {threads}  # the thread count of the measurement this copy was refitted to"
+        elif table == "latency" and re.match(r"^runtime\s*=", line) and runtime:
+            line = f"runtime = {json.dumps(f'{runtime}, {threads or target.latency.threads} thread(s)')}"
+        elif table == "latency" and re.match(r"^method\s*=", line):
+            line = "method = " + json.dumps(
+                f"{target.latency.method} Refitted by edgekit compare: every rate x{factor:.4g} and the per-op "
+                f"overhead / {factor:.4g}, so that the estimate for {model_name} "
+                f"equals the {measured_ms:.4g} ms measured.")
+        lines.append(line)
+    shape = list(model_info.inputs[0].shape[1:]) if model_info.inputs else [1]
+    point = [
+        "", "# The measurement this copy was refitted to (model: the measured file, not a zoo builder).",
+        "[[latency.calibration]]",
+        f"model = {json.dumps(model_name)}",
+        f"input = {json.dumps(shape)}",
+        f"macs = {max(1, model_info.macs)}",
+        f'precision = "{"float32" if precision == "float16" else precision}"',
+        f"published_ms = {measured_ms:.9g}",
+        f"runtime = {json.dumps(runtime or 'measured on the device')}",
+        f"source = {json.dumps(('edgekit compare ' + result_file).strip())}",
+    ]
+    text = "\n".join(lines + point) + "\n"
+    _check_refit(text, target, model_info, precision, measured_ms)
+    return text
+
+
+def _check_refit(text: str, target, model_info, precision: str, measured_ms: float) -> None:
+    """The written profile must load and give the measurement; a profile laid out in a way the line edits
+    above miss (inline tables) is an error, not a silently unrefitted copy."""
+    import tempfile
+
+    from edgekit import targets
+    from edgekit.estimate import estimate_latency
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "refit.toml"
+        path.write_text(text)
+        refitted = targets.load(path)
+    ms = estimate_latency(model_info, refitted, precision).ms
+    if abs(ms / measured_ms - 1) > 1e-3:
+        raise UsageError(f"{target.file}: could not refit its [latency] table line by line (estimate {ms:.4g} ms "
+                         f"after refitting, measured {measured_ms:.4g} ms); write the tables one key a line")

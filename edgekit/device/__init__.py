@@ -1,0 +1,1 @@
+"""Standalone scripts copied into device bundles. They import neither TensorFlow nor edgekit."""
