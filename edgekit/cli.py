@@ -279,6 +279,21 @@ def compare_command(build_dir, result, variant, calibrate, as_json):
         click.echo(f"Refitted profile: {calibrate} (use it with --target {calibrate})")
 
 
+@main.command("verify")
+@click.argument("build_dir", type=click.Path(path_type=Path))
+def verify_command(build_dir):
+    """Re-hash every file of a build folder against its manifest.json and say what differs (exit 1 if any)."""
+    from edgekit.errors import EdgekitError
+    from edgekit.export import verify
+
+    problems = verify(build_dir)
+    for line in problems:
+        click.echo(line)
+    if problems:
+        raise EdgekitError(f"{build_dir}: {len(problems)} file(s) differ from manifest.json")
+    click.echo(f"{build_dir}: every file matches manifest.json")
+
+
 @main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
@@ -323,7 +338,8 @@ def models(as_json):
         return
     _print_table("edgekit models", ("recipe", "builder", "dataset", "metric", "sparsity", "qat epochs",
                                     "description"),
-                 [(r.name, r.builder, r.dataset, r.metric, f"{r.optimize.sparsity:.0%}",
+                 [(r.name, r.builder, r.dataset, r.metric,
+                   r.optimize.sparsity if isinstance(r.optimize.sparsity, str) else f"{r.optimize.sparsity:.0%}",
                    str(r.optimize.qat_epochs), r.description) for r in loaded])
 
 
