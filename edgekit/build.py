@@ -59,9 +59,10 @@ def shippable_formats(target: Target) -> dict[str, tuple[str, ...]]:
 def check_capabilities(recipe: Recipe, target: Target) -> None:
     """Fail before training when nothing this build produces could run on the target."""
     shippable = shippable_formats(target)["tflite"]
-    if not {"int8", "float32"} & set(shippable):
+    produced = recipe.optimize.precision
+    if not {produced, "float32"} & set(shippable):
         raise UsageError(f"target '{target.name}' runs {', '.join(shippable) or 'nothing'} with "
-                         f"{target.runtime.value}; this build produces int8 and float32 TFLite models")
+                         f"{target.runtime.value}; this build produces {produced} and float32 TFLite models")
 
 
 def select(variants: list[dict[str, Any]], target: Target) -> tuple[str, str, bool]:
@@ -114,7 +115,11 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
         optimized = optimize.optimize(trained.model, recipe, dataset)
     with stage("convert"):
         representative = dataset.representative(recipe.optimize.calibration_samples, seed)
-        conversions.insert(1, convert.tflite_int8(optimized.model, representative, check_inputs, recipe.task))
+        if recipe.optimize.quantize == "int16x8":
+            quantized = convert.convert(optimized.model, "tflite-int16x8", representative, check_inputs, recipe.task)
+        else:
+            quantized = convert.tflite_int8(optimized.model, representative, check_inputs, recipe.task)
+        conversions.insert(1, quantized)
     for conversion in conversions:
         write_atomic(directory / conversion.filename, conversion.content)
 
@@ -127,6 +132,7 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
                      result.latency_ms.median)
             variants.append({"name": conversion.name, **result.to_dict(), "verification": conversion.check})
 
+    optimization = _optimization_section(optimized, conversions, variants, float_metric, recipe)
     selected, reason, fits = select(variants, target)
     training = {"float": _phase(trained.history, trained.seconds)}
     for phase, history in optimized.history.items():
@@ -142,6 +148,7 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
         "host": reports.host(),
         "keras_test_metric": {"float": float_metric},
         "training": training,
+        "optimization": optimization,
         "variants": variants,
         "selected": selected,
         "selection_reason": reason,
@@ -151,7 +158,7 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
     }
     write_json(directory / "report.json", report)
     write_atomic(directory / "report.md", reports.to_markdown(report))
-    _metric_guard(variants, recipe)
+    _metric_guard(variants, recipe, quantized.name)
     files = [c.filename for c in conversions] + [FLOAT_KERAS, "report.json", "report.md"]
     if recipe.task in ("classification", "binary"):
         write_atomic(directory / "labels.txt", "\n".join(dataset.labels) + "\n")
@@ -176,16 +183,77 @@ def _save_keras(model, path: Path) -> None:
     temporary.replace(path)
 
 
-def _metric_guard(variants: list[dict[str, Any]], recipe: Recipe) -> None:
+def _optimization_section(optimized, conversions, variants: list[dict[str, Any]], float_metric: float,
+                          recipe: Recipe) -> dict[str, Any]:
+    """What each optimization step did, and what reached the files: size raw and gzip of the float and
+    quantized artifacts, and the sparsity of every weight op in the quantized one.
+
+    The quantized variant's `sparsity` becomes the share of zeros across the pruned layers' ops (the figure
+    the recipe's `sparsity` sets), because the first convolution and the last Dense layer are kept dense by
+    default; the share across every weight op stays in `sparsity_all_weights`."""
+    from edgekit.optimize import PRUNABLE, artifact_sparsity
+
+    by_name = {v["name"]: v for v in variants}
+    quantized = conversions[1]
+    prunable = [getattr(layer, "layer", layer).name for layer in optimized.model.layers  # through QAT wrappers
+                if type(getattr(layer, "layer", layer)).__name__ in PRUNABLE]
+    per_op = artifact_sparsity(quantized.content, prunable)
+    pruned_ops = [row for row in per_op if row["layer"] in optimized.pruned_layers]
+    variant = by_name[quantized.name]
+    if pruned_ops:
+        zeros = sum(row["sparsity"] * row["weights"] for row in pruned_ops)
+        variant["sparsity_all_weights"] = variant["sparsity"]
+        variant["sparsity"] = zeros / sum(row["weights"] for row in pruned_ops)
+        variant["sparsity_basis"] = f"pruned layers: {', '.join(optimized.pruned_layers)}"
+    settings = recipe.optimize
+    return {
+        "settings": {"sparsity": settings.sparsity, "quantize": optimized.quantize,
+                     "qat_epochs": settings.qat_epochs if optimized.quantization_aware else 0,
+                     "clusters": settings.clusters},
+        "pruned_layers": optimized.pruned_layers,
+        "kept_dense": optimized.kept_dense,
+        "steps": optimized.steps,
+        "artifacts": {name: {"file": by_name[name]["file"], "size_bytes": by_name[name]["size_bytes"],
+                             "gzip_bytes": by_name[name]["gzip_bytes"],
+                             recipe.metric: by_name[name]["metric"]["value"]}
+                      for name in ("float32", quantized.name)},
+        "float_test_metric": float_metric,
+        "artifact_sparsity": {"file": quantized.filename, "ops": per_op},
+    }
+
+
+def _metric_guard(variants: list[dict[str, Any]], recipe: Recipe, quantized_name: str = "int8") -> None:
     from edgekit.tasks import TASKS
 
     by_name = {v["name"]: v["metric"]["value"] for v in variants}
-    reference, quantized = by_name["float32"], by_name["int8"]
+    reference, quantized = by_name["float32"], by_name[quantized_name]
     drop = TASKS[recipe.task].drop_points(recipe.metric, reference, quantized)
     if drop > recipe.optimize.max_drop:
         raise BudgetError(
-            f"int8 test {recipe.metric} {quantized:.4f} is {drop:.2f} points behind float {reference:.4f}; the "
-            f"recipe allows {recipe.optimize.max_drop:g} (try more qat_epochs, lower sparsity, or a larger max_drop)")
+            f"{quantized_name} test {recipe.metric} {quantized:.4f} is {drop:.2f} points behind float "
+            f"{reference:.4f}; the recipe allows {recipe.optimize.max_drop:g}; try {next_settings(recipe)}")
+
+
+def next_settings(recipe: Recipe) -> str:
+    """The [optimize] settings most likely to win the accuracy back, from the ones this build used."""
+    settings, tries = recipe.optimize, []
+    if settings.clusters:
+        tries.append(f"more clusters (clusters = {settings.clusters * 2})")
+    if settings.structured:
+        tries.append("unstructured pruning (sparsity = 0.5) instead of 2:4")
+    elif settings.sparsity:
+        tries.append(f"lower sparsity (sparsity = {max(0.0, round(settings.sparsity - 0.2, 2)):g})")
+        if settings.pruning_epochs:
+            tries.append(f"more pruning_epochs ({settings.pruning_epochs * 2})")
+    if settings.quantization_aware:
+        tries.append(f"more qat_epochs ({settings.qat_epochs * 2})")
+    elif settings.quantize != "int16x8":
+        tries.append('quantization-aware training instead of post-training quantization (quantize = "qat", '
+                     "qat_epochs = 2)")
+    if settings.quantize != "int16x8" and recipe.task != "classification":
+        tries.append('int16 activations (quantize = "int16x8")')
+    tries.append(f"or a larger max_drop (now {settings.max_drop:g})")
+    return ", ".join(tries)
 
 
 def _phase(history: dict[str, list[float]], seconds: float) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Optimization: magnitude pruning, then int8 quantization-aware training that keeps the sparsity.
+"""Optimization: magnitude pruning (unstructured or 2:4), weight clustering, then int8 quantization-aware
+training that keeps the sparsity and the clusters; or post-training quantization (int8, int16x8) left to
+the converter. Each step records what it did (time, validation metric, sparsity, distinct weights).
 
 The float baseline is never modified: tfmot's pruning wrappers share layers with the model they
 wrap, so pruning works on a clone.
@@ -6,8 +8,13 @@ wrap, so pruning works on a clone.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import time
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from edgekit.data import Dataset
 from edgekit.recipes import Recipe
@@ -17,26 +24,86 @@ from edgekit.train import fit, make_optimizer
 log = logging.getLogger("edgekit")
 
 
+PRUNABLE = ("Conv2D", "DepthwiseConv2D", "Dense")  # the layer kinds pruning and clustering work on
+
+
 @dataclass
 class OptimizeResult:
-    model: object  # the QAT model (or the pruned float model when qat_epochs == 0)
+    model: object  # the QAT model, or the pruned / clustered float model when there is no QAT
     quantization_aware: bool
     history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    # One record per step: {step, seconds, metric {name, split, before, after}, sparsity {layer: share of
+    # zeros}, unique_weights {layer: distinct kernel values}} (sparsity after pruning, uniques after clustering)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    pruned_layers: list[str] = field(default_factory=list)
+    kept_dense: list[str] = field(default_factory=list)  # prunable layers left dense
+    quantize: str = "qat"  # what the build does next: qat (done here), ptq or int16x8 (at conversion)
 
 
 def optimize(model, recipe: Recipe, data: Dataset) -> OptimizeResult:
+    """Prune, cluster and quantization-aware train a clone of `model` as the recipe's [optimize] asks,
+    recording what each step did."""
     settings = recipe.optimize
-    result = OptimizeResult(model=clone(model), quantization_aware=False)
-    if settings.sparsity:
+    result = OptimizeResult(model=clone(model), quantization_aware=False, quantize=settings.quantize)
+    if settings.quantize == "qat" and not settings.qat_epochs:
+        result.quantize = "ptq"
+    metric = _validation_metric(result.model, recipe, data)
+    if settings.pruned:
+        started = time.perf_counter()
         pruned = prune(result.model, recipe, data)
-        result.model = pruned.model
+        result.model, result.pruned_layers, result.kept_dense = pruned.model, pruned.pruned_layers, pruned.kept_dense
         result.history["prune"], result.seconds["prune"] = pruned.history, pruned.seconds
-    if settings.qat_epochs:
-        qat = quantize_aware(result.model, recipe, data, preserve_sparsity=bool(settings.sparsity))
+        metric = _record(result, "prune", started, metric, recipe, data, sparsity=True)
+    if settings.clusters:
+        started = time.perf_counter()
+        clustered = cluster(result.model, recipe, data, preserve_sparsity=settings.pruned)
+        result.model = clustered.model
+        result.history["cluster"], result.seconds["cluster"] = clustered.history, clustered.seconds
+        metric = _record(result, "cluster", started, metric, recipe, data, sparsity=settings.pruned, unique=True)
+    if settings.quantization_aware:
+        started = time.perf_counter()
+        qat = quantize_aware(result.model, recipe, data, preserve_sparsity=settings.pruned,
+                             preserve_clusters=bool(settings.clusters))
         result.model, result.quantization_aware = qat.model, True
         result.history["qat"], result.seconds["qat"] = qat.history, qat.seconds
+        _record(result, "qat", started, metric, recipe, data, sparsity=settings.pruned,
+                unique=bool(settings.clusters))
     return result
+
+
+def _validation_metric(model, recipe: Recipe, data: Dataset) -> float:
+    outputs = model.predict(data.x_val, verbose=0)
+    return TASKS[recipe.task].score(recipe.metric, outputs, data.x_val, data.y_val)
+
+
+def _record(result: OptimizeResult, step: str, started: float, before: float, recipe: Recipe, data: Dataset,
+            sparsity: bool = False, unique: bool = False) -> float:
+    after = _validation_metric(result.model, recipe, data)
+    record: dict[str, Any] = {"step": step, "seconds": round(time.perf_counter() - started, 2),
+                              "metric": {"name": recipe.metric, "split": "val", "before": before, "after": after}}
+    kernels = layer_kernels(result.model)
+    if sparsity:
+        record["sparsity"] = {name: float(np.mean(k == 0)) for name, k in kernels.items()}
+    if unique:
+        record["unique_weights"] = {name: int(len(np.unique(k))) for name, k in kernels.items()}
+    result.steps.append(record)
+    log.info("%s: val %s %.4f -> %.4f in %.1f s", step, recipe.metric, before, after, record["seconds"])
+    return after
+
+
+def layer_kernels(model) -> dict[str, np.ndarray]:
+    """Layer name -> kernel values of every Conv2D, DepthwiseConv2D and Dense layer, looking through tfmot's
+    wrappers (QAT keeps the float kernel as a variable; what it quantizes is read from that)."""
+    kernels = {}
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        if type(inner).__name__ not in PRUNABLE:
+            continue
+        candidates = [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] in ("kernel", "depthwise_kernel")]
+        if candidates:
+            kernels[inner.name] = candidates[0].numpy()
+    return kernels
 
 
 def check_supported(model, recipe: Recipe) -> None:
@@ -44,7 +111,7 @@ def check_supported(model, recipe: Recipe) -> None:
     a preceding Conv2D or DepthwiseConv2D only; after a Dense layer the QAT model and the converter fold it
     differently, and the int8 model then disagrees with its Keras source (measured here: the MLPerf Tiny
     autoencoder's int8 outputs were 9x off; post-training quantization of the same model agrees to 99.9%)."""
-    if not recipe.optimize.qat_epochs:
+    if not recipe.optimize.quantization_aware:
         return
     from edgekit._tf import keras
 
@@ -90,29 +157,139 @@ def pruning_schedule(recipe: Recipe, steps_per_epoch: int):
                                     begin_step=0, end_step=end_step, frequency=frequency)
 
 
+def prune_selection(model, settings) -> tuple[list[str], list[str]]:
+    """(layers to prune, prunable layers kept dense). By default every Conv2D, DepthwiseConv2D and Dense
+    layer but the first convolution (few weights, and every later feature depends on it) and the last Dense
+    layer (the class scores); `prune_layers` names the layers instead, and `keep_dense` always wins."""
+    prunable = [layer.name for layer in model.layers if type(layer).__name__ in PRUNABLE]
+    if settings.prune_layers:
+        chosen = [n for n in prunable if any(fnmatch.fnmatchcase(n, p) for p in settings.prune_layers)]
+    else:
+        convolutions = [layer.name for layer in model.layers if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D")]
+        dense = [layer.name for layer in model.layers if type(layer).__name__ == "Dense"]
+        exempt = {*convolutions[:1], *dense[-1:]}
+        chosen = [n for n in prunable if n not in exempt]
+    chosen = [n for n in chosen if not any(fnmatch.fnmatchcase(n, p) for p in settings.keep_dense)]
+    if not chosen:
+        from edgekit.errors import UsageError
+
+        raise UsageError(f"optimize: no layer to prune; prunable layers: {', '.join(prunable) or 'none'} "
+                         "(check prune_layers and keep_dense)")
+    return chosen, [n for n in prunable if n not in chosen]
+
+
 def prune(model, recipe: Recipe, data: Dataset):
-    from edgekit._tf import tfmot
+    from edgekit._tf import keras, tfmot
 
     sparsity = tfmot().sparsity.keras
+    settings = recipe.optimize
     batch = recipe.train.batch_size
     steps_per_epoch = -(-len(TASKS[recipe.task].training_pairs(data.x_train, data.y_train)[0]) // batch)
-    wrapped = sparsity.prune_low_magnitude(model, pruning_schedule=pruning_schedule(recipe, steps_per_epoch))
-    result = fit(wrapped, data, recipe.task, recipe.optimize.pruning_epochs, batch,
-                 make_optimizer(recipe.train, recipe.optimize.pruning_learning_rate), phase="prune",
+    chosen, kept = prune_selection(model, settings)
+    if settings.structured:
+        m, n = (int(v) for v in settings.sparsity.split(":"))
+        frequency = max(1, settings.pruning_epochs * steps_per_epoch // 20)
+        options = {"sparsity_m_by_n": (m, n),
+                   "pruning_schedule": sparsity.ConstantSparsity(m / n, begin_step=0, frequency=frequency)}
+    else:
+        options = {"pruning_schedule": pruning_schedule(recipe, steps_per_epoch)}
+
+    def wrap(layer):
+        return sparsity.prune_low_magnitude(layer, **options) if layer.name in chosen else layer
+
+    wrapped = keras.models.clone_model(model, clone_function=wrap)
+    result = fit(wrapped, data, recipe.task, settings.pruning_epochs, batch,
+                 make_optimizer(recipe.train, settings.pruning_learning_rate), phase="prune",
                  callbacks=[sparsity.UpdatePruningStep()])
     result.model = sparsity.strip_pruning(wrapped)
+    result.pruned_layers, result.kept_dense = chosen, kept
     return result
 
 
-def quantize_aware(model, recipe: Recipe, data: Dataset, preserve_sparsity: bool):
+def cluster(model, recipe: Recipe, data: Dataset, preserve_sparsity: bool):
+    """Weight clustering: each kernel's values are replaced by `clusters` shared centroids (k-means++
+    initialised), fine-tuned, then stripped back to plain layers. Zeros stay zeros when the model was pruned."""
+    from edgekit._tf import tfmot
+
+    clustering = tfmot().clustering.keras
+    settings = recipe.optimize
+    options: dict[str, Any] = {"number_of_clusters": settings.clusters,
+                               "cluster_centroids_init": clustering.CentroidInitialization.KMEANS_PLUS_PLUS}
+    if preserve_sparsity:
+        options["preserve_sparsity"] = True
+    clustered = clustering.cluster_weights(model, **options)
+    result = fit(clustered, data, recipe.task, settings.cluster_epochs, recipe.train.batch_size,
+                 make_optimizer(recipe.train, settings.pruning_learning_rate), phase="cluster")
+    result.model = clustering.strip_clustering(clustered)
+    return result
+
+
+def quantize_aware(model, recipe: Recipe, data: Dataset, preserve_sparsity: bool, preserve_clusters: bool = False):
     from edgekit._tf import tfmot
 
     mot = tfmot()
     annotated = mot.quantization.keras.quantize_annotate_model(model)
-    if preserve_sparsity:
+    if preserve_clusters:
+        scheme = mot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=preserve_sparsity)
+        qat_model = mot.quantization.keras.quantize_apply(annotated, scheme)
+    elif preserve_sparsity:
         scheme = mot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
         qat_model = mot.quantization.keras.quantize_apply(annotated, scheme)
     else:
         qat_model = mot.quantization.keras.quantize_apply(annotated)
     return fit(qat_model, data, recipe.task, recipe.optimize.qat_epochs, recipe.train.batch_size,
                make_optimizer(recipe.train, recipe.optimize.qat_learning_rate), phase="qat")
+
+
+# What the converted file holds: the weights of each conv / depthwise conv / dense op.
+
+_WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1}
+
+
+def artifact_weights(content: bytes) -> list[dict[str, Any]]:
+    """One entry per CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED op of a .tflite file, in file order:
+    {op, tensor, values} with the stored weight values (int8 in a quantized file) in TFLite's layout
+    (output channels first, input channels last)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(content, 0)
+    graph = model.subgraphs[0]
+    codes = [max(code.builtinCode, code.deprecatedBuiltinCode) for code in model.operatorCodes]
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    producer = {int(out): op for op in graph.operators for out in op.outputs}
+    dtypes = {schema.TensorType.INT8: np.int8, schema.TensorType.FLOAT32: np.float32,
+              schema.TensorType.FLOAT16: np.float16, schema.TensorType.INT16: np.int16}
+    found = []
+    for op in graph.operators:
+        name = names.get(codes[op.opcodeIndex], "")
+        if name not in _WEIGHT_OPS:
+            continue
+        index = int(op.inputs[_WEIGHT_OPS[name]])
+        producing = producer.get(index)  # float16 weights and sparse encodings reach the op through one op
+        if producing is not None and names.get(codes[producing.opcodeIndex]) in ("DEQUANTIZE", "DENSIFY"):
+            index = int(producing.inputs[0])
+        tensor = graph.tensors[index]
+        buffer = model.buffers[tensor.buffer]
+        if buffer.data is None or tensor.type not in dtypes:
+            continue
+        values = np.frombuffer(bytes(buffer.data), dtypes[tensor.type]).reshape(tuple(tensor.shape))
+        found.append({"op": name, "tensor": tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name,
+                      "values": values})
+    return found
+
+
+def artifact_sparsity(content: bytes, layers: list[str] | None = None) -> list[dict[str, Any]]:
+    """Per weight op of a .tflite file: {op, tensor, layer, weights, sparsity}. `layers` (the model's
+    conv / dense layer names in order) names each op's layer: by the layer name in the tensor name where the
+    converter kept it, otherwise by position when the counts agree."""
+    weights = artifact_weights(content)
+    rows = []
+    for position, entry in enumerate(weights):
+        layer = None
+        if layers:
+            named = [n for n in layers if f"/{n}/" in f"/{entry['tensor']}/" or f"_{n}/" in entry["tensor"]]
+            layer = named[0] if len(named) == 1 else (layers[position] if len(layers) == len(weights) else None)
+        values = entry["values"]
+        rows.append({"op": entry["op"], "tensor": entry["tensor"], "layer": layer, "weights": int(values.size),
+                     "sparsity": float(np.mean(values == 0))})
+    return rows

@@ -14,6 +14,8 @@ METRICS = {"classification": ("accuracy",), "binary": ("accuracy", "auc"), "regr
            "anomaly": ("auc",)}
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULES = ("polynomial", "constant")
+QUANTIZE_MODES = ("qat", "ptq", "int16x8")
+STRUCTURED_SPARSITY = ("2:4",)  # M-by-N patterns: M zeros in every block of N weights along the input axis
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class OptimizeSettings:
-    sparsity: float  # fraction of weights set to zero; 0 turns pruning off
+    sparsity: float | str  # fraction of the pruned layers' weights set to zero (0 turns pruning off), or "2:4"
     schedule: str  # polynomial: ramp from 0 to `sparsity`; constant: `sparsity` from the first step
     pruning_epochs: int
     pruning_learning_rate: float
@@ -34,6 +36,30 @@ class OptimizeSettings:
     qat_learning_rate: float
     calibration_samples: int  # representative training samples for the int8 converter
     max_drop: float  # points of the metric the int8 model may lose against the float baseline
+    # fnmatch patterns of layer names to prune; () prunes every Conv2D, DepthwiseConv2D and Dense layer but
+    # the model's first convolution and its last Dense layer
+    prune_layers: tuple[str, ...] = ()
+    keep_dense: tuple[str, ...] = ()  # fnmatch patterns of layer names never pruned
+    quantize: str = "qat"  # qat (ptq when qat_epochs is 0) | ptq | int16x8 (int16 activations, int8 weights)
+    clusters: int = 0  # weight clusters per kernel; 0 turns clustering off
+    cluster_epochs: int = 2  # fine-tuning epochs while clustering
+
+    @property
+    def structured(self) -> bool:
+        return isinstance(self.sparsity, str)
+
+    @property
+    def pruned(self) -> bool:
+        return bool(self.sparsity)
+
+    @property
+    def quantization_aware(self) -> bool:
+        return self.quantize == "qat" and self.qat_epochs > 0
+
+    @property
+    def precision(self) -> str:
+        """The precision of the quantized artifact the build makes: int8 or int16x8."""
+        return "int16x8" if self.quantize == "int16x8" else "int8"
 
 
 @dataclass(frozen=True)
@@ -110,7 +136,10 @@ def _parse(top: _toml.Table, path: Path) -> Recipe:
     train.done()
 
     opt = top.table("optimize", required=False)
-    sparsity = opt.number("sparsity", 0.5, minimum=0.0, maximum=0.95)
+    if isinstance(opt.data.get("sparsity"), str):
+        sparsity = opt.choice("sparsity", STRUCTURED_SPARSITY)
+    else:
+        sparsity = opt.number("sparsity", 0.5, minimum=0.0, maximum=0.95)
     optimize_settings = OptimizeSettings(
         sparsity=sparsity,
         schedule=opt.choice("schedule", SCHEDULES, "polynomial"),
@@ -120,10 +149,17 @@ def _parse(top: _toml.Table, path: Path) -> Recipe:
         qat_learning_rate=opt.number("qat_learning_rate", train_settings.learning_rate / 4, minimum=0),
         calibration_samples=opt.integer("calibration_samples", 200, minimum=1),
         max_drop=opt.number("max_drop", 1.0, minimum=0),
+        prune_layers=opt.strings("prune_layers", ()),
+        keep_dense=opt.strings("keep_dense", ()),
+        quantize=opt.choice("quantize", QUANTIZE_MODES, "qat"),
+        clusters=opt.integer("clusters", 0, minimum=0),
+        cluster_epochs=opt.integer("cluster_epochs", 2, minimum=1),
     )
     opt.done()
     if optimize_settings.sparsity and not optimize_settings.pruning_epochs:
         raise _toml.UsageError(f"{path}: key 'optimize.pruning_epochs': expected >= 1 when sparsity > 0, got 0")
+    if optimize_settings.clusters == 1:
+        raise _toml.UsageError(f"{path}: key 'optimize.clusters': expected 0 (off) or at least 2, got 1")
     top.done()
     return Recipe(**recipe_fields, builder=builder, builder_args=builder_args, train=train_settings,
                   optimize=optimize_settings, input_shape=tuple(shape) if shape else None, file=path)
