@@ -279,6 +279,78 @@ def compare_command(build_dir, result, variant, calibrate, as_json):
         click.echo(f"Refitted profile: {calibrate} (use it with --target {calibrate})")
 
 
+@main.command("optimize")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", "data_spec", required=True, help="Dataset spec: trains, calibrates and measures the metric.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The optimized .tflite; a JSON report of what each step did is written beside it.")
+@click.option("--task", type=click.Choice(["classification", "binary", "regression", "anomaly"]),
+              default="classification", show_default=True, help="What the model's outputs mean.")
+@click.option("--sparsity", default="0.5", show_default=True,
+              help="Share of weights pruned (0 = no pruning), or 2:4 for structured 2-of-4 sparsity.")
+@click.option("--schedule", type=click.Choice(["polynomial", "constant"]), default="polynomial", show_default=True)
+@click.option("--pruning-epochs", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--prune-layers", multiple=True, help="Layer name patterns to prune (default: every conv and "
+              "dense layer but the first convolution and the last dense layer).")
+@click.option("--keep-dense", multiple=True, help="Layer name patterns never pruned.")
+@click.option("--quantize", type=click.Choice(["qat", "ptq", "int16x8"]), default="qat", show_default=True,
+              help="int8 quantization-aware training, int8 post-training quantization, or int16 activations.")
+@click.option("--qat-epochs", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--clusters", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Weight clusters per kernel (0 = none), then cluster-preserving QAT.")
+@click.option("--cluster-epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--max-drop", type=float, default=1.0, show_default=True,
+              help="Points of the metric the result may lose against the float model; more exits 3.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--learning-rate", type=float, default=0.0005, show_default=True,
+              help="For the pruning and QAT fine-tuning.")
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--unsafe-load", is_flag=True, help="Let Lambda layers load (their Python code runs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def optimize_command(model, data_spec, out, task, sparsity, schedule, pruning_epochs, prune_layers, keep_dense,
+                     quantize, qat_epochs, clusters, cluster_epochs, max_drop, batch_size, learning_rate,
+                     calibration_samples, unsafe_load, as_json):
+    """Prune, cluster and quantize a trained MODEL (.keras, .h5, SavedModel, or a Keras 3 file), convert it,
+    and report size (raw and gzip), sparsity and the task metric before and after. Exit 3 when the metric
+    drops more than --max-drop; nothing is written then."""
+    from edgekit import data, recipes
+    from edgekit._files import write_atomic, write_json
+    from edgekit.errors import UsageError
+
+    try:
+        pruning = sparsity if sparsity == "2:4" else float(sparsity)
+    except ValueError:
+        raise UsageError(f"--sparsity '{sparsity}': expected a number from 0 to 0.95, or 2:4") from None
+    recipe = recipes.from_mapping({
+        "name": model.stem, "task": task,
+        "model": {"builder": "external"},
+        "train": {"epochs": 1, "batch_size": batch_size, "learning_rate": learning_rate},
+        "optimize": {"sparsity": pruning, "schedule": schedule, "pruning_epochs": pruning_epochs if pruning else 0,
+                     "prune_layers": list(prune_layers), "keep_dense": list(keep_dense), "quantize": quantize,
+                     "qat_epochs": qat_epochs, "clusters": clusters, "cluster_epochs": cluster_epochs,
+                     "max_drop": max_drop, "calibration_samples": calibration_samples,
+                     "pruning_learning_rate": learning_rate, "qat_learning_rate": learning_rate / 2},
+    }, "command line")
+    from edgekit.models import load_model
+    from edgekit.optimize import optimize_model
+
+    keras_model = load_model(model, unsafe=unsafe_load)
+    dataset = data.load(data_spec, input_shape=tuple(keras_model.input_shape[1:]), task=task)
+    conversion, report = optimize_model(keras_model, recipe, dataset)
+    write_atomic(out, conversion.content)
+    write_json(out.with_suffix(".json"), report)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    metric, before, after = report["metric"], report["before"], report["after"]
+    click.echo(f"{out}: {after['format']}, {after['size_bytes']:,} bytes (gzip {after['gzip_bytes']:,}); float32 "
+               f"{before['size_bytes']:,} (gzip {before['gzip_bytes']:,})")
+    click.echo(f"{metric}: {before[metric]:.4f} -> {after[metric]:.4f} ({report['drop_points']:+.2f} points, "
+               f"allowed {report['max_drop']:g}) on {report['test_samples']} test samples")
+    for row in report["artifact_sparsity"]:
+        click.echo(f"  {row['layer']}: {row['sparsity']:.1%} zeros of {row['weights']:,} weights")
+
+
 @main.command("verify")
 @click.argument("build_dir", type=click.Path(path_type=Path))
 def verify_command(build_dir):

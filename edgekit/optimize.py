@@ -293,3 +293,50 @@ def artifact_sparsity(content: bytes, layers: list[str] | None = None) -> list[d
         rows.append({"op": entry["op"], "tensor": entry["tensor"], "layer": layer, "weights": int(values.size),
                      "sparsity": float(np.mean(values == 0))})
     return rows
+
+
+def optimize_model(model, recipe: Recipe, data: Dataset) -> tuple[Any, dict[str, Any]]:
+    """`edgekit optimize`: optimize a trained model as `recipe.optimize` asks, convert it to its quantized
+    format (verified against the optimized Keras model), and measure the task metric on the test split
+    before and after. Returns (conversion, report). A drop beyond `max_drop` raises BudgetError (exit 3)
+    with the figures and the settings to try next, and nothing is returned to be written."""
+    from edgekit import convert
+    from edgekit._files import gzip_size
+    from edgekit.build import next_settings
+    from edgekit.errors import BudgetError
+    from edgekit.runtime import TFLiteRunner
+
+    task = TASKS[recipe.task]
+    check_supported(model, recipe)
+    check = data.x_val[:256]
+    baseline = convert.tflite_float32(model, check)
+    float_metric = task.score(recipe.metric, model.predict(data.x_test, verbose=0), data.x_test, data.y_test)
+    result = optimize(model, recipe, data)
+    representative = data.representative(recipe.optimize.calibration_samples)
+    if recipe.optimize.quantize == "int16x8":
+        quantized = convert.convert(result.model, "tflite-int16x8", representative, check, recipe.task)
+    else:
+        quantized = convert.tflite_int8(result.model, representative, check, recipe.task)
+    quantized_metric = task.score(recipe.metric, TFLiteRunner(quantized.content).predict(data.x_test),
+                                  data.x_test, data.y_test)
+    drop = task.drop_points(recipe.metric, float_metric, quantized_metric)
+    prunable = [getattr(layer, "layer", layer).name for layer in result.model.layers
+                if type(getattr(layer, "layer", layer)).__name__ in PRUNABLE]
+    report = {
+        "metric": recipe.metric, "task": recipe.task, "test_samples": len(data.x_test),
+        "before": {"format": "tflite-float32", "size_bytes": len(baseline.content),
+                   "gzip_bytes": gzip_size(baseline.content), recipe.metric: float_metric},
+        "after": {"format": quantized.name, "size_bytes": len(quantized.content),
+                  "gzip_bytes": gzip_size(quantized.content), recipe.metric: quantized_metric,
+                  "verification": quantized.check},
+        "drop_points": drop, "max_drop": recipe.optimize.max_drop,
+        "settings": {"sparsity": recipe.optimize.sparsity, "quantize": result.quantize,
+                     "clusters": recipe.optimize.clusters},
+        "pruned_layers": result.pruned_layers, "kept_dense": result.kept_dense, "steps": result.steps,
+        "artifact_sparsity": artifact_sparsity(quantized.content, prunable),
+    }
+    if drop > recipe.optimize.max_drop:
+        raise BudgetError(f"{quantized.name} test {recipe.metric} {quantized_metric:.4f} is {drop:.2f} points "
+                          f"behind float {float_metric:.4f}; --max-drop is {recipe.optimize.max_drop:g}; try "
+                          f"{next_settings(recipe)}")
+    return quantized, report

@@ -100,6 +100,13 @@ def load(name_or_path: str | Path) -> Recipe:
     return _parse(_toml.Table(_toml.read(path), path), path)
 
 
+def from_mapping(data: dict[str, Any], source: str) -> Recipe:
+    """A recipe from values given some other way (the command line), checked exactly as a file is;
+    messages name `source` where they would name the file."""
+    path = Path(source)
+    return _parse(_toml.Table(data, path), path)
+
+
 def load_all() -> list[Recipe]:
     return [load(name) for name in names()]
 
