@@ -24,6 +24,7 @@ log = logging.getLogger("edgekit")
 
 VERIFY_SAMPLES = 256  # validation inputs each conversion is checked on
 FLOAT_KERAS = "float32.keras"  # the trained float baseline, as tf_keras saved it
+BUNDLE = "bundle"  # the selected model's deployment files (edgekit export)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,10 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
     if recipe.task in ("classification", "binary"):
         write_atomic(directory / "labels.txt", "\n".join(dataset.labels) + "\n")
         files.append("labels.txt")
+    chosen_file = directory / next(v["file"] for v in variants if v["name"] == selected)
+    if chosen_file.suffix == ".tflite":
+        with stage("export"):
+            files += _write_bundle(chosen_file, target, directory, dataset)
     write_manifest(directory, files, recipe=recipe.to_dict(), target=target.to_dict(), seed=seed,
                    dataset=dataset.describe(),
                    metrics={v["name"]: {recipe.metric: v["metric"]["value"], "size_bytes": v["size_bytes"]}
@@ -172,6 +177,25 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
         misses = "; ".join(c["summary"] for c in chosen["fit"]["checks"] if c["ok"] is False)
         raise BudgetError(f"the build is complete in {directory}, but {selected} does not fit {target.name}: {misses}")
     return BuildResult(directory, report)
+
+
+def _write_bundle(model: Path, target: Target, directory: Path, dataset) -> list[str]:
+    """The selected model's deployment bundle in `directory/bundle` (what `edgekit export` writes), with a
+    test-set sample as the stored test input for a microcontroller; returns the files, relative."""
+    import shutil
+
+    bundle = directory / BUNDLE
+    shutil.rmtree(bundle, ignore_errors=True)  # a bundle of an earlier build must not mix with this one
+    if target.device_class.value == "mcu":
+        from edgekit.export import export_mcu
+
+        export_mcu(model, target, bundle, sample=dataset.x_test[0])
+    else:
+        from edgekit.bundles import export_bundle
+
+        labels = directory / "labels.txt"
+        export_bundle(model, target, bundle, labels if labels.is_file() else None)
+    return sorted(f"{BUNDLE}/{f.name}" for f in bundle.iterdir() if f.is_file() and not f.name.startswith("."))
 
 
 def _save_keras(model, path: Path) -> None:

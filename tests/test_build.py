@@ -23,6 +23,9 @@ def test_manifest_lists_every_file_with_its_sha256(tiny_build):
     assert manifest["recipe"]["name"] == "tiny-digits"
     assert manifest["versions"]["tensorflow"].startswith("2.")
     assert not list(directory.glob("*.partial*")), "temporary files left behind"
+    # rpi4 is a single-board computer: the bundle a developer copies to the Pi, listed like every other file
+    assert {"bundle/bench_on_device.py", "bundle/run.sh", "bundle/int8.tflite", "bundle/model.json",
+            "bundle/test_input.npy", "bundle/expected_output.npy"} <= set(manifest["files"])
 
 
 def test_report_has_the_contract_fields(tiny_build):
