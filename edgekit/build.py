@@ -181,7 +181,7 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
 
 def _write_bundle(model: Path, target: Target, directory: Path, dataset) -> list[str]:
     """The selected model's deployment bundle in `directory/bundle` (what `edgekit export` writes), with a
-    test-set sample as the stored test input for a microcontroller; returns the files, relative."""
+    test-set sample as its stored test input; returns the files, relative."""
     import shutil
 
     bundle = directory / BUNDLE
@@ -194,7 +194,7 @@ def _write_bundle(model: Path, target: Target, directory: Path, dataset) -> list
         from edgekit.bundles import export_bundle
 
         labels = directory / "labels.txt"
-        export_bundle(model, target, bundle, labels if labels.is_file() else None)
+        export_bundle(model, target, bundle, labels if labels.is_file() else None, sample=dataset.x_test[0])
     return sorted(f"{BUNDLE}/{f.name}" for f in bundle.iterdir() if f.is_file() and not f.name.startswith("."))
 
 

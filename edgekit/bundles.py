@@ -23,9 +23,10 @@ REQUIREMENTS = "numpy\nai-edge-litert\n"
 SEED = 0
 
 
-def export_bundle(model: Path, target, out: Path, labels: Path | None = None) -> dict[str, Any]:
+def export_bundle(model: Path, target, out: Path, labels: Path | None = None, sample=None) -> dict[str, Any]:
     """Write the bundle for a phone or single-board-computer `target` into `out`; returns model.json's
-    content plus the list of files written."""
+    content plus the list of files written. `sample` is one float input (a test-set sample) stored as the
+    test input; without it, a seeded random one."""
     from edgekit.inspect import inspect_model
 
     model, out = Path(model), Path(out)
@@ -35,7 +36,7 @@ def export_bundle(model: Path, target, out: Path, labels: Path | None = None) ->
                          f"not {info.format}")
     if labels is not None and not Path(labels).is_file():
         raise UsageError(f"labels file '{labels}' does not exist")
-    sample, expected = reference_pair(model)
+    sample, expected = reference_pair(model, sample)
     threads = target.latency.threads if target.latency else min(4, target.cpu.cores)
     description = {
         "model": model.name, "sha256": sha256(model), "bytes": info.size_bytes, "target": target.name,
@@ -67,15 +68,18 @@ def export_bundle(model: Path, target, out: Path, labels: Path | None = None) ->
     return {**description, "files": sorted(files)}
 
 
-def reference_pair(model: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A batch-1 input in the model's own dtype and the raw output LiteRT gives for it on this machine."""
+def reference_pair(model: Path, given=None) -> tuple[np.ndarray, np.ndarray]:
+    """A batch-1 input in the model's own dtype (`given`, a float sample, quantized as the model's input
+    says; else seeded random) and the raw output LiteRT gives for it on this machine."""
     from edgekit.runtime import TFLiteRunner
 
     runner = TFLiteRunner(Path(model))
     rng = np.random.default_rng(SEED)
     shape = tuple(runner._input["shape"][1:])
     dtype = runner.input_dtype
-    if np.issubdtype(dtype, np.integer):
+    if given is not None:
+        sample = runner.quantize_input(np.asarray(given, np.float32).reshape(1, *shape))
+    elif np.issubdtype(dtype, np.integer):
         limits = np.iinfo(dtype)
         sample = rng.integers(limits.min, limits.max, size=(1, *shape), endpoint=True).astype(dtype)
     else:

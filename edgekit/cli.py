@@ -210,7 +210,9 @@ def convert_command(model, fmt, data_spec, out, calibration_samples, task, unsaf
 @click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Class names, one a line, copied into the bundle as labels.txt. Default: labels.txt beside "
                    "MODEL, when there is one (as in a build folder).")
-def export_command(model, target_name, out, name, labels):
+@click.option("--data", "data_spec", default=None,
+              help="Dataset spec: its first test sample becomes the bundle's stored test input (default: random).")
+def export_command(model, target_name, out, name, labels, data_spec):
     """Write the bundle a developer copies to the device for MODEL (.tflite). Microcontroller: the model as an
     aligned C array, an op resolver with exactly its ops and the tensor arena size measured by the TFLite Micro
     runtime. Single-board computer: bench_on_device.py, requirements.txt and run.sh. Phone: bench_android.sh
@@ -221,17 +223,23 @@ def export_command(model, target_name, out, name, labels):
     target = target_profiles.load(target_name)
     if not model.is_file():
         raise UsageError(f"model file '{model}' does not exist")
+    sample = None
+    if data_spec:
+        from edgekit import data
+        from edgekit.inspect import inspect_model
+
+        sample = data.load(data_spec, input_shape=inspect_model(model).inputs[0].shape[1:]).x_test[0]
     if target.device_class.value != "mcu":
         from edgekit.bundles import export_bundle
 
         if labels is None and (model.parent / "labels.txt").is_file():
             labels = model.parent / "labels.txt"
-        written = export_bundle(model, target, out, labels)
+        written = export_bundle(model, target, out, labels, sample=sample)
         click.echo(f"{out}: {', '.join(written['files'])}")
         return
     from edgekit.export import export_mcu
 
-    written = export_mcu(model, target, out, name)
+    written = export_mcu(model, target, out, name, sample=sample)
     click.echo(f"{out}: {name}.h/.cc ({written['bytes']:,} bytes), model_ops.h ({len(written['ops'])} ops), "
                f"model_arena.h ({written['arena_bytes']:,} bytes), model.json, README.md")
 

@@ -106,3 +106,19 @@ def test_compare_reads_the_applications_serial_log(tmp_path):
     result = read_result(log)
     assert result["kind"] == "serial log" and result["latency_ms"] == pytest.approx(0.802)
     assert result["latency"]["runs"] == 5 and result["memory_bytes"] == 9120
+
+
+def test_export_stores_a_test_set_sample_with_data(tiny_build, tmp_path):
+    import numpy as np
+
+    from edgekit import data
+    from edgekit.runtime import TFLiteRunner
+
+    _, directory, _ = tiny_build
+    model = directory / "int8.tflite"
+    result = CliRunner().invoke(main, ["export", str(model), "--target", "rpi4", "--out", str(tmp_path),
+                                       "--data", "digits"])
+    assert result.exit_code == 0, result.output
+    stored = np.load(tmp_path / "test_input.npy")
+    expected = TFLiteRunner(model).quantize_input(data.load("digits").x_test[:1])
+    np.testing.assert_array_equal(stored, expected)
