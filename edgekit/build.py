@@ -159,7 +159,8 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
     }
     write_json(directory / "report.json", report)
     write_atomic(directory / "report.md", reports.to_markdown(report))
-    _metric_guard(variants, recipe, quantized.name)
+    metrics = {v["name"]: v["metric"]["value"] for v in variants}
+    optimize.check_drop(recipe, quantized.name, metrics["float32"], metrics[quantized.name])
     files = [c.filename for c in conversions] + [FLOAT_KERAS, "report.json", "report.md"]
     if recipe.task in ("classification", "binary"):
         write_atomic(directory / "labels.txt", "\n".join(dataset.labels) + "\n")
@@ -244,40 +245,6 @@ def _optimization_section(optimized, conversions, variants: list[dict[str, Any]]
         "float_test_metric": float_metric,
         "artifact_sparsity": {"file": quantized.filename, "ops": per_op},
     }
-
-
-def _metric_guard(variants: list[dict[str, Any]], recipe: Recipe, quantized_name: str = "int8") -> None:
-    from edgekit.tasks import TASKS
-
-    by_name = {v["name"]: v["metric"]["value"] for v in variants}
-    reference, quantized = by_name["float32"], by_name[quantized_name]
-    drop = TASKS[recipe.task].drop_points(recipe.metric, reference, quantized)
-    if drop > recipe.optimize.max_drop:
-        raise BudgetError(
-            f"{quantized_name} test {recipe.metric} {quantized:.4f} is {drop:.2f} points behind float "
-            f"{reference:.4f}; the recipe allows {recipe.optimize.max_drop:g}; try {next_settings(recipe)}")
-
-
-def next_settings(recipe: Recipe) -> str:
-    """The [optimize] settings most likely to win the accuracy back, from the ones this build used."""
-    settings, tries = recipe.optimize, []
-    if settings.clusters:
-        tries.append(f"more clusters (clusters = {settings.clusters * 2})")
-    if settings.structured:
-        tries.append("unstructured pruning (sparsity = 0.5) instead of 2:4")
-    elif settings.sparsity:
-        tries.append(f"lower sparsity (sparsity = {max(0.0, round(settings.sparsity - 0.2, 2)):g})")
-        if settings.pruning_epochs:
-            tries.append(f"more pruning_epochs ({settings.pruning_epochs * 2})")
-    if settings.quantization_aware:
-        tries.append(f"more qat_epochs ({settings.qat_epochs * 2})")
-    elif settings.quantize != "int16x8":
-        tries.append('quantization-aware training instead of post-training quantization (quantize = "qat", '
-                     "qat_epochs = 2)")
-    if settings.quantize != "int16x8" and recipe.task != "classification":
-        tries.append('int16 activations (quantize = "int16x8")')
-    tries.append(f"or a larger max_drop (now {settings.max_drop:g})")
-    return ", ".join(tries)
 
 
 def _phase(history: dict[str, list[float]], seconds: float) -> dict[str, Any]:

@@ -75,7 +75,7 @@ def reference_pair(model: Path, given=None) -> tuple[np.ndarray, np.ndarray]:
 
     runner = TFLiteRunner(Path(model))
     rng = np.random.default_rng(SEED)
-    shape = tuple(runner._input["shape"][1:])
+    shape = runner.input_shape
     dtype = runner.input_dtype
     if given is not None:
         sample = runner.quantize_input(np.asarray(given, np.float32).reshape(1, *shape))
@@ -84,11 +84,7 @@ def reference_pair(model: Path, given=None) -> tuple[np.ndarray, np.ndarray]:
         sample = rng.integers(limits.min, limits.max, size=(1, *shape), endpoint=True).astype(dtype)
     else:
         sample = rng.uniform(0.0, 1.0, size=(1, *shape)).astype(dtype)
-    # The raw tensors, as the device script sees them: no quantize/dequantize on either side.
-    interpreter = runner._interpreter
-    interpreter.set_tensor(runner._input["index"], sample)
-    interpreter.invoke()
-    return sample, np.array(interpreter.get_tensor(runner._output["index"]))
+    return sample, runner.run_raw(sample)
 
 
 def _npy(array: np.ndarray) -> bytes:

@@ -41,3 +41,15 @@ def unknown_name(kind: str, name: str, valid: Iterable[str], list_command: str) 
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f"did you mean '{close[0]}'? " if close else f"valid: {', '.join(valid)}; "
     return UsageError(f"unknown {kind} '{name}'; {hint}`{list_command}` lists them")
+
+
+def run_or_exit(main, *args, **kwargs):
+    """Call `main` as a script's entry point: an expected failure prints the one `Error: ...` line and exits
+    with its code, as the `edgekit` command does; anything else keeps its traceback."""
+    import sys
+
+    try:
+        return main(*args, **kwargs)
+    except EdgekitError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)

@@ -302,8 +302,6 @@ def optimize_model(model, recipe: Recipe, data: Dataset) -> tuple[Any, dict[str,
     with the figures and the settings to try next, and nothing is returned to be written."""
     from edgekit import convert
     from edgekit._files import gzip_size
-    from edgekit.build import next_settings
-    from edgekit.errors import BudgetError
     from edgekit.runtime import TFLiteRunner
 
     task = TASKS[recipe.task]
@@ -319,7 +317,6 @@ def optimize_model(model, recipe: Recipe, data: Dataset) -> tuple[Any, dict[str,
         quantized = convert.tflite_int8(result.model, representative, check, recipe.task)
     quantized_metric = task.score(recipe.metric, TFLiteRunner(quantized.content).predict(data.x_test),
                                   data.x_test, data.y_test)
-    drop = task.drop_points(recipe.metric, float_metric, quantized_metric)
     prunable = [getattr(layer, "layer", layer).name for layer in result.model.layers
                 if type(getattr(layer, "layer", layer)).__name__ in PRUNABLE]
     report = {
@@ -329,14 +326,45 @@ def optimize_model(model, recipe: Recipe, data: Dataset) -> tuple[Any, dict[str,
         "after": {"format": quantized.name, "size_bytes": len(quantized.content),
                   "gzip_bytes": gzip_size(quantized.content), recipe.metric: quantized_metric,
                   "verification": quantized.check},
-        "drop_points": drop, "max_drop": recipe.optimize.max_drop,
+        "drop_points": task.drop_points(recipe.metric, float_metric, quantized_metric),
+        "max_drop": recipe.optimize.max_drop,
         "settings": {"sparsity": recipe.optimize.sparsity, "quantize": result.quantize,
                      "clusters": recipe.optimize.clusters},
         "pruned_layers": result.pruned_layers, "kept_dense": result.kept_dense, "steps": result.steps,
         "artifact_sparsity": artifact_sparsity(quantized.content, prunable),
     }
-    if drop > recipe.optimize.max_drop:
-        raise BudgetError(f"{quantized.name} test {recipe.metric} {quantized_metric:.4f} is {drop:.2f} points "
-                          f"behind float {float_metric:.4f}; --max-drop is {recipe.optimize.max_drop:g}; try "
-                          f"{next_settings(recipe)}")
+    check_drop(recipe, quantized.name, float_metric, quantized_metric)
     return quantized, report
+
+
+def check_drop(recipe: Recipe, name: str, reference: float, quantized: float) -> None:
+    """The accuracy guard of `edgekit build` and `edgekit optimize`: BudgetError (exit 3) when the quantized
+    model's metric falls more than `max_drop` points behind the float model's, naming the settings to try."""
+    from edgekit.errors import BudgetError
+
+    drop = TASKS[recipe.task].drop_points(recipe.metric, reference, quantized)
+    if drop > recipe.optimize.max_drop:
+        raise BudgetError(f"{name} test {recipe.metric} {quantized:.4f} is {drop:.2f} points behind float "
+                          f"{reference:.4f}; max_drop is {recipe.optimize.max_drop:g}; try {next_settings(recipe)}")
+
+
+def next_settings(recipe: Recipe) -> str:
+    """The [optimize] settings most likely to win the accuracy back, from the ones this build used."""
+    settings, tries = recipe.optimize, []
+    if settings.clusters:
+        tries.append(f"more clusters (clusters = {settings.clusters * 2})")
+    if settings.structured:
+        tries.append("unstructured pruning (sparsity = 0.5) instead of 2:4")
+    elif settings.sparsity:
+        tries.append(f"lower sparsity (sparsity = {max(0.0, round(settings.sparsity - 0.2, 2)):g})")
+        if settings.pruning_epochs:
+            tries.append(f"more pruning_epochs ({settings.pruning_epochs * 2})")
+    if settings.quantization_aware:
+        tries.append(f"more qat_epochs ({settings.qat_epochs * 2})")
+    elif settings.quantize != "int16x8":
+        tries.append('quantization-aware training instead of post-training quantization (quantize = "qat", '
+                     "qat_epochs = 2)")
+    if settings.quantize != "int16x8" and recipe.task != "classification":
+        tries.append('int16 activations (quantize = "int16x8")')
+    tries.append(f"or a larger max_drop (now {settings.max_drop:g})")
+    return ", ".join(tries)

@@ -67,6 +67,19 @@ class TFLiteRunner:
             outputs.append(self._dequantize_output(self._interpreter.get_tensor(self._output["index"])))
         return np.concatenate(outputs)
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's shape (no batch axis)."""
+        return tuple(int(d) for d in self._input["shape"][1:])
+
+    def run_raw(self, sample: np.ndarray) -> np.ndarray:
+        """Output 0 for one batch-1 input already in the model's own dtype: raw tensors, no quantize or
+        dequantize on either side (what an on-device script sees)."""
+        self._resize(1)
+        self._interpreter.set_tensor(self._input["index"], sample)
+        self._interpreter.invoke()
+        return np.array(self._interpreter.get_tensor(self._output["index"]))
+
     def prepare(self, sample: np.ndarray):
         """Set one input (batch 1) and return the bare call that latency measurements time."""
         self._resize(1)

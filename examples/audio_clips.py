@@ -27,7 +27,7 @@ import numpy as np
 
 from edgekit import recipes, targets
 from edgekit.build import build
-from edgekit.errors import EdgekitError
+from edgekit.errors import run_or_exit
 
 RATE = 16_000
 CLASSES = ("chirp", "hum", "noise", "whistle")
@@ -119,8 +119,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except EdgekitError as error:  # the line and exit code `edgekit` itself would give
-        print(f"Error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
+    run_or_exit(main)  # the one-line error and exit code `edgekit` itself would give

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from edgekit import convert, data, recipes, targets, train
 from edgekit.bench import bench_targets
-from edgekit.errors import EdgekitError, UsageError
+from edgekit.errors import UsageError, run_or_exit
 
 PROFILE = Path(__file__).resolve().parent / "custom_target.toml"
 
@@ -97,8 +97,4 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, bool]]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except EdgekitError as error:  # the line and exit code `edgekit` itself would give
-        print(f"Error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
+    run_or_exit(main)  # the one-line error and exit code `edgekit` itself would give

@@ -35,7 +35,7 @@ from pathlib import Path
 from edgekit import data, recipes, targets, train
 from edgekit.bench import bench_targets
 from edgekit.build import build
-from edgekit.errors import EdgekitError
+from edgekit.errors import run_or_exit
 
 
 def walkthrough(recipe: recipes.Recipe, spec: str) -> float:
@@ -107,8 +107,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except EdgekitError as error:  # the line and exit code `edgekit` itself would give
-        print(f"Error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
+    run_or_exit(main)  # the one-line error and exit code `edgekit` itself would give

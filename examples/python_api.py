@@ -15,6 +15,7 @@ from pathlib import Path
 from edgekit import convert, data, optimize, recipes, targets, train
 from edgekit.bench import bench
 from edgekit.build import build
+from edgekit.errors import run_or_exit
 
 
 def stage_by_stage(recipe: recipes.Recipe, target: targets.Target, out: Path) -> None:
@@ -53,4 +54,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_or_exit(main)  # the one-line error and exit code `edgekit` itself would give

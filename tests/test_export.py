@@ -24,16 +24,20 @@ def bundle(tiny_build, tmp_path_factory):
     return directory / "int8.tflite", out
 
 
+def _compile_and_run(folder, source: str, program: str, tmp_path) -> bytes:
+    """Build `program` with the bundle's `source` file under the strictest warnings, run it, return stdout."""
+    main_file, binary = tmp_path / "program.cc", tmp_path / "program"
+    main_file.write_text(program)
+    subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{folder}", str(main_file),
+                    str(folder / source), "-o", str(binary)], check=True, capture_output=True)
+    return subprocess.run([str(binary)], check=True, capture_output=True).stdout
+
+
 def test_the_c_array_compiles_and_round_trips_to_the_exact_bytes(bundle, tmp_path):
     model, out = bundle
-    program = tmp_path / "dump.cc"
-    program.write_text('#include <cstdio>\n#include "digits_model.h"\n'
-                       "int main() { return std::fwrite(digits_model, 1, digits_model_len, stdout) "
-                       "== digits_model_len ? 0 : 1; }\n")
-    binary = tmp_path / "dump"
-    subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{out}", str(program),
-                    str(out / "digits_model.cc"), "-o", str(binary)], check=True, capture_output=True)
-    dumped = subprocess.run([str(binary)], check=True, capture_output=True).stdout
+    dumped = _compile_and_run(out, "digits_model.cc", '#include <cstdio>\n#include "digits_model.h"\n'
+                              "int main() { return std::fwrite(digits_model, 1, digits_model_len, stdout) "
+                              "== digits_model_len ? 0 : 1; }\n", tmp_path)
     assert dumped == model.read_bytes()
     assert "alignas(16) const unsigned char digits_model[]" in (out / "digits_model.cc").read_text()
 
@@ -79,14 +83,11 @@ def test_the_test_data_compiles_and_holds_what_tflite_micro_computes(bundle, tmp
     from edgekit import micro
 
     model, out = bundle
-    program = tmp_path / "check.cc"
-    program.write_text('#include <cstdio>\n#include "test_data.h"\nint main() {\n'
-                       "  for (auto v : digits_model_test_input) std::printf(\"%d \", v);\n  std::printf(\"\\n\");\n"
-                       "  for (auto v : digits_model_expected_output) std::printf(\"%d \", v);\n  return 0;\n}\n")
-    binary = tmp_path / "check"
-    subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{out}", str(program),
-                    str(out / "test_data.cc"), "-o", str(binary)], check=True, capture_output=True)
-    lines = subprocess.run([str(binary)], check=True, capture_output=True, text=True).stdout.splitlines()
+    lines = _compile_and_run(out, "test_data.cc", '#include <cstdio>\n#include "test_data.h"\nint main() {\n'
+                             "  for (auto v : digits_model_test_input) std::printf(\"%d \", v);\n"
+                             "  std::printf(\"\\n\");\n"
+                             "  for (auto v : digits_model_expected_output) std::printf(\"%d \", v);\n"
+                             "  return 0;\n}\n", tmp_path).decode().splitlines()
     test_input = np.array(lines[0].split(), dtype=np.int8)
     expected = [int(v) for v in lines[1].split()]
     info = inspect_model(model)

@@ -154,7 +154,7 @@ def test_recipe_keys_of_the_optimize_section(tmp_path):
 
 
 def test_the_guard_message_follows_the_settings_used(tiny):
-    from edgekit.build import next_settings
+    from edgekit.optimize import next_settings
 
     pruned_qat = next_settings(tiny)
     assert "lower sparsity (sparsity = 0.3)" in pruned_qat and "more qat_epochs (2)" in pruned_qat
@@ -212,4 +212,4 @@ def test_the_guard_fires_on_a_large_drop_and_names_what_to_try(heavy_int16x8_bui
     assert result.exit_code == 3, result.output
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: int16x8 test accuracy ") and "points behind float" in last
-    assert "the recipe allows 0; try lower sparsity (sparsity = 0.75)" in last and "larger max_drop" in last
+    assert "max_drop is 0; try lower sparsity (sparsity = 0.75)" in last and "larger max_drop" in last
