@@ -41,4 +41,17 @@ def tf2onnx():
     return module
 
 
-__all__ = ["tf", "keras", "tfmot", "tf2onnx"]
+def reserve_layer_names(names: list[str]) -> None:
+    """Move tf_keras's automatic layer naming past `names` ('conv2d_3' reserves conv2d up to _3), so a layer
+    created without a name cannot take one of them. tf_keras keeps these counters per (namespace, prefix) in
+    a private map; `keras.backend.get_uid` counts in another one, which layer naming never reads."""
+    from tf_keras.src import backend
+
+    counters = backend.get_default_graph_uid_map()
+    for name in names:
+        base, _, index = name.rpartition("_")
+        prefix, needed = (base, int(index) + 1) if base and index.isdigit() else (name, 1)
+        counters[("", prefix)] = max(counters[("", prefix)], needed)
+
+
+__all__ = ["tf", "keras", "tfmot", "tf2onnx", "reserve_layer_names"]

@@ -237,6 +237,8 @@ def _optimization_section(optimized, conversions, variants: list[dict[str, Any]]
                      "clusters": settings.clusters},
         "pruned_layers": optimized.pruned_layers,
         "kept_dense": optimized.kept_dense,
+        "kept_dense_reasons": optimized.kept_dense_reasons,
+        "left_to_converter": optimized.left_to_converter,  # layers QAT could not wrap: calibrated by the converter
         "steps": optimized.steps,
         "artifacts": {name: {"file": by_name[name]["file"], "size_bytes": by_name[name]["size_bytes"],
                              "gzip_bytes": by_name[name]["gzip_bytes"],

@@ -341,6 +341,7 @@ def optimize_command(model, data_spec, out, task, sparsity, schedule, pruning_ep
     }, "command line")
     from edgekit.models import load_model
     from edgekit.optimize import optimize_model
+    from edgekit.report import optimization_lines
 
     keras_model = load_model(model, unsafe=unsafe_load)
     dataset = data.load(data_spec, input_shape=tuple(keras_model.input_shape[1:]), task=task)
@@ -357,6 +358,8 @@ def optimize_command(model, data_spec, out, task, sparsity, schedule, pruning_ep
                f"allowed {report['max_drop']:g}) on {report['test_samples']} test samples")
     for row in report["artifact_sparsity"]:
         click.echo(f"  {row['layer']}: {row['sparsity']:.1%} zeros of {row['weights']:,} weights")
+    for line in optimization_lines(report):
+        click.echo(line)
 
 
 @main.command("verify")

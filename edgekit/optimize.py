@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,11 @@ from edgekit.train import fit, make_optimizer
 log = logging.getLogger("edgekit")
 
 
-PRUNABLE = ("Conv2D", "DepthwiseConv2D", "Dense")  # the layer kinds pruning and clustering work on
+# The layer kinds whose kernels the reports follow, and the ones tfmot prunes and clusters: its registries
+# leave a DepthwiseConv2D's kernel alone (`DepthwiseConv2D: []`), so a depthwise layer is never reported
+# as pruned.
+PRUNABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
+COMPRESSIBLE = ("Conv2D", "Dense")
 
 
 @dataclass
@@ -37,7 +42,9 @@ class OptimizeResult:
     # zeros}, unique_weights {layer: distinct kernel values}} (sparsity after pruning, uniques after clustering)
     steps: list[dict[str, Any]] = field(default_factory=list)
     pruned_layers: list[str] = field(default_factory=list)
-    kept_dense: list[str] = field(default_factory=list)  # prunable layers left dense
+    kept_dense: list[str] = field(default_factory=list)  # weight layers left dense
+    kept_dense_reasons: dict[str, str] = field(default_factory=dict)  # layer -> why it was left dense
+    left_to_converter: list[dict[str, str]] = field(default_factory=list)  # {layer, type} QAT could not wrap
     quantize: str = "qat"  # what the build does next: qat (done here), ptq or int16x8 (at conversion)
 
 
@@ -52,7 +59,8 @@ def optimize(model, recipe: Recipe, data: Dataset) -> OptimizeResult:
     if settings.pruned:
         started = time.perf_counter()
         pruned = prune(result.model, recipe, data)
-        result.model, result.pruned_layers, result.kept_dense = pruned.model, pruned.pruned_layers, pruned.kept_dense
+        result.model, result.pruned_layers = pruned.model, pruned.pruned_layers
+        result.kept_dense, result.kept_dense_reasons = list(pruned.kept_dense), pruned.kept_dense
         result.history["prune"], result.seconds["prune"] = pruned.history, pruned.seconds
         metric = _record(result, "prune", started, metric, recipe, data, sparsity=True)
     if settings.clusters:
@@ -65,7 +73,7 @@ def optimize(model, recipe: Recipe, data: Dataset) -> OptimizeResult:
         started = time.perf_counter()
         qat = quantize_aware(result.model, recipe, data, preserve_sparsity=settings.pruned,
                              preserve_clusters=bool(settings.clusters))
-        result.model, result.quantization_aware = qat.model, True
+        result.model, result.quantization_aware, result.left_to_converter = qat.model, True, qat.left_to_converter
         result.history["qat"], result.seconds["qat"] = qat.history, qat.seconds
         _record(result, "qat", started, metric, recipe, data, sparsity=settings.pruned,
                 unique=bool(settings.clusters))
@@ -157,25 +165,38 @@ def pruning_schedule(recipe: Recipe, steps_per_epoch: int):
                                     begin_step=0, end_step=end_step, frequency=frequency)
 
 
-def prune_selection(model, settings) -> tuple[list[str], list[str]]:
-    """(layers to prune, prunable layers kept dense). By default every Conv2D, DepthwiseConv2D and Dense
-    layer but the first convolution (few weights, and every later feature depends on it) and the last Dense
-    layer (the class scores); `prune_layers` names the layers instead, and `keep_dense` always wins."""
-    prunable = [layer.name for layer in model.layers if type(layer).__name__ in PRUNABLE]
-    if settings.prune_layers:
-        chosen = [n for n in prunable if any(fnmatch.fnmatchcase(n, p) for p in settings.prune_layers)]
-    else:
-        convolutions = [layer.name for layer in model.layers if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D")]
-        dense = [layer.name for layer in model.layers if type(layer).__name__ == "Dense"]
-        exempt = {*convolutions[:1], *dense[-1:]}
-        chosen = [n for n in prunable if n not in exempt]
-    chosen = [n for n in chosen if not any(fnmatch.fnmatchcase(n, p) for p in settings.keep_dense)]
+def prune_selection(model, settings) -> tuple[list[str], dict[str, str]]:
+    """(layers to prune, {weight layer kept dense: why}). By default every Conv2D and Dense layer but the first
+    convolution (few weights, and every later feature depends on it) and the last Dense layer (the class
+    scores); `prune_layers` names the layers instead, and `keep_dense` always wins. Depthwise layers stay
+    dense (tfmot does not prune them), and under 2:4 so does a layer whose inputs are not a multiple of 4
+    (tfmot would leave the remainder dense and the pattern would not hold)."""
+    weighted = [layer for layer in model.layers if type(layer).__name__ in PRUNABLE]
+    convolutions = [layer.name for layer in weighted if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D")]
+    dense = [layer.name for layer in weighted if type(layer).__name__ == "Dense"]
+    block = int(settings.sparsity.split(":")[1]) if settings.structured else 0
+    kept: dict[str, str] = {}
+    for layer in weighted:
+        name, inputs = layer.name, int(layer.weights[0].shape[-2])
+        if type(layer).__name__ not in COMPRESSIBLE:
+            kept[name] = "depthwise: tfmot does not prune depthwise kernels"
+        elif settings.prune_layers and not any(fnmatch.fnmatchcase(name, p) for p in settings.prune_layers):
+            kept[name] = "not matched by prune_layers"
+        elif not settings.prune_layers and name in convolutions[:1]:
+            kept[name] = "the first convolution (few weights; every later feature depends on it)"
+        elif not settings.prune_layers and name in dense[-1:]:
+            kept[name] = "the last Dense layer (the outputs)"
+        elif any(fnmatch.fnmatchcase(name, p) for p in settings.keep_dense):
+            kept[name] = "matched by keep_dense"
+        elif block and inputs % block:
+            kept[name] = f"{settings.sparsity} needs inputs in multiples of {block}; it has {inputs}"
+    chosen = [layer.name for layer in weighted if layer.name not in kept]
     if not chosen:
         from edgekit.errors import UsageError
 
-        raise UsageError(f"optimize: no layer to prune; prunable layers: {', '.join(prunable) or 'none'} "
-                         "(check prune_layers and keep_dense)")
-    return chosen, [n for n in prunable if n not in chosen]
+        reasons = "; ".join(f"{name}: {why}" for name, why in kept.items()) or "the model has no Conv2D or Dense layer"
+        raise UsageError(f"optimize: no layer to prune ({reasons}); check prune_layers and keep_dense")
+    return chosen, kept
 
 
 def prune(model, recipe: Recipe, data: Dataset):
@@ -206,10 +227,15 @@ def prune(model, recipe: Recipe, data: Dataset):
     return result
 
 
+def _rebuilt(layer):
+    """A fresh layer of the same config (clone_model's default), for the layers a clone leaves unwrapped."""
+    return layer.__class__.from_config(layer.get_config())
+
+
 def cluster(model, recipe: Recipe, data: Dataset, preserve_sparsity: bool):
     """Weight clustering: each kernel's values are replaced by `clusters` shared centroids (k-means++
     initialised), fine-tuned, then stripped back to plain layers. Zeros stay zeros when the model was pruned."""
-    from edgekit._tf import tfmot
+    from edgekit._tf import keras, tfmot
 
     clustering = tfmot().clustering.keras
     settings = recipe.optimize
@@ -217,7 +243,11 @@ def cluster(model, recipe: Recipe, data: Dataset, preserve_sparsity: bool):
                                "cluster_centroids_init": clustering.CentroidInitialization.KMEANS_PLUS_PLUS}
     if preserve_sparsity:
         options["preserve_sparsity"] = True
-    clustered = clustering.cluster_weights(model, **options)
+
+    def wrap(layer):  # the Conv2D and Dense layers only: tfmot refuses whole models holding other layers
+        return clustering.cluster_weights(layer, **options) if type(layer).__name__ in COMPRESSIBLE else _rebuilt(layer)
+
+    clustered = keras.models.clone_model(model, clone_function=wrap)
     result = fit(clustered, data, recipe.task, settings.cluster_epochs, recipe.train.batch_size,
                  make_optimizer(recipe.train, settings.pruning_learning_rate), phase="cluster")
     result.model = clustering.strip_clustering(clustered)
@@ -225,20 +255,59 @@ def cluster(model, recipe: Recipe, data: Dataset, preserve_sparsity: bool):
 
 
 def quantize_aware(model, recipe: Recipe, data: Dataset, preserve_sparsity: bool, preserve_clusters: bool = False):
+    """Int8 quantization-aware training. The layers tfmot cannot wrap (Rescaling, LSTM, custom layers, ...) are
+    left unannotated: the converter calibrates them on the representative samples instead, and
+    `result.left_to_converter` names them."""
     from edgekit._tf import tfmot
 
     mot = tfmot()
-    annotated = mot.quantization.keras.quantize_annotate_model(model)
     if preserve_clusters:
         scheme = mot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=preserve_sparsity)
-        qat_model = mot.quantization.keras.quantize_apply(annotated, scheme)
     elif preserve_sparsity:
         scheme = mot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
-        qat_model = mot.quantization.keras.quantize_apply(annotated, scheme)
     else:
-        qat_model = mot.quantization.keras.quantize_apply(annotated)
-    return fit(qat_model, data, recipe.task, recipe.optimize.qat_epochs, recipe.train.batch_size,
-               make_optimizer(recipe.train, recipe.optimize.qat_learning_rate), phase="qat")
+        scheme = mot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+    qat_model, left_out = _quantize_apply(model, scheme)
+    result = fit(qat_model, data, recipe.task, recipe.optimize.qat_epochs, recipe.train.batch_size,
+                 make_optimizer(recipe.train, recipe.optimize.qat_learning_rate), phase="qat")
+    result.left_to_converter = [{"layer": layer.name, "type": type(layer).__name__}
+                                for layer in model.layers if layer.name in left_out]
+    if left_out:
+        log.info("qat: left to the converter's calibration: %s", ", ".join(sorted(left_out)))
+    return result
+
+
+_UNSUPPORTED = re.compile(r"Layer (?P<name>[^:\s]+):<class '[^']+'> is not supported")
+
+
+def _quantize_apply(model, scheme) -> tuple[Any, set[str]]:
+    """(QAT model, names of the layers left unannotated). tfmot names the layer it cannot quantize in its
+    error; that layer is left out and the rest annotated again, so tfmot's own registry decides.
+
+    The model's layer names are reserved first: tfmot replaces a SeparableConv2D by new DepthwiseConv2D and
+    Conv2D layers named automatically, and in a process that loaded the model from a file the automatic
+    'conv2d' clashes with the model's own, after which tf_keras wires the graph by name to the wrong layer."""
+    from edgekit._tf import keras, reserve_layer_names, tfmot
+
+    quantization = tfmot().quantization.keras
+    left_out: set[str] = set()
+    for _ in model.layers:
+        def annotate(layer):
+            if isinstance(layer, keras.layers.InputLayer) or layer.name in left_out:
+                return _rebuilt(layer)
+            return quantization.quantize_annotate_layer(_rebuilt(layer))
+
+        annotated = keras.models.clone_model(model, clone_function=annotate)
+        annotated.set_weights(model.get_weights())
+        reserve_layer_names([layer.name for layer in model.layers])
+        try:
+            return quantization.quantize_apply(annotated, scheme), left_out
+        except RuntimeError as error:
+            unsupported = _UNSUPPORTED.search(str(error))
+            if not unsupported or unsupported["name"] in left_out:
+                raise
+            left_out.add(unsupported["name"])
+    raise RuntimeError("quantization-aware training could not wrap the model")  # unreachable: one name per pass
 
 
 # What the converted file holds: the weights of each conv / depthwise conv / dense op.
@@ -330,7 +399,9 @@ def optimize_model(model, recipe: Recipe, data: Dataset) -> tuple[Any, dict[str,
         "max_drop": recipe.optimize.max_drop,
         "settings": {"sparsity": recipe.optimize.sparsity, "quantize": result.quantize,
                      "clusters": recipe.optimize.clusters},
-        "pruned_layers": result.pruned_layers, "kept_dense": result.kept_dense, "steps": result.steps,
+        "pruned_layers": result.pruned_layers, "kept_dense": result.kept_dense,
+        "kept_dense_reasons": result.kept_dense_reasons, "left_to_converter": result.left_to_converter,
+        "steps": result.steps,
         "artifact_sparsity": artifact_sparsity(quantized.content, prunable),
     }
     check_drop(recipe, quantized.name, float_metric, quantized_metric)

@@ -80,9 +80,29 @@ def to_markdown(report: dict[str, Any]) -> str:
           + (f", val accuracy {info['val_accuracy']:.4f}" if info.get("val_accuracy") is not None else "")
           + f", {info['seconds']:.1f} s" for phase, info in report["training"].items()),
     ]
+    if report.get("optimization"):
+        lines += ["", "## Optimization", *(f"- {line}" for line in optimization_lines(report["optimization"]))]
     for check in report.get("checks", []):
         lines.append(f"- check: {check}")
     return "\n".join(lines) + "\n"
+
+
+def optimization_lines(section: dict[str, Any]) -> list[str]:
+    """What each optimization step did and which layers it left alone, one line each (the `optimization`
+    section of report.json, or `edgekit optimize`'s report)."""
+    lines = []
+    for step in section.get("steps", []):
+        metric = step["metric"]
+        lines.append(f"{step['step']}: {metric['split']} {metric['name']} {metric['before']:.4f} -> "
+                     f"{metric['after']:.4f} in {step['seconds']:.1f} s")
+    if section.get("pruned_layers"):
+        lines.append(f"pruned: {', '.join(section['pruned_layers'])}")
+    for layer, reason in section.get("kept_dense_reasons", {}).items():
+        lines.append(f"kept dense: {layer} ({reason})")
+    if section.get("left_to_converter"):
+        layers = ", ".join(f"{entry['layer']} ({entry['type']})" for entry in section["left_to_converter"])
+        lines.append(f"not quantization-aware (tfmot cannot wrap them; the converter calibrates them): {layers}")
+    return lines
 
 
 def _selected(report: dict[str, Any]) -> dict[str, Any]:

@@ -129,9 +129,85 @@ def test_a_pattern_selects_the_layers_to_prune(trained, tiny):
     def settings(**changes):
         return tiny.with_changes(optimize=changes).optimize
 
-    assert prune_selection(trained, settings()) == (PRUNED, ["conv1", "classes"])
-    assert prune_selection(trained, settings(prune_layers=("conv*",))) == (["conv1", "conv2"], ["dense1", "classes"])
-    assert prune_selection(trained, settings(keep_dense=("dense*",))) == (["conv2"], ["conv1", "dense1", "classes"])
+    chosen, kept = prune_selection(trained, settings())
+    assert chosen == PRUNED and kept == {
+        "conv1": "the first convolution (few weights; every later feature depends on it)",
+        "classes": "the last Dense layer (the outputs)"}
+    chosen, kept = prune_selection(trained, settings(prune_layers=("conv*",)))
+    assert chosen == ["conv1", "conv2"] and kept == {"dense1": "not matched by prune_layers",
+                                                     "classes": "not matched by prune_layers"}
+    chosen, kept = prune_selection(trained, settings(keep_dense=("dense*",)))
+    assert chosen == ["conv2"] and list(kept) == ["conv1", "dense1", "classes"]
+    assert kept["dense1"] == "matched by keep_dense"
+
+
+def _separable_model():
+    """Conv2D (6 outputs), DepthwiseConv2D, SeparableConv2D, 1x1 Conv2D, Dense, all named automatically."""
+    from edgekit._tf import keras
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = keras.layers.SeparableConv2D(8, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(8, 1, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+
+
+def test_depthwise_layers_and_2_4_on_odd_inputs_stay_dense_with_the_reason(tiny):
+    """tfmot's registry never prunes a depthwise kernel, and 2:4 along 6 inputs would leave 2 of them dense:
+    both are kept dense and reported so, instead of being listed as pruned."""
+    from edgekit._tf import keras
+    from edgekit.optimize import prune_selection
+
+    keras.backend.clear_session()
+    model = _separable_model()
+    conv, depthwise, _, pointwise, dense = [layer.name for layer in model.layers
+                                            if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D",
+                                                                        "SeparableConv2D", "Dense")]
+    unstructured = tiny.with_changes(optimize={"prune_layers": ("*",)}).optimize
+    chosen, kept = prune_selection(model, unstructured)
+    assert chosen == [conv, pointwise, dense]
+    assert kept == {depthwise: "depthwise: tfmot does not prune depthwise kernels"}
+    structured = tiny.with_changes(optimize={"prune_layers": ("*",), "sparsity": "2:4"}).optimize
+    chosen, kept = prune_selection(model, structured)
+    assert chosen == [pointwise, dense], "conv has 1 input, depthwise is never pruned"
+    assert kept[conv] == "2:4 needs inputs in multiples of 4; it has 1"
+    with pytest.raises(Exception, match=r"^optimize: no layer to prune \(.*2:4 needs inputs in multiples of 4"):
+        prune_selection(model, tiny.with_changes(optimize={"prune_layers": (conv,), "sparsity": "2:4"}).optimize)
+
+
+def test_qat_wraps_a_separable_conv_in_a_model_whose_names_tf_keras_has_forgotten():
+    """A model loaded in a fresh process keeps its names ('conv2d', ...) while tf_keras's naming counters
+    start at zero; tfmot's SeparableConv2D rewrite then made a second 'conv2d' and wired the wrong layer."""
+    from edgekit._tf import keras, tfmot
+    from edgekit.optimize import _quantize_apply
+
+    keras.backend.clear_session()
+    model = _separable_model()
+    keras.backend.clear_session()  # what a fresh process that loads the file starts from
+    qat_model, left_out = _quantize_apply(model, tfmot().quantization.keras.default_8bit.Default8BitQuantizeScheme())
+    assert left_out == set()
+    names = [layer.name for layer in qat_model.layers]
+    assert len(names) == len(set(names))
+    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+    assert np.abs(qat_model.predict(x, verbose=0) - model.predict(x, verbose=0)).max() < 0.1
+
+
+def test_layers_tfmot_cannot_quantize_are_left_to_the_converter_and_listed(tiny, digits):
+    from edgekit._tf import keras
+    from edgekit.optimize import quantize_aware
+
+    inputs = keras.Input(digits.input_shape)
+    x = keras.layers.Rescaling(0.5, name="halve")(inputs)  # tfmot's registry has no Rescaling
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(x)
+    outputs = keras.layers.Dense(10, activation="softmax", name="classes")(keras.layers.Flatten(name="flat")(x))
+    model = keras.Model(inputs, outputs)
+    result = quantize_aware(model, tiny, digits, preserve_sparsity=False)
+    assert result.left_to_converter == [{"layer": "halve", "type": "Rescaling"}]
+    assert {layer.name for layer in result.model.layers} >= {"halve", "quant_conv", "quant_classes"}
+    int8 = convert.tflite_int8(result.model, digits.representative(64, 0), digits.x_val[:128])
+    assert inspect_tflite(int8.content).inputs[0].dtype == "int8"
 
 
 def test_recipe_keys_of_the_optimize_section(tmp_path):
@@ -168,6 +244,8 @@ def test_the_build_reports_each_step_and_the_layers_kept_dense(tiny_build):
     _, _, report = tiny_build
     optimization = report["optimization"]
     assert optimization["kept_dense"] == ["conv1", "classes"] and optimization["pruned_layers"] == PRUNED
+    assert optimization["kept_dense_reasons"]["classes"] == "the last Dense layer (the outputs)"
+    assert optimization["left_to_converter"] == []
     assert [s["step"] for s in optimization["steps"]] == ["prune", "qat"]
     assert set(optimization["artifacts"]) == {"float32", "int8"}
     for figures in optimization["artifacts"].values():

@@ -48,6 +48,8 @@ def test_prune_and_qat_a_model_from_outside(trained, tmp_path):
     assert "int8" in inspect_model(out).weight_dtypes
     assert [step["step"] for step in report["steps"]] == ["prune", "qat"]
     assert "accuracy: " in result.stdout and "conv2: 50.0% zeros" in result.stdout
+    assert "kept dense: out (the last Dense layer (the outputs))\n" in result.stdout
+    assert "\nprune: val accuracy " in result.stdout
 
 
 def test_a_large_drop_exits_3_and_writes_nothing(trained, tmp_path):
