@@ -244,8 +244,9 @@ def cluster(model, recipe: Recipe, data: Dataset, preserve_sparsity: bool):
     if preserve_sparsity:
         options["preserve_sparsity"] = True
 
-    def wrap(layer):  # the Conv2D and Dense layers only: tfmot refuses whole models holding other layers
-        return clustering.cluster_weights(layer, **options) if type(layer).__name__ in COMPRESSIBLE else _rebuilt(layer)
+    def wrap(layer):  # the Conv2D and Dense layers only: tfmot refuses whole models holding other layers.
+        # Both branches keep the trained layer object (and so its weights): clone_model copies no weights.
+        return clustering.cluster_weights(layer, **options) if type(layer).__name__ in COMPRESSIBLE else layer
 
     clustered = keras.models.clone_model(model, clone_function=wrap)
     result = fit(clustered, data, recipe.task, settings.cluster_epochs, recipe.train.batch_size,

@@ -291,3 +291,22 @@ def test_the_guard_fires_on_a_large_drop_and_names_what_to_try(heavy_int16x8_bui
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: int16x8 test accuracy ") and "points behind float" in last
     assert "max_drop is 0; try lower sparsity (sparsity = 0.75)" in last and "larger max_drop" in last
+
+
+def test_clustering_keeps_the_trained_weights_of_the_layers_it_does_not_cluster(tiny, digits):
+    """clone_model copies no weights: a layer left unclustered must be the trained one, not a fresh copy."""
+    from edgekit._tf import keras
+    from edgekit.optimize import cluster
+
+    inputs = keras.Input(digits.input_shape)
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    outputs = keras.layers.Dense(10, activation="softmax", name="classes")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    bn = model.get_layer("bn")
+    bn.set_weights([np.full(4, 2.0), np.full(4, 0.5), np.full(4, 3.0), np.full(4, 7.0)])  # gamma beta mean var
+    recipe = tiny.with_changes(optimize={"clusters": 4, "cluster_epochs": 1})
+    clustered = cluster(model, recipe, digits, preserve_sparsity=False).model
+    gamma, beta, mean, variance = clustered.get_layer("bn").get_weights()
+    assert np.allclose(gamma, 2.0, atol=0.1) and np.allclose(variance, 7.0, rtol=0.5), "bn was re-initialised"
+    assert len(np.unique(clustered.get_layer("conv").get_weights()[0])) <= 4
