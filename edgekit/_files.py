@@ -77,3 +77,57 @@ def captured_stderr_fd() -> Iterator[list[str]]:
             os.close(saved)
             sink.seek(0)
             lines.extend(sink.read().decode(errors="replace").splitlines())
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def folder_lock(directory: Path) -> Iterator[dict[str, Any] | None]:
+    """Hold `directory/.lock` for the block, or fail at once naming the process that holds it.
+
+    fcntl.flock rather than an O_CREAT|O_EXCL lock file: the kernel releases a flock when its process dies,
+    SIGKILL included, so a killed build can never leave a lock that blocks the next one, and no guess about
+    whether a PID is still alive (PIDs are reused) decides anything. The holder writes its pid, host and
+    start time into the file only so that a refused build can say who holds the folder, and empties it on
+    release; a non-empty file found when the lock is free was left by a build that died. Yields that dead
+    holder's record (None after a clean release), for the caller to log. flock is local to one machine:
+    NFS may emulate it with byte-range locks, or not at all on old servers."""
+    import fcntl
+    import socket
+    import time
+
+    from edgekit.errors import EdgekitError
+
+    path = Path(directory) / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EdgekitError(f"{directory} is in use by another build ({_holder(_read_lock(fd))}); wait for it "
+                               "to finish, or build into another --out") from None
+        stale = _read_lock(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode(), 0)
+        try:
+            yield stale
+        finally:
+            os.ftruncate(fd, 0)  # a clean release: the next build finds nothing to call stale
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+def _read_lock(fd: int) -> dict[str, Any] | None:
+    try:
+        record = json.loads(os.pread(fd, 4096, 0) or b"null")
+    except ValueError:  # written by someone else, or cut short: still worth naming as unknown
+        return {}
+    return record if isinstance(record, dict) else None
+
+
+def _holder(record: dict[str, Any] | None) -> str:
+    if not record:  # None: the holder has not written it yet; {}: not a record edgekit wrote
+        return "PID unknown"
+    return f"PID {record.get('pid', '?')} on {record.get('host', '?')}, started {record.get('started', '?')}"

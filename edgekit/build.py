@@ -1,20 +1,26 @@
 """`edgekit build`: the whole chain, data -> train -> optimize -> convert -> bench -> report + export.
 
-Each stage is a plain function from the other modules; this module only chains them, names the stage
-that failed, and writes the build folder (artifacts first, reports next, manifest.json last)."""
+Each stage is a plain function from the other modules; this module chains them, names the stage that
+failed, and writes the build folder (artifacts first, reports next, manifest.json last). The expensive
+stages (train, baseline conversions, optimize + convert, bench) go through edgekit.cache, so a re-run after
+a crash or a change starts at the first stage whose inputs changed; a lock keeps two builds out of one
+folder."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import logging
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from edgekit import report as reports
-from edgekit._files import write_atomic, write_json
+from edgekit._files import folder_lock, write_atomic, write_json
+from edgekit.cache import Entry, StageCache, array_fingerprint
 from edgekit.errors import BudgetError, EdgekitError, StageError, UsageError
 from edgekit.export import forget_manifest, write_manifest
 from edgekit.recipes import Recipe
@@ -80,21 +86,37 @@ def select(variants: list[dict[str, Any]], target: Target) -> tuple[str, str, bo
     return candidates[0]["name"], f"no variant fits {target.name}; {candidates[0]['name']} is the preferred one", False
 
 
-def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int = 0,
-          runs: int = 200, warmup: int = 20, threads: int = 1, data_spec: str | None = None) -> BuildResult:
-    """The whole chain. `data_spec` (a `--data` spec) replaces the recipe's dataset."""
-    from edgekit import bench, convert, data, optimize, train, zoo
-    from edgekit.tasks import TASKS
+def build_folder(recipe: Recipe, target: Target, out: Path = Path("build")) -> Path:
+    """Where `build` writes: OUT/<recipe>-<target>."""
+    return Path(out) / f"{recipe.name}-{target.name}"
 
+
+def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int = 0,
+          runs: int = 200, warmup: int = 20, threads: int = 1, data_spec: str | None = None,
+          force: bool = False) -> BuildResult:
+    """The whole chain. `data_spec` (a `--data` spec) replaces the recipe's dataset. Stage results cached in
+    the folder by an earlier run with the same inputs are reused; `force` throws them away first."""
     check_capabilities(recipe, target)
     spec = data_spec or recipe.dataset
     if not spec:
         raise UsageError(f"recipe '{recipe.name}' names no dataset; pass one with --data (a folder, .npz, .csv, "
                          "builtin:NAME or synthetic:SHAPE:CLASSES)")
-    task = TASKS[recipe.task]
-    directory = Path(out) / f"{recipe.name}-{target.name}"
+    directory = build_folder(recipe, target, out)
     directory.mkdir(parents=True, exist_ok=True)
-    forget_manifest(directory)
+    with folder_lock(directory) as stale:
+        if stale is not None:
+            log.info("taking over the lock of a build that stopped without releasing it (%s)",
+                     ", ".join(f"{k} {v}" for k, v in stale.items()) or "no record")
+        forget_manifest(directory)
+        cache = StageCache(directory)
+        if force:
+            cache.clear()
+        return _build(recipe, target, directory, cache, spec, seed, runs, warmup, threads)
+
+
+def _build(recipe: Recipe, target: Target, directory: Path, cache: StageCache, spec: str, seed: int,
+           runs: int, warmup: int, threads: int) -> BuildResult:
+    from edgekit import data, optimize, zoo
 
     with stage("data"):
         dataset = data.load(spec, input_shape=recipe.input_shape, task=recipe.task)
@@ -102,42 +124,38 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
     with stage("optimize"):  # what cannot be optimized fails before any training
         optimize.check_supported(zoo.build_model(recipe.builder, dataset.input_shape, dataset.num_classes,
                                                  recipe.builder_args), recipe)
-    with stage("train"):
-        trained = train.train(recipe, dataset, seed)
+    data_hash = dataset.fingerprint()
+    trained = cache.run("train", cache.key("train", recipe=_training_fields(recipe), data=data_hash, seed=seed),
+                        lambda: _train(recipe, dataset, seed))
+    # Every later stage starts from the model as saved, whether it was trained now or in an earlier run, so
+    # a resumed build computes exactly what an uninterrupted one does.
+    write_atomic(directory / FLOAT_KERAS, trained.files[FLOAT_KERAS])
+    float_model = functools.cache(lambda: _load_keras(directory / FLOAT_KERAS))  # only when a stage runs
+    float_hash = hashlib.sha256(trained.files[FLOAT_KERAS]).hexdigest()
     check_inputs = dataset.x_val[:VERIFY_SAMPLES]
-    with stage("baseline"):  # before pruning touches the model's layers
-        float_metric = task.score(recipe.metric, trained.model.predict(dataset.x_test, verbose=0),
-                                  dataset.x_test, dataset.y_test)
-        log.info("float Keras test %s %.4f", recipe.metric, float_metric)
-        conversions = [convert.tflite_float32(trained.model, check_inputs),
-                       convert.onnx_float32(trained.model, check_inputs)]
-        _save_keras(trained.model, directory / FLOAT_KERAS)
-    with stage("optimize"):
-        optimized = optimize.optimize(trained.model, recipe, dataset)
-    with stage("convert"):
-        representative = dataset.representative(recipe.optimize.calibration_samples, seed)
-        if recipe.optimize.quantize == "int16x8":
-            quantized = convert.convert(optimized.model, "tflite-int16x8", representative, check_inputs, recipe.task)
-        else:
-            quantized = convert.tflite_int8(optimized.model, representative, check_inputs, recipe.task)
-        conversions.insert(1, quantized)
+    baseline = cache.run("baseline", cache.key("baseline", model=float_hash, data=data_hash, task=recipe.task,
+                                               metric=recipe.metric, samples=VERIFY_SAMPLES),
+                         lambda: _baseline(float_model(), recipe, dataset, check_inputs))
+    optimized = cache.run("optimize", cache.key("optimize", model=float_hash, recipe=_optimization_fields(recipe),
+                                                data=data_hash, seed=seed, samples=VERIFY_SAMPLES),
+                          lambda: _optimize(float_model(), recipe, dataset, seed, check_inputs))
+    conversions = [_conversion(c, baseline.files) for c in baseline.values["conversions"]]
+    quantized = _conversion(optimized.values["quantized"], optimized.files)
+    conversions.insert(1, quantized)
     for conversion in conversions:
         write_atomic(directory / conversion.filename, conversion.content)
 
     variants = []
     with stage("bench"):
         for conversion in conversions:
-            result = bench.bench(directory / conversion.filename, target, dataset.x_test, dataset.y_test,
-                                 runs=runs, warmup=warmup, threads=threads, task=recipe.task, metric=recipe.metric)
-            log.info("%s: %s %.4f, median %.3f ms", conversion.name, recipe.metric, result.metric["value"],
-                     result.latency_ms.median)
-            variants.append({"name": conversion.name, **result.to_dict(), "verification": conversion.check})
+            variants.append(_bench(cache, conversion, directory, target, dataset, recipe, runs, warmup, threads))
 
-    optimization = _optimization_section(optimized, conversions, variants, float_metric, recipe)
+    float_metric = baseline.values["float_metric"]
+    optimization = _optimization_section(optimized.values, quantized, variants, float_metric, recipe)
     selected, reason, fits = select(variants, target)
-    training = {"float": _phase(trained.history, trained.seconds)}
-    for phase, history in optimized.history.items():
-        training[phase] = _phase(history, optimized.seconds[phase])
+    training = {"float": _phase(trained.values["history"], trained.values["seconds"])}
+    for phase, history in optimized.values["history"].items():
+        training[phase] = _phase(history, optimized.values["seconds"][phase])
     report = {
         "schema_version": reports.SCHEMA_VERSION,
         "recipe": recipe.name,
@@ -156,6 +174,7 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
         "fits": fits,
         "budgets": {"latency_ms": target.budgets.latency_ms, "ram_kb": target.budgets.ram_kb,
                     "flash_kb": target.budgets.flash_kb},
+        "cache": cache.record(),
     }
     write_json(directory / "report.json", report)
     write_atomic(directory / "report.md", reports.to_markdown(report))
@@ -172,12 +191,179 @@ def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int =
     write_manifest(directory, files, recipe=recipe.to_dict(), target=target.to_dict(), seed=seed,
                    dataset=dataset.describe(),
                    metrics={v["name"]: {recipe.metric: v["metric"]["value"], "size_bytes": v["size_bytes"]}
-                            for v in variants})
+                            for v in variants},
+                   deterministic=determinism(files))
     if not fits:
         chosen = next(v for v in variants if v["name"] == selected)
         misses = "; ".join(c["summary"] for c in chosen["fit"]["checks"] if c["ok"] is False)
         raise BudgetError(f"the build is complete in {directory}, but {selected} does not fit {target.name}: {misses}")
     return BuildResult(directory, report)
+
+
+# --- The cached stages: each returns an Entry (JSON-friendly values + file bytes) -------------------------
+
+def _training_fields(recipe: Recipe) -> dict[str, Any]:
+    """What training depends on: not the [optimize] section, so changing it re-runs from optimize."""
+    return {"builder": recipe.builder, "builder_args": recipe.builder_args, "input_shape": recipe.input_shape,
+            "task": recipe.task, "train": asdict(recipe.train)}
+
+
+def _optimization_fields(recipe: Recipe) -> dict[str, Any]:
+    """What optimize + convert depend on. max_drop only judges the result afterwards: raising it to accept a
+    build must not re-run quantization-aware training."""
+    fields = {k: v for k, v in recipe.to_dict().items() if k not in ("name", "description", "file", "dataset")}
+    fields["optimize"] = {k: v for k, v in fields["optimize"].items() if k != "max_drop"}
+    return fields
+
+
+def _train(recipe: Recipe, dataset, seed: int) -> Entry:
+    from edgekit import train
+
+    with stage("train"):
+        trained = train.train(recipe, dataset, seed)
+        content = keras_bytes(trained.model)
+    return Entry({"history": trained.history, "seconds": trained.seconds}, {FLOAT_KERAS: content})
+
+
+def _baseline(model, recipe: Recipe, dataset, check_inputs) -> Entry:
+    """The float test metric and the float conversions, made before pruning touches the model's layers."""
+    from edgekit import convert
+    from edgekit.tasks import TASKS
+
+    with stage("baseline"):
+        float_metric = TASKS[recipe.task].score(recipe.metric, model.predict(dataset.x_test, verbose=0),
+                                                dataset.x_test, dataset.y_test)
+        log.info("float Keras test %s %.4f", recipe.metric, float_metric)
+        conversions = [convert.tflite_float32(model, check_inputs), convert.onnx_float32(model, check_inputs)]
+    return Entry({"float_metric": float_metric, "conversions": [_conversion_record(c) for c in conversions]},
+                 {c.filename: c.content for c in conversions})
+
+
+def _optimize(model, recipe: Recipe, dataset, seed: int, check_inputs) -> Entry:
+    """Optimize and convert, cached together: a tfmot QAT model does not survive a save and load intact, so
+    the cache keeps its quantized file and what the report says about the optimization instead."""
+    from edgekit import convert, optimize
+    from edgekit._tf import keras
+
+    with stage("optimize"):
+        # Reseeded here rather than carried over from training, so that optimizing a model trained in an
+        # earlier run shuffles and initialises exactly as it would straight after training.
+        keras.utils.set_random_seed(seed)
+        optimized = optimize.optimize(model, recipe, dataset)
+    with stage("convert"):
+        representative = dataset.representative(recipe.optimize.calibration_samples, seed)
+        if recipe.optimize.quantize == "int16x8":
+            quantized = convert.convert(optimized.model, "tflite-int16x8", representative, check_inputs, recipe.task)
+        else:
+            quantized = convert.tflite_int8(optimized.model, representative, check_inputs, recipe.task)
+    prunable = [getattr(layer, "layer", layer).name for layer in optimized.model.layers  # through QAT wrappers
+                if type(getattr(layer, "layer", layer)).__name__ in optimize.PRUNABLE]
+    values = {"quantized": _conversion_record(quantized), "prunable": prunable,
+              "quantization_aware": optimized.quantization_aware, "quantize": optimized.quantize,
+              "history": optimized.history, "seconds": optimized.seconds, "steps": optimized.steps,
+              "pruned_layers": optimized.pruned_layers, "kept_dense": optimized.kept_dense,
+              "kept_dense_reasons": optimized.kept_dense_reasons, "left_to_converter": optimized.left_to_converter}
+    return Entry(values, {quantized.filename: quantized.content})
+
+
+def _bench(cache: StageCache, conversion, directory: Path, target: Target, dataset, recipe: Recipe, runs: int,
+           warmup: int, threads: int) -> dict[str, Any]:
+    """One variant's bench result, cached per artifact: a re-run after a kill in bench keeps the variants
+    already measured. The host is part of the key, since its timings are."""
+    from edgekit import bench
+
+    def measure() -> Entry:
+        result = bench.bench(directory / conversion.filename, target, dataset.x_test, dataset.y_test, runs=runs,
+                             warmup=warmup, threads=threads, task=recipe.task, metric=recipe.metric)
+        return Entry(result.to_dict())
+
+    key = cache.key("bench", artifact=hashlib.sha256(conversion.content).hexdigest(), target=target.to_dict(),
+                    runs=runs, warmup=warmup, threads=threads, task=recipe.task, metric=recipe.metric,
+                    test_data=array_fingerprint(dataset.x_test, dataset.y_test), host=reports.host())
+    result = cache.run(f"bench-{conversion.name}", key, measure).values
+    log.info("%s: %s %.4f, median %.3f ms", conversion.name, recipe.metric, result["metric"]["value"],
+             result["latency_ms"]["median"])
+    return {"name": conversion.name, **result, "verification": conversion.check}
+
+
+def _conversion_record(conversion) -> dict[str, Any]:
+    return {"name": conversion.name, "format": conversion.format, "precision": conversion.precision,
+            "filename": conversion.filename, "check": conversion.check}
+
+
+def _conversion(record: dict[str, Any], files: dict[str, bytes]):
+    from edgekit.convert import Conversion
+
+    return Conversion(record["name"], record["format"], record["precision"], files[record["filename"]],
+                      record["check"])
+
+
+def keras_bytes(model) -> bytes:
+    """The model as a .keras file (weights and architecture: an uncompiled copy leaves the optimizer state
+    behind) whose bytes depend only on the model. tf_keras stamps the save time into metadata.json and into
+    one zip entry, which alone would make two identical trainings give different files."""
+    import tempfile
+
+    from edgekit.optimize import clone
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / FLOAT_KERAS
+        clone(model).save(path)
+        return _without_timestamps(path.read_bytes())
+
+
+def _without_timestamps(archive: bytes) -> bytes:
+    import io
+    import json
+    import zipfile
+
+    result = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as source, zipfile.ZipFile(result, "w") as copy:
+        for info in source.infolist():
+            content = source.read(info)
+            if info.filename == "metadata.json":  # tf_keras writes it and never reads it back
+                metadata = json.loads(content)
+                metadata.pop("date_saved", None)
+                content = json.dumps(metadata).encode()
+            copy.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)), content,
+                          compress_type=info.compress_type)
+    return result.getvalue()
+
+
+def _load_keras(path: Path):
+    from edgekit._tf import keras
+
+    return keras.models.load_model(path, compile=False)  # safe mode: the file came from this build
+
+
+# --- What a rebuild reproduces ---------------------------------------------------------------------------
+
+# Files whose bytes differ between two builds of the same inputs by their nature, and why. Everything
+# else was measured byte-identical across two fresh CPU builds (benchmarks/resume.json).
+VARIES_BY_NATURE = {
+    "report.json": "host timings (latency percentiles, training and optimization seconds), the RAM the process "
+                   "measured, and which stages came from the cache",
+    "report.md": "the host timings of report.json",
+}
+
+
+def determinism(files: list[str]) -> dict[str, Any]:
+    """The manifest's `deterministic` section: which files a rebuild with the same recipe, data, seed,
+    target, options and library versions reproduces byte for byte, and which differ and why."""
+    differ = {name: reason for name, reason in VARIES_BY_NATURE.items() if name in files}
+    if _trained_on_gpu():
+        reason = ("trained on a GPU, whose kernels TensorFlow does not run deterministically unless "
+                  "tf.config.experimental.enable_op_determinism() is on")
+        differ.update({name: reason for name in files if name not in differ and name != "labels.txt"})
+    return {"identical": sorted(name for name in files if name not in differ), "differ": differ,
+            "basis": "same recipe, data, seed, target, build options and library versions; TensorFlow trains "
+                     "deterministically on CPU, and float32.keras is saved without tf_keras's save time"}
+
+
+def _trained_on_gpu() -> bool:
+    from edgekit._tf import tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def _write_bundle(model: Path, target: Target, directory: Path, dataset) -> list[str]:
@@ -199,47 +385,35 @@ def _write_bundle(model: Path, target: Target, directory: Path, dataset) -> list
     return sorted(f"{BUNDLE}/{f.name}" for f in bundle.iterdir() if f.is_file() and not f.name.startswith("."))
 
 
-def _save_keras(model, path: Path) -> None:
-    """Save weights and architecture only: an uncompiled copy leaves the optimizer state behind."""
-    from edgekit.optimize import clone
-
-    temporary = path.with_name(f".partial-{path.name}")
-    clone(model).save(temporary)
-    temporary.replace(path)
-
-
-def _optimization_section(optimized, conversions, variants: list[dict[str, Any]], float_metric: float,
-                          recipe: Recipe) -> dict[str, Any]:
+def _optimization_section(optimized: dict[str, Any], quantized, variants: list[dict[str, Any]],
+                          float_metric: float, recipe: Recipe) -> dict[str, Any]:
     """What each optimization step did, and what reached the files: size raw and gzip of the float and
     quantized artifacts, and the sparsity of every weight op in the quantized one.
 
     The quantized variant's `sparsity` becomes the share of zeros across the pruned layers' ops (the figure
     the recipe's `sparsity` sets), because the first convolution and the last Dense layer are kept dense by
     default; the share across every weight op stays in `sparsity_all_weights`."""
-    from edgekit.optimize import PRUNABLE, artifact_sparsity
+    from edgekit.optimize import artifact_sparsity
 
     by_name = {v["name"]: v for v in variants}
-    quantized = conversions[1]
-    prunable = [getattr(layer, "layer", layer).name for layer in optimized.model.layers  # through QAT wrappers
-                if type(getattr(layer, "layer", layer)).__name__ in PRUNABLE]
-    per_op = artifact_sparsity(quantized.content, prunable)
-    pruned_ops = [row for row in per_op if row["layer"] in optimized.pruned_layers]
+    per_op = artifact_sparsity(quantized.content, optimized["prunable"])
+    pruned_ops = [row for row in per_op if row["layer"] in optimized["pruned_layers"]]
     variant = by_name[quantized.name]
     if pruned_ops:
         zeros = sum(row["sparsity"] * row["weights"] for row in pruned_ops)
         variant["sparsity_all_weights"] = variant["sparsity"]
         variant["sparsity"] = zeros / sum(row["weights"] for row in pruned_ops)
-        variant["sparsity_basis"] = f"pruned layers: {', '.join(optimized.pruned_layers)}"
+        variant["sparsity_basis"] = f"pruned layers: {', '.join(optimized['pruned_layers'])}"
     settings = recipe.optimize
     return {
-        "settings": {"sparsity": settings.sparsity, "quantize": optimized.quantize,
-                     "qat_epochs": settings.qat_epochs if optimized.quantization_aware else 0,
+        "settings": {"sparsity": settings.sparsity, "quantize": optimized["quantize"],
+                     "qat_epochs": settings.qat_epochs if optimized["quantization_aware"] else 0,
                      "clusters": settings.clusters},
-        "pruned_layers": optimized.pruned_layers,
-        "kept_dense": optimized.kept_dense,
-        "kept_dense_reasons": optimized.kept_dense_reasons,
-        "left_to_converter": optimized.left_to_converter,  # layers QAT could not wrap: calibrated by the converter
-        "steps": optimized.steps,
+        "pruned_layers": optimized["pruned_layers"],
+        "kept_dense": optimized["kept_dense"],
+        "kept_dense_reasons": optimized["kept_dense_reasons"],
+        "left_to_converter": optimized["left_to_converter"],  # layers QAT could not wrap: calibrated by the converter
+        "steps": optimized["steps"],
         "artifacts": {name: {"file": by_name[name]["file"], "size_bytes": by_name[name]["size_bytes"],
                              "gzip_bytes": by_name[name]["gzip_bytes"],
                              recipe.metric: by_name[name]["metric"]["value"]}

@@ -75,17 +75,30 @@ def main(verbose: bool, quiet: bool) -> None:
               help="Untimed runs before timing.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="Threads for the host runtimes.")
+@click.option("--force", is_flag=True, help="Rebuild every stage, ignoring the results an earlier run cached.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the table.")
-def build(target_name, recipe_name, data_spec, out, seed, runs, warmup, threads, as_json):
-    """Train, prune, int8-QAT, convert (TFLite float32 + int8, ONNX), verify and benchmark a model."""
+@click.pass_context
+def build(ctx, target_name, recipe_name, data_spec, out, seed, runs, warmup, threads, force, as_json):
+    """Train, prune, int8-QAT, convert (TFLite float32 + int8, ONNX), verify and benchmark a model.
+
+    Each stage's result is cached in the build folder: run the same command again after an interruption or
+    a change and it resumes from the first stage whose inputs changed (--force starts over). One build at a
+    time per folder: a second one exits 1 naming the process that holds it. Ctrl-C exits 130."""
     from edgekit import recipes, targets
 
     recipe, target = recipes.load(recipe_name), targets.load(target_name)
     from edgekit.build import build as run_build
+    from edgekit.build import build_folder
     from edgekit.report import columns, variant_row
 
-    result = run_build(recipe, target, out, seed=seed, runs=runs, warmup=warmup, threads=threads,
-                       data_spec=data_spec)
+    try:
+        result = run_build(recipe, target, out, seed=seed, runs=runs, warmup=warmup, threads=threads,
+                           data_spec=data_spec, force=force)
+    except KeyboardInterrupt:
+        click.echo(f"Interrupted: {build_folder(recipe, target, out)} is not finished (no manifest.json); run the "
+                   "same command again to resume from the last finished stage, or add --force to start over",
+                   err=True)
+        ctx.exit(130)
     if as_json:
         click.echo(json.dumps(result.report, indent=2))
         return

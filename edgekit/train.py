@@ -68,6 +68,7 @@ def _epoch_log_class():
             self.phase, self.epochs = phase, epochs
 
         def on_train_batch_end(self, batch, logs=None):
+            # Checked per batch, not per epoch: once the weights hold NaN every later step is wasted time.
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(loss):
                 raise StageError(self.phase, f"loss became {loss} in epoch {self.epoch + 1} "

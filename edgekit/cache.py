@@ -1,0 +1,135 @@
+"""Stage results of `edgekit build`, kept in the build folder so that a re-run resumes where the last one stopped.
+
+Each stage's result sits in `<build>/.cache/<stage>/` under a key made of everything it was computed from
+(recipe fields, data fingerprint, seed, upstream artifact hashes, library versions, edgekit's own code). One
+entry per stage: its files (model bytes) and `entry.json`, written last, with the key, the stage's plain
+values and the sha256 of each file. An entry counts only when `entry.json` is there, its key matches and
+every file hashes as listed, so a build killed while writing leaves nothing a re-run would trust."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit._files import write_atomic, write_json
+
+log = logging.getLogger("edgekit")
+
+CACHE = ".cache"
+ENTRY = "entry.json"
+SCHEMA = 1  # bump when what an entry holds changes shape: older entries then miss instead of misleading
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A stage's result: JSON-friendly values, and files as bytes (name -> content)."""
+
+    values: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+
+def fingerprint(value: Any) -> str:
+    """sha256 of a JSON-friendly value, independent of dict order."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def array_fingerprint(*arrays: np.ndarray) -> str:
+    """sha256 over the shapes, dtypes and bytes of `arrays`."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """sha256 of edgekit's own source. An editable install keeps one version number while its code changes,
+    so the version alone would let a re-run trust results the old code computed."""
+    package = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> dict[str, Any]:
+    """What every key includes: the library versions and edgekit's code."""
+    from edgekit.export import versions
+
+    return {"versions": versions(), "edgekit_code": code_fingerprint(), "schema": SCHEMA}
+
+
+class StageCache:
+    """The cache of one build folder, and the record of which stages this run reused."""
+
+    def __init__(self, directory: Path):
+        self.root = Path(directory) / CACHE
+        self.reused: list[str] = []
+        self.computed: list[str] = []
+        self.keys: dict[str, str] = {}
+
+    def key(self, stage: str, **inputs: Any) -> str:
+        return fingerprint({"stage": stage, "inputs": inputs, **environment()})
+
+    def clear(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def run(self, stage: str, key: str, compute: Callable[[], Entry]) -> Entry:
+        """The cached result of `stage` when its key matches, else `compute()`'s, saved for the next run."""
+        self.keys[stage] = key
+        entry = self.load(stage, key)
+        if entry is not None:
+            log.info("%s: reused from cache (key %s)", stage, key[:12])
+            self.reused.append(stage)
+            return entry
+        entry = compute()
+        self.save(stage, key, entry)
+        self.computed.append(stage)
+        return entry
+
+    def load(self, stage: str, key: str) -> Entry | None:
+        folder = self.root / stage
+        try:
+            record = json.loads((folder / ENTRY).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("key") != key:
+            return None
+        files = {}
+        for name, digest in record.get("files", {}).items():
+            try:
+                files[name] = (folder / name).read_bytes()
+            except OSError:
+                files[name] = None
+            if files[name] is None or hashlib.sha256(files[name]).hexdigest() != digest:
+                log.info("%s: cache entry damaged (%s), computing it again", stage, name)
+                return None
+        return Entry(record.get("values", {}), files)
+
+    def save(self, stage: str, key: str, entry: Entry) -> None:
+        """Files first, `entry.json` last: until it is written, the entry does not exist."""
+        folder = self.root / stage
+        shutil.rmtree(folder, ignore_errors=True)  # the old entry stops counting before its files are replaced
+        for name, content in entry.files.items():
+            write_atomic(folder / name, content)
+        write_json(folder / ENTRY, {"stage": stage, "key": key, "values": entry.values,
+                                    "files": {name: hashlib.sha256(content).hexdigest()
+                                              for name, content in entry.files.items()}})
+
+    def record(self) -> dict[str, Any]:
+        """For report.json: which stages came from the cache, which ran, and their keys (shortened)."""
+        return {"resumed": bool(self.reused), "reused": list(self.reused), "computed": list(self.computed),
+                "keys": {stage: key[:12] for stage, key in self.keys.items()}}
