@@ -150,32 +150,9 @@ def _build(recipe: Recipe, target: Target, directory: Path, cache: StageCache, s
         for conversion in conversions:
             variants.append(_bench(cache, conversion, directory, target, dataset, recipe, runs, warmup, threads))
 
-    float_metric = baseline.values["float_metric"]
-    optimization = _optimization_section(optimized.values, quantized, variants, float_metric, recipe)
     selected, reason, fits = select(variants, target)
-    training = {"float": _phase(trained.values["history"], trained.values["seconds"])}
-    for phase, history in optimized.values["history"].items():
-        training[phase] = _phase(history, optimized.values["seconds"][phase])
-    report = {
-        "schema_version": reports.SCHEMA_VERSION,
-        "recipe": recipe.name,
-        "target": target.name,
-        "seed": seed,
-        "task": recipe.task,
-        "metric": recipe.metric,
-        "dataset": {k: v for k, v in dataset.describe().items() if k != "labels"},
-        "host": reports.host(),
-        "keras_test_metric": {"float": float_metric},
-        "training": training,
-        "optimization": optimization,
-        "variants": variants,
-        "selected": selected,
-        "selection_reason": reason,
-        "fits": fits,
-        "budgets": {"latency_ms": target.budgets.latency_ms, "ram_kb": target.budgets.ram_kb,
-                    "flash_kb": target.budgets.flash_kb},
-        "cache": cache.record(),
-    }
+    report = _report(recipe, target, seed, dataset, trained, baseline, optimized, quantized, variants,
+                     (selected, reason, fits), cache)
     write_json(directory / "report.json", report)
     write_atomic(directory / "report.md", reports.to_markdown(report))
     metrics = {v["name"]: v["metric"]["value"] for v in variants}
@@ -198,6 +175,36 @@ def _build(recipe: Recipe, target: Target, directory: Path, cache: StageCache, s
         misses = "; ".join(c["summary"] for c in chosen["fit"]["checks"] if c["ok"] is False)
         raise BudgetError(f"the build is complete in {directory}, but {selected} does not fit {target.name}: {misses}")
     return BuildResult(directory, report)
+
+
+def _report(recipe: Recipe, target: Target, seed: int, dataset, trained: Entry, baseline: Entry, optimized: Entry,
+            quantized, variants: list[dict[str, Any]], selection: tuple[str, str, bool],
+            cache: StageCache) -> dict[str, Any]:
+    """report.json's content."""
+    float_metric = baseline.values["float_metric"]
+    training = {"float": _phase(trained.values["history"], trained.values["seconds"])}
+    for phase, history in optimized.values["history"].items():
+        training[phase] = _phase(history, optimized.values["seconds"][phase])
+    return {
+        "schema_version": reports.SCHEMA_VERSION,
+        "recipe": recipe.name,
+        "target": target.name,
+        "seed": seed,
+        "task": recipe.task,
+        "metric": recipe.metric,
+        "dataset": {k: v for k, v in dataset.describe().items() if k != "labels"},
+        "host": reports.host(),
+        "keras_test_metric": {"float": float_metric},
+        "training": training,
+        "optimization": _optimization_section(optimized.values, quantized, variants, float_metric, recipe),
+        "variants": variants,
+        "selected": selection[0],
+        "selection_reason": selection[1],
+        "fits": selection[2],
+        "budgets": {"latency_ms": target.budgets.latency_ms, "ram_kb": target.budgets.ram_kb,
+                    "flash_kb": target.budgets.flash_kb},
+        "cache": cache.record(),
+    }
 
 
 # --- The cached stages: each returns an Entry (JSON-friendly values + file bytes) -------------------------
@@ -277,7 +284,8 @@ def _bench(cache: StageCache, conversion, directory: Path, target: Target, datas
                              warmup=warmup, threads=threads, task=recipe.task, metric=recipe.metric)
         return Entry(result.to_dict())
 
-    key = cache.key("bench", artifact=hashlib.sha256(conversion.content).hexdigest(), target=target.to_dict(),
+    profile = {k: v for k, v in target.to_dict().items() if k != "file"}  # what it says, not where it lives
+    key = cache.key("bench", artifact=hashlib.sha256(conversion.content).hexdigest(), target=profile,
                     runs=runs, warmup=warmup, threads=threads, task=recipe.task, metric=recipe.metric,
                     test_data=array_fingerprint(dataset.x_test, dataset.y_test), host=reports.host())
     result = cache.run(f"bench-{conversion.name}", key, measure).values
