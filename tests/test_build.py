@@ -162,3 +162,17 @@ def test_verify_finds_changed_missing_and_extra_files(tiny_build, tmp_path):
     (copy / "manifest.json").unlink()
     unfinished = CliRunner().invoke(main, ["verify", str(copy)])
     assert unfinished.exit_code == 2 and "no manifest.json, so not a finished build folder" in unfinished.stderr
+
+
+def test_a_fresh_build_records_its_cache_and_what_a_rebuild_reproduces(tiny_build):
+    _, directory, report = tiny_build
+    assert report["cache"]["resumed"] is False and report["cache"]["reused"] == []
+    assert report["cache"]["computed"] == ["train", "baseline", "optimize", "bench-float32", "bench-int8",
+                                           "bench-onnx"]
+    manifest = json.loads((directory / "manifest.json").read_text())
+    deterministic = manifest["deterministic"]
+    assert sorted(deterministic["identical"] + list(deterministic["differ"])) == sorted(manifest["files"])
+    assert {"report.json", "report.md"} <= set(deterministic["differ"])
+    assert "host timings" in deterministic["differ"]["report.json"]
+    assert (directory / ".cache" / "train" / "entry.json").is_file() and (directory / ".lock").read_text() == ""
+    assert not [name for name in manifest["files"] if name.startswith(".")], "the cache and lock are not artifacts"
