@@ -136,6 +136,9 @@ def bench_command(model, target_names, data_spec, task, runs, warmup, threads, l
     chosen = [target_profiles.load(n).with_budgets(latency_ms, ram_kb, flash_kb) for n in names]
     if not model.is_file():
         raise UsageError(f"model file '{model}' does not exist")
+    from edgekit.validate import check_model_file
+
+    check_model_file(model)  # before --data reads its input shape: a bad file gets its own line
     from edgekit.bench import bench_targets
 
     x = y = None
@@ -236,6 +239,9 @@ def export_command(model, target_name, out, name, labels, data_spec):
     target = target_profiles.load(target_name)
     if not model.is_file():
         raise UsageError(f"model file '{model}' does not exist")
+    from edgekit.validate import check_model_file
+
+    check_model_file(model)  # before --data reads its input shape: a bad file gets its own line
     sample = None
     if data_spec:
         from edgekit import data
@@ -373,6 +379,44 @@ def optimize_command(model, data_spec, out, task, sparsity, schedule, pruning_ep
         click.echo(f"  {row['layer']}: {row['sparsity']:.1%} zeros of {row['weights']:,} weights")
     for line in optimization_lines(report):
         click.echo(line)
+
+
+@main.command("sweep")
+@click.option("--recipe", "recipe_name", default="digits-cnn", show_default=True,
+              help="Built-in recipe name or path to a recipe TOML file: the point every grid value changes.")
+@click.option("--target", "target_names", multiple=True, default=["rpi4"], show_default=True,
+              help="Target name or TOML path; repeat it. Each point is built for the first and judged on all.")
+@click.option("--grid", "grid_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML file with a [grid] table: dotted recipe key = [values], e.g. "
+                   "\"optimize.sparsity\" = [0.0, 0.5].")
+@click.option("--data", "data_spec", default=None, help="Dataset spec replacing the recipe's.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("sweep"), show_default=True,
+              help="Sweep folder: sweep.json, sweep.md, points/ (one result a point) and builds/.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Points built at once, each in its own process.")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Run the points as Ray tasks on this cluster ('local' starts one here; needs edgekit[ray]).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--runs", type=click.IntRange(min=10), default=100, show_default=True, help="Timed runs per artifact.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print sweep.json.")
+def sweep_command(recipe_name, target_names, grid_file, data_spec, out, workers, ray_address, seed, runs, warmup,
+                  as_json):
+    """Build every combination of the grid's recipe values and find, per target, the best point that fits and
+    the Pareto front of metric, estimated latency and RAM. A point whose untrained model already misses every
+    target's flash, RAM or latency budget is skipped before training. Re-running continues where it stopped."""
+    from edgekit.sweep import sweep
+
+    summary = sweep(recipe_name, list(target_names), grid_file, out, workers=workers, ray_address=ray_address,
+                    seed=seed, data_spec=data_spec, runs=runs, warmup=warmup)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    for target, verdict in summary["per_target"].items():
+        best = f"{verdict['best']} ({verdict['best_metric']:.4f})" if verdict["best"] else "no point fits"
+        click.echo(f"{target}: best {best}; front: {', '.join(verdict['front']) or 'empty'}")
+    click.echo(f"{len(summary['points'])} points, {summary['skipped_points']} skipped before training; "
+               f"{out / 'sweep.md'}")
 
 
 @main.command("verify")
