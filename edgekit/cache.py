@@ -8,6 +8,7 @@ every file hashes as listed, so a build killed while writing leaves nothing a re
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
@@ -52,16 +53,58 @@ def array_fingerprint(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+# Where what the cache keeps is computed; code_fingerprint follows their imports of edgekit modules from here.
+STAGE_MODULES = ("edgekit.build", "edgekit.cache", "edgekit.train", "edgekit.optimize", "edgekit.convert",
+                 "edgekit.bench", "edgekit.data", "edgekit.zoo", "edgekit.tasks")
+
+
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """sha256 of edgekit's own source. An editable install keeps one version number while its code changes,
-    so the version alone would let a re-run trust results the old code computed."""
+    """sha256 of the edgekit source the cached stages run. An editable install keeps one version number while
+    its code changes, so the version alone would let a re-run trust results the old code computed. Only the
+    modules the stages import (at any depth, function-level imports included) count, so that editing the
+    CLI or adding a command does not throw away a trained model."""
     package = Path(__file__).parent
     digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
+    for path in sorted(stage_sources(package)):
         digest.update(str(path.relative_to(package)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def stage_sources(package: Path) -> set[Path]:
+    """The source files of STAGE_MODULES and of every edgekit module they import."""
+    found: set[Path] = set()
+    pending = list(STAGE_MODULES)
+    while pending:
+        path = _source(package, pending.pop())
+        if path is not None and path not in found:
+            found.add(path)
+            pending += _edgekit_imports(path)
+    return found
+
+
+def _source(package: Path, module: str) -> Path | None:
+    """edgekit.a.b -> a/b.py or a/b/__init__.py; None for a name that is not a module (an imported function)."""
+    relative = Path(*module.split(".")[1:])
+    if relative == Path():
+        return package / "__init__.py"
+    for path in (package / relative.with_suffix(".py"), package / relative / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _edgekit_imports(path: Path) -> list[str]:
+    modules = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            modules += [alias.name for alias in node.names if alias.name.startswith("edgekit.")]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "edgekit":
+            modules.append(node.module)
+            modules += [f"{node.module}.{alias.name}" for alias in node.names]  # submodules, or else skipped
+    parents = [".".join(m.split(".")[:i]) for m in modules for i in range(2, m.count(".") + 1)]
+    return modules + parents
 
 
 @functools.lru_cache(maxsize=1)
