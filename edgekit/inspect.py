@@ -24,6 +24,7 @@ from onnx import numpy_helper, shape_inference
 from onnx.external_data_helper import load_external_data_for_model
 
 from edgekit.errors import EdgekitError, UsageError
+from edgekit.validate import check_tflite
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def inspect_model(path: str | Path) -> ModelInfo:
     """Inspect a TFLite or ONNX file, recognised by its content rather than its extension."""
     name, data = _read(path)
     if data[4:8] == _TFLITE_IDENTIFIER:
-        return _guard(name, "TFLite", lambda: _tflite_info(data))
+        return _tflite(name, data)
     model = _parse_onnx(name, data, "not a TFLite or ONNX model", "neither a TFLite flatbuffer nor")
     return _guard(name, "ONNX", lambda: _onnx_info(name, model, len(data), Path(path).parent))
 
@@ -136,7 +137,12 @@ def inspect_tflite(source: str | Path | bytes) -> ModelInfo:
         raise UsageError(f"{name}: not a TFLite model (empty file)")
     if data[4:8] != _TFLITE_IDENTIFIER:
         raise UsageError(f"{name}: not a TFLite model (no '{_TFLITE_IDENTIFIER.decode()}' at bytes 4:8)")
-    return _guard(name, "TFLite", lambda: _tflite_info(data))
+    return _tflite(name, data)
+
+
+def _tflite(name: str, data: bytes | mmap.mmap) -> ModelInfo:
+    model = check_tflite(data, name)  # the structural check every entry point shares; returns the parsed model
+    return _guard(name, "TFLite", lambda: _tflite_info(model, data))
 
 
 def inspect_onnx(source: str | Path | bytes) -> ModelInfo:
@@ -196,11 +202,7 @@ def _summary(fmt: str, size: int, inputs, outputs, ops: list[OpInfo], weights: d
     )
 
 
-def _tflite_info(data: bytes | mmap.mmap) -> ModelInfo:
-    model = schema.ModelT.InitFromPackedBuf(data, 0)
-    for buffer in model.buffers or ():  # inline data was bounds-checked as it was unpacked; this is not
-        if buffer.offset > 1 and buffer.offset + buffer.size > len(data):
-            raise ValueError(f"a buffer ends at byte {buffer.offset + buffer.size}, past the end of the file")
+def _tflite_info(model: schema.ModelT, data: bytes | mmap.mmap) -> ModelInfo:
     graph = model.subgraphs[0]
     tensors = graph.tensors
     op_names = [_tflite_op_name(code) for code in model.operatorCodes]
