@@ -19,7 +19,7 @@ from edgekit import fit
 from edgekit._files import gzip_size
 from edgekit.estimate import LatencyEstimate, estimate_latency
 from edgekit.inspect import ModelInfo, inspect_model
-from edgekit.runtime import litert_memory, open_runner
+from edgekit.runtime import BATCH, litert_memory, open_runner
 from edgekit.targets import Runtime, Target
 
 DEFAULT_RUNS = 200
@@ -107,13 +107,16 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
                   y_test: np.ndarray | None = None, runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
                   threads: int = 1, task: str = "classification", metric: str = "accuracy") -> list[BenchResult]:
     """Measure once on the host, then judge the model against each target. With test data, the task's
-    metric is measured too (batched)."""
+    metric is measured too (batched). The file may come from anywhere: `open_runner` checks it and runs it
+    once in a child process before this process loads it, and TFLite Micro only ever runs in a child."""
     from edgekit.tasks import TASKS
 
     path = Path(path)
+    count = 0 if y_test is None or x_test is None else len(x_test)
+    chunks = tuple(sorted({min(count, BATCH), count % BATCH} - {0}))  # the batch sizes predict() will use
+    runner = open_runner(path, threads, chunks)
     info = inspect_model(path)
     precision = precision_of(info)
-    runner = open_runner(path, threads)
     if x_test is not None and tuple(x_test.shape[1:]) != info.inputs[0].shape[1:]:
         from edgekit.errors import UsageError
 
@@ -138,7 +141,7 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
     results = []
     for target in targets:
         if target.runtime not in memory:
-            memory[target.runtime] = _ram_and_ops(path, info, target.runtime, threads)
+            memory[target.runtime] = _ram_and_ops(path, info, target.runtime, threads, runner.smoke)
         ram, ops = memory[target.runtime]
         ram = _with_margin(ram, target.memory.arena_margin) if target.runtime is Runtime.TFLM else ram
         target_latency = estimate_latency(info, target, precision)
@@ -159,7 +162,8 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
     return results
 
 
-def _ram_and_ops(path: Path, info: ModelInfo, runtime: Runtime, threads: int) -> tuple[dict, dict]:
+def _ram_and_ops(path: Path, info: ModelInfo, runtime: Runtime, threads: int,
+                 smoke: dict | None) -> tuple[dict, dict]:
     if info.format != "tflite":
         return ({"basis": "not measured", "note": "RAM is measured for .tflite files"},
                 {"supported": False, "missing": [], "checked_with": None,
@@ -179,7 +183,7 @@ def _ram_and_ops(path: Path, info: ModelInfo, runtime: Runtime, threads: int) ->
                  "method": "the smallest arena the TFLite Micro runtime loads and runs the model in on this host "
                            "(bisected; the arena it records in print_allocations leaves out kernels' temporary "
                            "buffers), plus the profile's margin, rounded up to 16 bytes"}, ops)
-    memory = litert_memory(path, threads)
+    memory = litert_memory(path, threads, figures=smoke)  # the smoke run measured it, with the same threads
     return ({**memory, "required_bytes": memory["rss_rise_bytes"]},
             {"supported": True, "missing": [], "checked_with": "litert", "detail": "runs in LiteRT on this host"})
 

@@ -28,12 +28,14 @@ def export_bundle(model: Path, target, out: Path, labels: Path | None = None, sa
     content plus the list of files written. `sample` is one float input (a test-set sample) stored as the
     test input; without it, a seeded random one."""
     from edgekit.inspect import inspect_model
+    from edgekit.validate import check_model_file
 
     model, out = Path(model), Path(out)
-    info = inspect_model(model)
-    if info.format != "tflite":
+    fmt = check_model_file(model)
+    if fmt != "tflite":
         raise UsageError(f"{model}: a {target.device_class.value} bundle runs LiteRT, which loads .tflite files, "
-                         f"not {info.format}")
+                         f"not {fmt}")
+    info = inspect_model(model)
     if labels is not None and not Path(labels).is_file():
         raise UsageError(f"labels file '{labels}' does not exist")
     sample, expected = reference_pair(model, sample)
@@ -71,9 +73,9 @@ def export_bundle(model: Path, target, out: Path, labels: Path | None = None, sa
 def reference_pair(model: Path, given=None) -> tuple[np.ndarray, np.ndarray]:
     """A batch-1 input in the model's own dtype (`given`, a float sample, quantized as the model's input
     says; else seeded random) and the raw output LiteRT gives for it on this machine."""
-    from edgekit.runtime import TFLiteRunner
+    from edgekit.runtime import open_runner
 
-    runner = TFLiteRunner(Path(model))
+    runner = open_runner(model)  # checked and run once in a child first: the file may come from anywhere
     rng = np.random.default_rng(SEED)
     shape = runner.input_shape
     dtype = runner.input_dtype

@@ -183,8 +183,13 @@ def compare(build_dir: Path, result_path: Path, variant_name: str | None = None)
     variant, matched = pick_variant(report, manifest, result, variant_name)
     target = build_target(report, manifest)
     model_path = Path(build_dir) / variant["file"]
-    estimate = estimate_latency(inspect_model(model_path), target, variant["precision"]) \
-        if model_path.is_file() else None
+    if model_path.is_file():
+        from edgekit.validate import check_model_file
+
+        check_model_file(model_path)  # a build folder can be copied about; say plainly if a model was damaged
+        estimate = estimate_latency(inspect_model(model_path), target, variant["precision"])
+    else:
+        estimate = None
     estimate = estimate.to_dict() if estimate else variant.get("target_latency")
     measured = result["latency_ms"]
     rows = []

@@ -273,15 +273,17 @@ def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=Non
     from edgekit import micro
     from edgekit._files import write_atomic
     from edgekit.inspect import inspect_model
-    from edgekit.runtime import TFLiteRunner
+    from edgekit.runtime import open_runner
+    from edgekit.validate import check_model_file
 
     name = c_identifier(name)
+    fmt = check_model_file(model)
+    if fmt != "tflite":
+        raise UsageError(f"{model}: a microcontroller bundle needs a .tflite model, not {fmt}")
     info = inspect_model(model)
-    if info.format != "tflite":
-        raise UsageError(f"{model}: a microcontroller bundle needs a .tflite model, not {info.format}")
     if sample is None:
         sample = np.random.default_rng(0).uniform(0, 1, info.inputs[0].shape[1:]).astype(np.float32)
-    raw_input = TFLiteRunner(Path(model)).quantize_input(np.asarray(sample, np.float32)[np.newaxis])[0]
+    raw_input = open_runner(model).quantize_input(np.asarray(sample, np.float32)[np.newaxis])[0]
     measured = micro.measure(model, sample=raw_input)
     if not measured.supported:
         raise UsageError(f"{model}: TFLite Micro cannot run it ({measured.error}); see `edgekit bench --target "
