@@ -1,0 +1,450 @@
+"""report.html: the whole build decision on one page that works offline.
+
+One self-contained file made from report.json: inline CSS, the figures of edgekit.plots as base64 PNG
+`data:` URIs, no script, and a Content-Security-Policy that forbids fetching anything. `render_html` is pure
+(report and figures in, a string out); `write_html_report` writes the page and the same figures as PNG files
+into the build folder; `rebuild_html` is `edgekit report`: it regenerates both from the folder alone.
+
+The output is deterministic: the same report.json gives the same bytes (no timestamps; see edgekit.plots)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import struct
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit import report as reports
+from edgekit.errors import EdgekitError, UsageError
+
+log = logging.getLogger("edgekit")
+
+HTML = "report.html"
+REPORT_JSON = "report.json"
+PLOTS_DIR = "plots"
+CLASS_TASKS = ("classification", "binary")  # tasks whose outputs are class scores (argmax is the prediction)
+BUDGETED = ("latency", "ram", "flash")  # fit checks with a numeric figure and limit, drawn as bars
+# Allows inline styles and data: images, forbids every fetch: a browser enforces what the tests check.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+# --- Confusion matrix ---------------------------------------------------------------------------------------
+
+def confusion(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
+              classes: Sequence[str]) -> dict[str, Any]:
+    """The confusion matrix of predicted against true class indices, as report.json stores it: `matrix[i][j]`
+    counts the samples of true class `classes[i]` predicted as `classes[j]`."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be two equal 1-D arrays")
+    count = len(classes)
+    for name, values in (("y_true", y_true), ("y_pred", y_pred)):
+        if len(values) and (values.min() < 0 or values.max() >= count):
+            raise ValueError(f"{name} holds class indices outside 0..{count - 1}")
+    matrix = np.zeros((count, count), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return {"classes": [str(c) for c in classes], "matrix": matrix.tolist(), "rows": "true class",
+            "columns": "predicted class", "samples": int(len(y_true))}
+
+
+def model_confusion(model: Path, x_test: np.ndarray, y_test: np.ndarray, classes: Sequence[str],
+                   variant: str) -> dict[str, Any]:
+    """Run `model` (a .tflite or .onnx file) on the test split and return report.json's `confusion_matrix`
+    section: the variant, the split, and `confusion` of its predictions."""
+    from edgekit.runtime import open_runner
+
+    predicted = open_runner(model).predict(x_test).argmax(-1)
+    return {"variant": variant, "split": "test", **confusion(y_test, predicted, classes)}
+
+
+def recompute_confusion(directory: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """The selected variant's confusion matrix, from the build folder's model file and the dataset that
+    report.json names. The data must be the very data the build used (same sha256), or nothing is computed.
+    Raises EdgekitError saying why it cannot be computed."""
+    if report.get("task") not in CLASS_TASKS:
+        raise EdgekitError(f"task '{report.get('task')}' has no classes")
+    described = report["dataset"]
+    from edgekit import data
+
+    try:
+        dataset = data.load(described["name"], input_shape=tuple(described["input_shape"]), task=report["task"])
+    except EdgekitError as e:
+        raise EdgekitError(f"the dataset '{described['name']}' does not load here ({e})") from None
+    if dataset.fingerprint() != described.get("sha256"):
+        raise EdgekitError(f"the dataset '{described['name']}' loads here, but not as the data this build used "
+                           "(its sha256 differs)")
+    selected = _selected(report)
+    model = Path(directory) / selected["file"]
+    if not model.is_file():
+        raise EdgekitError(f"{model.name} is not in the folder")
+    return model_confusion(model, dataset.x_test, dataset.y_test, dataset.labels, selected["name"])
+
+
+# --- The build folder ---------------------------------------------------------------------------------------
+
+def load_report(directory: Path) -> dict[str, Any]:
+    """report.json of a build folder, or a UsageError naming what is wrong."""
+    path = Path(directory) / REPORT_JSON
+    if not path.is_file():
+        raise UsageError(f"{directory}: no {REPORT_JSON}, so not a build folder (`edgekit build` writes one)")
+    try:
+        report = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: not readable JSON ({type(e).__name__}: {e})") from None
+    missing = [key for key in ("recipe", "target", "variants", "selected", "budgets") if key not in report]
+    if not isinstance(report, dict) or missing:
+        raise UsageError(f"{path}: not an edgekit report (missing {', '.join(missing) or 'everything'})")
+    return report
+
+
+def write_html_report(directory: Path, report: dict[str, Any], notes: dict[str, str] | None = None) -> list[str]:
+    """Write report.html and its figures as plots/NAME.png into the build folder; returns the files written,
+    relative to it. `notes` (section -> text) explain in the page what is missing and why."""
+    from edgekit import plots
+    from edgekit._files import write_atomic
+
+    directory = Path(directory)
+    figures = plots.figures(report)
+    written = []
+    for name in plots.PLOTS:
+        path = directory / PLOTS_DIR / f"{name}.png"
+        if name in figures:
+            write_atomic(path, figures[name])
+            written.append(f"{PLOTS_DIR}/{name}.png")
+        else:  # an earlier report's figure must not sit beside a page that no longer shows it
+            path.unlink(missing_ok=True)
+    write_atomic(directory / HTML, render_html(report, figures, notes))
+    return [*written, HTML]
+
+
+def rebuild_html(directory: Path) -> list[str]:
+    """`edgekit report`: regenerate report.html and its figures from a build folder. A classification build
+    whose report.json has no confusion matrix gets one computed here, when its dataset still loads as the
+    same data; report.json itself is left as it is."""
+    report = load_report(directory)
+    notes = {}
+    if report.get("task") in CLASS_TASKS and not report.get("confusion_matrix"):
+        try:
+            report = {**report, "confusion_matrix": recompute_confusion(directory, report)}
+            notes["confusion-matrix"] = "Computed by `edgekit report` from the folder's model file and the test split."
+        except EdgekitError as e:
+            log.warning("no confusion matrix: %s", e)
+            notes["confusion-matrix"] = f"Not available: report.json holds none and {e}."
+    return write_html_report(directory, report, notes)
+
+
+# --- The page (pure) ----------------------------------------------------------------------------------------
+
+def render_html(report: dict[str, Any], figures: dict[str, bytes], notes: dict[str, str] | None = None) -> str:
+    """The page for `report`, with `figures` (edgekit.plots.figures) embedded."""
+    notes = notes or {}
+    title = f"edgekit build: {report['recipe']} for {report['target']}"
+    sections = [
+        _verdict(report),
+        _variants(report),
+        _section("accuracy-size", f"Test {report['metric']} against size", _figure(figures, "accuracy_vs_size"),
+                 _flash_note(report)),
+        _latency(report, figures),
+        _ops(report, figures),
+        _memory(report, figures),
+        _confusion(report, figures, notes.get("confusion-matrix")),
+        _training(report, figures),
+        _optimization(report),
+        _method(report),
+    ]
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{CSS}</style></head>",
+        "<body><main>",
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="lead">{_summary(report)}</p>',
+        *(s for s in sections if s),
+        f'<footer>Made by edgekit {escape(_version())} from report.json (schema {report.get("schema_version", "?")}) '
+        "by <code>edgekit report</code>. One file: no scripts, nothing fetched.</footer>",
+        "</main></body></html>",
+        "",
+    ])
+
+
+CSS = """
+body{margin:0;background:#f4f5f7;color:#1f2328;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,
+"DejaVu Sans",sans-serif}
+main{max-width:1120px;margin:0 auto;padding:20px 24px 40px}
+h1{font-size:23px;margin:8px 0 4px}h2{font-size:17px;margin:0 0 10px}h3{font-size:15px;margin:0}
+.lead{color:#57606a;margin:0 0 12px}
+section{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:16px 20px;margin:14px 0}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}
+th,td{padding:4px 10px;border-bottom:1px solid #eaeef2;text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f6f8fa;font-weight:600}th:first-child,td:first-child{text-align:left}
+td.text,th.text{text-align:left}
+tr.selected td{background:#ddf4ff;font-weight:600}
+.badge{display:inline-block;padding:2px 10px;border-radius:12px;color:#fff;font-weight:700;font-size:13px;
+margin-left:8px}
+.fits{background:#1a7f37}.misses{background:#cf222e}.none{background:#8c959f}
+.card-head{display:flex;align-items:center;gap:8px;margin-bottom:6px}
+.budget{display:grid;grid-template-columns:80px 1fr 360px;gap:10px;align-items:center;margin:6px 0}
+.track{background:#eaeef2;border-radius:4px;height:16px;overflow:hidden}
+.fill{height:100%;min-width:3px;border-radius:4px}.fill.ok{background:#2da44e}.fill.over{background:#cf222e}
+.fill.free{background:#8c959f}
+.summary{font-size:13px;color:#24292f}.ok-text{color:#1a7f37}.miss-text{color:#cf222e}
+figure{margin:8px 0}figure img{max-width:100%;height:auto;border:1px solid #eaeef2;border-radius:4px}
+figcaption,.note,footer{color:#57606a;font-size:12px}
+ul{margin:6px 0;padding-left:20px}code{background:#f6f8fa;padding:1px 4px;border-radius:4px}
+details summary{cursor:pointer;color:#0969da}
+.cm td.diag{font-weight:700;background:#ddf4ff}.cm td.zero{color:#d0d7de}
+"""
+
+
+def _section(anchor: str, heading: str, *parts: str) -> str:
+    return f'<section id="{anchor}"><h2>{escape(heading)}</h2>\n' + "\n".join(p for p in parts if p) + "</section>"
+
+
+def _figure(figures: dict[str, bytes], name: str) -> str:
+    png = figures.get(name)
+    if png is None:
+        return ""
+    width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk: the page reserves the space up front
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" width="{width}" height="{height}" '
+            f'alt="{escape(name.replace("_", " "))}"><figcaption>{PLOTS_DIR}/{name}.png</figcaption></figure>')
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], selected: int | None = None,
+           text_columns: int = 1, css: str = "") -> str:
+    def cell(tag: str, column: int, value: Any) -> str:
+        kind = ' class="text"' if column < text_columns else ""
+        return f"<{tag}{kind}>{escape(str(value))}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(header))
+    body = "".join(f"<tr{' class=selected' if i == selected else ''}>"
+                   + "".join(cell("td", j, v) for j, v in enumerate(row)) + "</tr>" for i, row in enumerate(rows))
+    return f'<table{f" class={css}" if css else ""}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _note(text: str | None) -> str:
+    return f'<p class="note">{escape(text)}</p>' if text else ""
+
+
+def _selected(report: dict[str, Any]) -> dict[str, Any]:
+    return next(v for v in report["variants"] if v["name"] == report["selected"])
+
+
+def _kb(count: float | None) -> str:
+    return "-" if count is None else f"{count / 1024:,.1f} KB"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _plain(value: float) -> str:
+    """A budget as written in the profile: 3,145,728 rather than 3.14573e+06."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.3g}"
+
+
+def _version() -> str:
+    from edgekit import __version__
+
+    return __version__
+
+
+def _summary(report: dict[str, Any]) -> str:
+    data = report["dataset"]
+    return escape(f"Dataset {data['name']}: {data['train']} train / {data['val']} validation / {data['test']} test "
+                  f"samples; task {report['task']}, metric {report['metric']} on the test split; seed "
+                  f"{report['seed']}.")
+
+
+# --- Sections -----------------------------------------------------------------------------------------------
+
+def _verdict(report: dict[str, Any]) -> str:
+    """One card per target the build was judged against (a build has one today): does the selected variant
+    fit, each budget as a bar with its headroom, and every variant's verdict on that target."""
+    return _section("verdict", "Verdict", _card(report, _selected(report)))
+
+
+def _card(report: dict[str, Any], variant: dict[str, Any]) -> str:
+    fit = variant["fit"]
+    badge = '<span class="badge fits">FITS</span>' if fit["fits"] else '<span class="badge misses">DOES NOT FIT</span>'
+    bars = [_budget_bar(check) for check in fit["checks"] if check["budget"] in BUDGETED]
+    others = [f'<li class="{"ok-text" if c["ok"] else "miss-text" if c["ok"] is False else ""}">'
+              f'{escape(c["budget"])}: {escape(c["summary"])}</li>'
+              for c in fit["checks"] if c["budget"] not in BUDGETED]
+    rows = [(v["name"], "yes" if v["fit"]["fits"] else "no",
+             ", ".join(c["budget"] for c in v["fit"]["checks"] if c["ok"] is False) or "-",
+             *(_check_figure(v, budget) for budget in BUDGETED)) for v in report["variants"]]
+    chosen = [v["name"] for v in report["variants"]].index(variant["name"])
+    return "\n".join([
+        f'<div class="card" id="target-{escape(fit["target"])}"><div class="card-head">'
+        f'<h3>{escape(fit["target"])}</h3>{badge}</div>',
+        f"<p>Ship <code>{escape(variant['name'])}</code> ({escape(variant['file'])}): "
+        f"{escape(report['selection_reason'])}.</p>",
+        *bars,
+        f"<ul>{''.join(others)}</ul>",
+        _table(("variant", "fits", "misses", "latency", "RAM", "flash"), rows, selected=chosen, text_columns=3),
+        _note(_budget_line(report)),
+        "</div>",
+    ])
+
+
+def _budget_bar(check: dict[str, Any]) -> str:
+    value, limit = check["value"], check["limit"]
+    if isinstance(value, int | float) and isinstance(limit, int | float) and limit > 0:
+        share = value / limit
+        css = "ok" if check["ok"] else "over"
+        width = f"{min(share, 1) * 100:.1f}%"
+    else:  # no budget, or no figure: an empty track, and the summary says which
+        css, width = "free", "0%"
+    return (f'<div class="budget" data-budget="{escape(check["budget"])}"><b>{escape(check["budget"])}</b>'
+            f'<div class="track"><div class="fill {css}" style="width:{width}"></div></div>'
+            f'<span class="summary">{escape(check["summary"])}</span></div>')
+
+
+def _check_figure(variant: dict[str, Any], budget: str) -> str:
+    check = next(c for c in variant["fit"]["checks"] if c["budget"] == budget)
+    if not isinstance(check["value"], int | float):
+        return "-"
+    value = check["value"]
+    figure = f"{value:,.1f} {check['unit']}" if value >= 10 else f"{value:.3g} {check['unit']}"
+    return figure if check["headroom"] is None else f"{figure} ({check['headroom']:.0%} headroom)"
+
+
+def _budget_line(report: dict[str, Any]) -> str:
+    budgets = report["budgets"]
+    parts = [f"{name} {'none' if budgets.get(key) is None else f'{_plain(budgets[key])} {unit}'}"
+             for name, key, unit in (("latency", "latency_ms", "ms"), ("RAM", "ram_kb", "KB"),
+                                     ("flash", "flash_kb", "KB"))]
+    return (f"Budgets of {report['target']}: {', '.join(parts)} (KB = 1024 bytes). Latency is the target "
+            "estimate; RAM and flash are measured.")
+
+
+def _variants(report: dict[str, Any]) -> str:
+    names = [v["name"] for v in report["variants"]]
+    table = _table(reports.columns(report), [reports.variant_row(v) for v in report["variants"]],
+                   selected=names.index(report["selected"]), text_columns=3)
+    return _section("variants", "Variants", table,
+                    _note("Sizes are the files as written and after gzip -9; sparsity is the share of zero weights; "
+                          "host latency is batch 1 on this machine; the target latency is an estimate from the "
+                          "target profile's cost model with its expected error."))
+
+
+def _flash_note(report: dict[str, Any]) -> str:
+    budget = report["budgets"].get("flash_kb")
+    flash = (f"The dashed line is {report['target']}'s flash budget, {_plain(budget)} KB." if budget is not None else
+             f"{report['target']} sets no flash budget.")
+    return _note(f"{flash} Filled markers: the file; hollow: after gzip -9. The star is the selected variant.")
+
+
+def _latency(report: dict[str, Any], figures: dict[str, bytes]) -> str:
+    rows = [(v["name"], _ms(s["min"]), _ms(s["median"]), _ms(s["mean"]), _ms(s["p90"]), _ms(s["p99"]), s["runs"],
+             s["warmup"], s["threads"]) for v in report["variants"] for s in [v["latency_ms"]]]
+    table = _table(("variant", "min ms", "median ms", "mean ms", "p90 ms", "p99 ms", "runs", "warm-up", "threads"),
+                   rows)
+    return _section("host-latency", "Host latency per variant", _figure(figures, "host_latency"), table,
+                    _note(f"Measured on this host ({report['host']['cpu']}), batch 1, warm-up runs discarded; these "
+                          f"are not {report['target']} figures."))
+
+
+def _ops(report: dict[str, Any], figures: dict[str, bytes]) -> str:
+    from edgekit.plots import op_rows
+
+    variant = _selected(report)
+    rows = op_rows(variant)
+    total = sum(r["ms"] or 0 for r in rows)
+    estimate = variant.get("target_latency")
+    table = _table(("#", "op", "kind", "MACs", "est. ms", "share of time", "bound"),
+                   [(r["index"], r["op"], r["kind"], f"{r['macs']:,}", _ms(r["ms"]),
+                     "-" if r["ms"] is None or not total else f"{r['ms'] / total:.1%}", r["bound"] or "-")
+                    for r in rows], text_columns=3)
+    method = (f"Estimated for {report['target']}: {estimate['ms']:.4g} ms (±{estimate['expected_error']:.0%}, "
+              f"{estimate['low_ms']:.4g} to {estimate['high_ms']:.4g} ms), {estimate['method']}" if estimate else
+              f"{report['target']}'s profile has no latency constants for {variant['precision']}: MACs only.")
+    return _section("per-op", f"Per-op breakdown of {variant['name']}", _figure(figures, "op_breakdown"),
+                    f"<details><summary>{len(rows)} ops: MACs and estimated time</summary>{table}</details>",
+                    _note(method))
+
+
+def _memory(report: dict[str, Any], figures: dict[str, bytes]) -> str:
+    from edgekit.plots import ram_parts
+
+    variant = _selected(report)
+    ram, budgets = variant["ram"], report["budgets"]
+    rows = [(f"RAM: {name}", _kb(count)) for name, count in ram_parts(ram)]
+    rows += [("RAM required", _kb(ram.get("required_bytes"))),
+             ("RAM budget", "none" if budgets.get("ram_kb") is None else f"{_plain(budgets['ram_kb'])} KB")]
+    if "arena_bytes" in ram:
+        rows.insert(0, ("tensor arena (TFLite Micro)", _kb(ram["arena_bytes"])))
+    rows += [("flash: model file", _kb(variant["flash"]["model_bytes"])),
+             ("flash budget", "none" if budgets.get("flash_kb") is None else f"{_plain(budgets['flash_kb'])} KB")]
+    method = ram.get("method") or ram.get("note") or ""
+    return _section("memory", f"RAM and flash of {variant['name']}", _figure(figures, "memory"),
+                    _table(("figure", "value"), rows), _note(f"RAM ({ram.get('basis', '?')}): {method}"),
+                    _note(variant["flash"].get("note")))
+
+
+def _confusion(report: dict[str, Any], figures: dict[str, bytes], note: str | None) -> str:
+    section = report.get("confusion_matrix")
+    if not section:
+        reason = note or ("Not a classification task." if report.get("task") not in CLASS_TASKS else
+                          "Not available: report.json holds no confusion_matrix; `edgekit report` computes it.")
+        return _section("confusion-matrix", "Confusion matrix", _note(reason))
+    classes, matrix = section["classes"], section["matrix"]
+    header = ("true \\ predicted", *classes)
+    body = "".join(
+        f"<tr><th class=text>{escape(name)}</th>"
+        + "".join(f'<td class="{"diag" if i == j else "zero" if not count else ""}">{count}</td>'
+                  for j, count in enumerate(row)) + "</tr>"
+        for i, (name, row) in enumerate(zip(classes, matrix, strict=True)))
+    table = ("<table class=cm><thead><tr>" + "".join(f"<th>{escape(str(h))}</th>" for h in header)
+             + f"</tr></thead><tbody>{body}</tbody></table>")
+    total = sum(map(sum, matrix))
+    correct = sum(matrix[i][i] for i in range(len(classes)))
+    summary = (f"{section.get('variant', report['selected'])} on the {total} {section.get('split', 'test')} samples: "
+               f"{correct} correct ({correct / max(total, 1):.2%}). Rows: true class; columns: predicted class.")
+    return _section("confusion-matrix", "Confusion matrix", _figure(figures, "confusion_matrix"),
+                    f"<details><summary>counts</summary>{table}</details>", _note(summary), _note(note))
+
+
+def _training(report: dict[str, Any], figures: dict[str, bytes]) -> str:
+    training = report.get("training") or {}
+    rows = [(phase, info["epochs"], _metric(info.get("loss")), _metric(info.get("val_loss")),
+             _metric(info.get("val_accuracy")), f"{info['seconds']:.1f}") for phase, info in training.items()]
+    return _section("training", "Training", _figure(figures, "training_curves"),
+                    _table(("phase", "epochs", "final loss", "final val loss", "final val accuracy", "seconds"), rows),
+                    _note("Phases in order: float training, then pruning and quantization-aware fine-tuning."))
+
+
+def _metric(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _optimization(report: dict[str, Any]) -> str:
+    section = report.get("optimization")
+    if not section:
+        return ""
+    lines = reports.optimization_lines(section)
+    return _section("optimization", "Optimization", "<ul>" + "".join(f"<li>{escape(x)}</li>" for x in lines) + "</ul>")
+
+
+def _method(report: dict[str, Any]) -> str:
+    host = report["host"]
+    lines = [
+        f"Host: {host['cpu']}, {host['cores']} cores, {host['system']}, Python {host['python']}.",
+        "Latency: batch 1, LiteRT (XNNPACK) for .tflite, ONNX Runtime for .onnx; warm-up runs discarded, then "
+        "min / median / mean / p90 / p99 over the timed runs.",
+        "Sparsity: share of exactly-zero weights in the conv and dense kernels, read back from each file.",
+        "Target latency: an estimate from the target profile's per-op cost model, with its expected error.",
+        f"Every {report['metric']} is on the same {report['dataset']['test']} test samples.",
+    ]
+    return _section("method", "How these were measured", "<ul>" + "".join(f"<li>{escape(x)}</li>" for x in lines)
+                    + "</ul>")
