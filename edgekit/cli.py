@@ -483,5 +483,28 @@ def models(as_json):
                    str(r.optimize.qat_epochs), r.description) for r in loaded])
 
 
+@main.command("report")
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]), default="html", show_default=True,
+              help="html: write report.html and plots/*.png into BUILD_DIR and print the page's path; md: print "
+                   "report.md's Markdown; json: print report.json.")
+def report_command(build_dir, fmt):
+    """Regenerate the report of a build folder from its report.json. The HTML page is one self-contained file
+    (figures embedded, nothing fetched); a classification build without a stored confusion matrix gets one
+    computed from the folder's model and the test split, when the dataset still loads as the same data."""
+    from edgekit.html_report import HTML, REPORT_JSON, load_report, rebuild_html
+
+    if fmt == "json":
+        load_report(build_dir)  # the same one-line error as the other formats for a folder that is not a build
+        click.echo((build_dir / REPORT_JSON).read_text(), nl=False)
+    elif fmt == "md":
+        from edgekit.report import to_markdown
+
+        click.echo(to_markdown(load_report(build_dir)), nl=False)
+    else:
+        rebuild_html(build_dir)
+        click.echo(build_dir / HTML)
+
+
 if __name__ == "__main__":
     main()
