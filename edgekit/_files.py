@@ -107,6 +107,9 @@ def folder_lock(directory: Path) -> Iterator[dict[str, Any] | None]:
         except BlockingIOError:
             raise EdgekitError(f"{directory} is in use by another build ({_holder(_read_lock(fd))}); wait for it "
                                "to finish, or build into another --out") from None
+        except OSError as e:  # a file system without locks (some network mounts)
+            raise EdgekitError(f"{directory}: cannot lock the build folder ({e.strerror}); build into a local "
+                               "folder with --out") from None
         stale = _read_lock(fd)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
