@@ -153,11 +153,19 @@ def _build(recipe: Recipe, target: Target, directory: Path, cache: StageCache, s
     selected, reason, fits = select(variants, target)
     report = _report(recipe, target, seed, dataset, trained, baseline, optimized, quantized, variants,
                      (selected, reason, fits), cache)
+    from edgekit.html_report import model_confusion, write_html_report
+
+    if recipe.task in ("classification", "binary"):
+        chosen = next(v for v in variants if v["name"] == selected)
+        report["confusion_matrix"] = model_confusion(directory / chosen["file"], dataset.x_test, dataset.y_test,
+                                                     dataset.labels, selected)
     write_json(directory / "report.json", report)
     write_atomic(directory / "report.md", reports.to_markdown(report))
+    files = [c.filename for c in conversions] + [FLOAT_KERAS, "report.json", "report.md"]
+    with stage("report"):
+        files += write_html_report(directory, report)
     metrics = {v["name"]: v["metric"]["value"] for v in variants}
     optimize.check_drop(recipe, quantized.name, metrics["float32"], metrics[quantized.name])
-    files = [c.filename for c in conversions] + [FLOAT_KERAS, "report.json", "report.md"]
     if recipe.task in ("classification", "binary"):
         write_atomic(directory / "labels.txt", "\n".join(dataset.labels) + "\n")
         files.append("labels.txt")
@@ -352,6 +360,9 @@ VARIES_BY_NATURE = {
     "report.json": "host timings (latency percentiles, training and optimization seconds), the RAM the process "
                    "measured, and which stages came from the cache",
     "report.md": "the host timings of report.json",
+    "report.html": "the host timings and measured RAM of report.json, and the figures drawn from them",
+    "plots/host_latency.png": "host timings",
+    "plots/memory.png": "the RAM the process measured",
 }
 
 

@@ -56,6 +56,8 @@ def array_fingerprint(*arrays: np.ndarray) -> str:
 # Where what the cache keeps is computed; code_fingerprint follows their imports of edgekit modules from here.
 STAGE_MODULES = ("edgekit.build", "edgekit.cache", "edgekit.train", "edgekit.optimize", "edgekit.convert",
                  "edgekit.bench", "edgekit.data", "edgekit.zoo", "edgekit.tasks")
+# Imported by edgekit.build for the report stage, which is never cached: editing a plot keeps a trained model.
+REPORT_ONLY = ("edgekit.html_report", "edgekit.plots")
 
 
 @functools.lru_cache(maxsize=1)
@@ -77,7 +79,8 @@ def stage_sources(package: Path) -> set[Path]:
     found: set[Path] = set()
     pending = list(STAGE_MODULES)
     while pending:
-        path = _source(package, pending.pop())
+        module = pending.pop()
+        path = None if module in REPORT_ONLY else _source(package, module)
         if path is not None and path not in found:
             found.add(path)
             pending += _edgekit_imports(path)

@@ -259,7 +259,8 @@ def export_command(model, target_name, out, name, labels, data_spec):
     from edgekit.export import export_mcu
 
     written = export_mcu(model, target, out, name, sample=sample)
-    click.echo(f"{out}: {name}.h/.cc ({written['bytes']:,} bytes), model_ops.h ({len(written['ops'])} ops), "
+    click.echo(f"{out}: model_data.h/.cc ({name}[], {written['bytes']:,} bytes), "
+               f"model_ops.h ({len(written['ops'])} ops), "
                f"model_arena.h ({written['arena_bytes']:,} bytes), model.json, README.md")
 
 

@@ -35,11 +35,11 @@ def _compile_and_run(folder, source: str, program: str, tmp_path) -> bytes:
 
 def test_the_c_array_compiles_and_round_trips_to_the_exact_bytes(bundle, tmp_path):
     model, out = bundle
-    dumped = _compile_and_run(out, "digits_model.cc", '#include <cstdio>\n#include "digits_model.h"\n'
+    dumped = _compile_and_run(out, "model_data.cc", '#include <cstdio>\n#include "model_data.h"\n'
                               "int main() { return std::fwrite(digits_model, 1, digits_model_len, stdout) "
                               "== digits_model_len ? 0 : 1; }\n", tmp_path)
     assert dumped == model.read_bytes()
-    assert "alignas(16) const unsigned char digits_model[]" in (out / "digits_model.cc").read_text()
+    assert "alignas(16) const unsigned char digits_model[]" in (out / "model_data.cc").read_text()
 
 
 def test_the_op_resolver_registers_exactly_the_models_ops(bundle):

@@ -202,7 +202,8 @@ def test_a_stored_confusion_matrix_is_shown_and_a_missing_one_explained(rendered
     copy = tmp_path / "build"
     shutil.copytree(folder, copy)
     assert (copy / "plots" / "confusion_matrix.png").is_file()
-    written = html_report.write_html_report(copy, {**report, "task": "regression"})
+    unscored = {key: value for key, value in report.items() if key != "confusion_matrix"}
+    written = html_report.write_html_report(copy, {**unscored, "task": "regression"})
     assert "plots/confusion_matrix.png" not in written and written[-1] == "report.html"
     assert not (copy / "plots" / "confusion_matrix.png").exists()
     assert "Not a classification task" in (copy / "report.html").read_text()
@@ -238,3 +239,12 @@ def test_fast_commands_do_not_import_matplotlib():
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+def test_the_build_writes_the_same_page_and_lists_it_in_the_manifest(tiny_build, rendered):
+    _, directory, _ = tiny_build
+    manifest = json.loads((directory / "manifest.json").read_text())
+    listed = {entry["path"] if isinstance(entry, dict) else entry for entry in manifest["files"]}
+    assert {"report.html", "plots/accuracy_vs_size.png", "plots/confusion_matrix.png"} <= listed
+    assert (directory / "report.html").read_bytes() == rendered[2][0]["report.html"]
+    assert "confusion_matrix" in json.loads((directory / "report.json").read_text())

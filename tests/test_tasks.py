@@ -74,7 +74,7 @@ def test_anomaly_autoencoder_reports_the_auc_of_the_reconstruction_error(tmp_pat
     assert not (tmp_path / "out" / "tiny-ad-nucleo-l4r5zi" / "labels.txt").exists()
     bundle = tmp_path / "out" / "tiny-ad-nucleo-l4r5zi" / "bundle"  # a microcontroller's firmware files
     written = {f.name for f in bundle.iterdir()}
-    assert {"g_model.cc", "model_ops.h", "model_arena.h", "main.cc", "test_data.cc"} <= written
+    assert {"model_data.cc", "model_ops.h", "model_arena.h", "main.cc", "test_data.cc"} <= written
 
 
 def test_qat_after_dense_batch_norm_is_refused_before_training(tmp_path):
