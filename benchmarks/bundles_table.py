@@ -57,11 +57,12 @@ def main() -> dict:
         dscnn.write_bytes(reference_tflite("ds-cnn", (49, 10, 1), 12, (), "int8"))
         run(*EDGEKIT, "export", str(dscnn), "--target", MCU, "--out", str(root / "mcu-dscnn"), "--name", "kws_model")
         board = build / "bundle"
+        board_files = listing(board)  # as the build wrote it, before the device script adds result.json
         run(sys.executable, "bench_on_device.py", "--model", "int8.tflite", "--out", "result.json", cwd=board)
         comparison = json.loads(run(*EDGEKIT, "compare", str(build), str(board / "result.json"), "--json"))
         results = {
             "host": host(),
-            "bundles": {f"sbc ({BOARD}, edgekit build)": listing(board), f"phone ({PHONE})": listing(root / "phone"),
+            "bundles": {f"sbc ({BOARD}, edgekit build)": board_files, f"phone ({PHONE})": listing(root / "phone"),
                         f"mcu ({MCU})": listing(root / "mcu")},
             "c_arrays": {"digits-cnn int8": c_array(root / "mcu"), "kws-ds-cnn int8": c_array(root / "mcu-dscnn")},
             "device_result": json.loads((board / "result.json").read_text()),
@@ -92,7 +93,9 @@ def to_markdown(results: dict) -> str:
               "The board bundle's script ran here as it would on the board (LiteRT, no TensorFlow). The estimate "
               f"is for {results['compare'].get('target', 'the target')}, the measurement is this host's, so the "
               "error shows the host/target gap; on the real board it shows the estimate's error.", "",
-              "```", json.dumps(results["compare"], indent=2), "```", ""]
+              "| figure | estimate | measured | error | expected |", "|---|---|---|---:|---|",
+              *(f"| {r['figure']} | {r['estimate']} | {r['measured']} | {r['error']} | {r['expected']} |"
+                for r in results["compare"]["rows"]), ""]
     return "\n".join(lines)
 
 
