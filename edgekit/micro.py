@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekit._child import phase as child_phase
+from edgekit._child import records as child_records
 from edgekit._files import captured_stderr_fd
 from edgekit.errors import StageError, UsageError
 
@@ -146,38 +148,22 @@ def _run_child(name: str, path: Path, options: dict, timeout_s: float) -> list[d
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:
-        records = _records(exc.stdout)
-        raise StageError(STAGE, f"{name}: no result within {timeout_s:g} s while {_phase(records)} "
+        records = child_records(exc.stdout)
+        raise StageError(STAGE, f"{name}: no result within {timeout_s:g} s while {child_phase(records)} "
                                 f"(the runtime hung, or the model is that slow on this host)") from None
-    records = _records(done.stdout)
+    records = child_records(done.stdout)
     if done.returncode < 0:
         try:
             how = signal.Signals(-done.returncode).name
         except ValueError:
             how = f"signal {-done.returncode}"
-        raise StageError(STAGE, f"{name}: the runtime crashed ({how}) while {_phase(records)}; "
+        raise StageError(STAGE, f"{name}: the runtime crashed ({how}) while {child_phase(records)}; "
                                 "the file may be truncated or corrupt")
     if done.returncode != 0 or not records or "end" not in records[-1]:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1][:300]
         raise StageError(STAGE, f"{name}: the runtime process exited with status {done.returncode} while "
-                                f"{_phase(records)}: {last}")
+                                f"{child_phase(records)}: {last}")
     return records
-
-
-def _records(stdout: str | bytes | None) -> list[dict]:
-    text = stdout.decode(errors="replace") if isinstance(stdout, bytes) else stdout or ""
-    records = []
-    for line in text.splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by the kill
-            break
-    return records
-
-
-def _phase(records: list[dict]) -> str:
-    """The phase the child began last: where it was when it died."""
-    return next((r["begin"] for r in reversed(records) if "begin" in r), "starting")
 
 
 def _result(name: str, records: list[dict], arena_size: int, warmup: int) -> MicroResult:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekit._child import phase as child_phase
+from edgekit._child import records as child_records
 from edgekit._files import captured_stderr_fd
 
 BATCH = 256  # samples per invoke when evaluating; batch 1 is used for latency
@@ -163,9 +165,9 @@ def smoke_run(path: str | Path, fmt: str, threads: int = 1, batch_sizes: tuple[i
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:
         raise StageError(stage, f"{name}: no result from {runtime} within {timeout_s:g} s while "
-                                f"{_phase(_records(exc.stdout))} (the runtime hung, or the model is that slow "
-                                "on this host)") from None
-    records = _records(done.stdout)
+                                f"{child_phase(child_records(exc.stdout))} (the runtime hung, or the model is that "
+                                "slow on this host)") from None
+    records = child_records(done.stdout)
     merged: dict[str, Any] = {}
     for record in records:
         merged.update(record)
@@ -174,13 +176,13 @@ def smoke_run(path: str | Path, fmt: str, threads: int = 1, batch_sizes: tuple[i
             how = signal.Signals(-done.returncode).name
         except ValueError:
             how = f"signal {-done.returncode}"
-        raise StageError(stage, f"{name}: {runtime} crashed ({how}) in a child process while {_phase(records)}; "
+        raise StageError(stage, f"{name}: {runtime} crashed ({how}) in a child process while {child_phase(records)}; "
                                 "the file may be corrupt or made for another runtime version")
     if "refused" in merged:  # the runtime raised: it read the model and said no
-        raise UsageError(f"{name}: {runtime} cannot run it while {_phase(records)}: {merged['refused']}")
+        raise UsageError(f"{name}: {runtime} cannot run it while {child_phase(records)}: {merged['refused']}")
     if done.returncode != 0 or "end" not in merged:
         last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1][:300]
-        raise StageError(stage, f"{name}: the {runtime} child process failed while {_phase(records)}: {last}")
+        raise StageError(stage, f"{name}: the {runtime} child process failed while {child_phase(records)}: {last}")
     return {k: v for k, v in merged.items() if k in ("before", "after")}
 
 
@@ -196,22 +198,6 @@ def litert_memory(path: Path, threads: int = 1, timeout_s: float = 120, figures:
             "method": "rise of the peak resident set of a child process that loads, allocates and invokes the "
                       "model with LiteRT (the model, its tensor arena, XNNPACK's packed weights and the "
                       "runtime code pages first touched)"}
-
-
-def _records(stdout: str | bytes | None) -> list[dict]:
-    text = stdout.decode(errors="replace") if isinstance(stdout, bytes) else stdout or ""
-    records = []
-    for line in text.splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by the crash
-            break
-    return records
-
-
-def _phase(records: list[dict]) -> str:
-    """What the child began last: where it was when it stopped."""
-    return next((r["begin"] for r in reversed(records) if "begin" in r), "starting")
 
 
 # ---- the child process: everything below runs under `python -m edgekit.runtime` ---------------------
