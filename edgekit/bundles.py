@@ -43,7 +43,7 @@ def export_bundle(model: Path, target, out: Path, labels: Path | None = None, sa
     description = {
         "model": model.name, "sha256": sha256(model), "bytes": info.size_bytes, "target": target.name,
         "inputs": [asdict(t) for t in info.inputs], "outputs": [asdict(t) for t in info.outputs],
-        "preprocessing": _preprocessing(info),
+        "preprocessing": preprocessing(info),
         "test_input": {"file": "test_input.npy", "dtype": str(sample.dtype), "shape": list(sample.shape),
                        "source": f"seeded random values (numpy seed {SEED}) in the input's range, in the dtype the "
                                  "model takes; expected_output.npy is what LiteRT gave for it on the build "
@@ -95,7 +95,8 @@ def _npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _preprocessing(info) -> str:
+def preprocessing(info) -> str:
+    """What model.json tells the device code to do to an input before it reaches the model."""
     tensor = info.inputs[0]
     if tensor.dtype in ("int8", "uint8", "int16") and tensor.scale:
         return (f"the model takes {tensor.dtype}: quantize the float input the model was trained on as "

@@ -302,10 +302,13 @@ def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=Non
              "test_data.h": data_header, "test_data.cc": data_source}
     arduino = "arduino" in target.name
     files[f"{name}_app.ino" if arduino else "main.cc"] = application(name, expected, arduino)
-    description = {"model": Path(model).name, "bytes": info.size_bytes, "array": name, "ops": sorted(set(ops)),
-                   "arena_bytes": arena, "arena_measured_bytes": base, "arena_margin": target.memory.arena_margin,
-                   "target": target.name,
-                   "inputs": [asdict(t) for t in info.inputs], "outputs": [asdict(t) for t in info.outputs]}
+    from edgekit.bundles import preprocessing
+
+    description = {"model": Path(model).name, "sha256": sha256(Path(model)), "bytes": info.size_bytes, "array": name,
+                   "ops": sorted(set(ops)), "arena_bytes": arena, "arena_measured_bytes": base,
+                   "arena_margin": target.memory.arena_margin, "target": target.name,
+                   "inputs": [asdict(t) for t in info.inputs], "outputs": [asdict(t) for t in info.outputs],
+                   "preprocessing": preprocessing(info)}
     files["model.json"] = json.dumps(description, indent=2) + "\n"
     files["README.md"] = (f"# {Path(model).name} for {target.title}\n\n"
                           f"- `{MODEL_DATA}.h`, `{MODEL_DATA}.cc`: the model as `{name}[]`, {info.size_bytes:,} bytes, "

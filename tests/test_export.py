@@ -69,6 +69,16 @@ def test_the_arena_comes_from_the_runtime_with_the_margin(bundle):
     assert f"constexpr int kDigitsModelArenaSize = {described['arena_bytes']};" in (out / "model_arena.h").read_text()
 
 
+def test_model_json_describes_the_model_as_every_bundle_does(bundle):
+    from edgekit._files import sha256
+
+    model, out = bundle
+    described = json.loads((out / "model.json").read_text())
+    assert described["sha256"] == sha256(model) and described["bytes"] == model.stat().st_size
+    assert described["inputs"][0]["dtype"] == "int8" and described["inputs"][0]["scale"]
+    assert described["preprocessing"].startswith("the model takes int8: quantize the float input")
+
+
 @pytest.mark.parametrize("name", ["1model", "my-model", "int", "__x", "_Reserved"])
 def test_bad_array_names_are_refused(name):
     from edgekit.errors import UsageError
