@@ -21,3 +21,13 @@ def records(stdout: str | bytes | None) -> list[dict]:
 def phase(found: list[dict]) -> str:
     """The phase the child began last: where it was when it stopped."""
     return next((r["begin"] for r in reversed(found) if "begin" in r), "starting")
+
+
+def signal_name(returncode: int) -> str:
+    """'SIGSEGV' for a child that a signal ended (a negative return code), as the crash lines name it."""
+    import signal
+
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"

@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ import numpy as np
 
 from edgekit._child import phase as child_phase
 from edgekit._child import records as child_records
+from edgekit._child import signal_name
 from edgekit._files import captured_stderr_fd
 from edgekit.errors import StageError, UsageError
 
@@ -153,10 +153,7 @@ def _run_child(name: str, path: Path, options: dict, timeout_s: float) -> list[d
                                 f"(the runtime hung, or the model is that slow on this host)") from None
     records = child_records(done.stdout)
     if done.returncode < 0:
-        try:
-            how = signal.Signals(-done.returncode).name
-        except ValueError:
-            how = f"signal {-done.returncode}"
+        how = signal_name(done.returncode)
         raise StageError(STAGE, f"{name}: the runtime crashed ({how}) while {child_phase(records)}; "
                                 "the file may be truncated or corrupt")
     if done.returncode != 0 or not records or "end" not in records[-1]:

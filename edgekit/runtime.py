@@ -16,6 +16,7 @@ import numpy as np
 
 from edgekit._child import phase as child_phase
 from edgekit._child import records as child_records
+from edgekit._child import signal_name
 from edgekit._files import captured_stderr_fd
 
 BATCH = 256  # samples per invoke when evaluating; batch 1 is used for latency
@@ -149,7 +150,6 @@ def smoke_run(path: str | Path, fmt: str, threads: int = 1, batch_sizes: tuple[i
     {"before", "after"} bytes; for ONNX Runtime, {}. A crash (a signal) or a hang is a StageError naming
     the file, the runtime and what it was doing; a model the runtime refuses is a UsageError with the
     runtime's own reason. The child's cost is a Python start and the runtime import, about 0.15 s."""
-    import signal
     import subprocess
 
     from edgekit.errors import StageError, UsageError
@@ -172,10 +172,7 @@ def smoke_run(path: str | Path, fmt: str, threads: int = 1, batch_sizes: tuple[i
     for record in records:
         merged.update(record)
     if done.returncode < 0:
-        try:
-            how = signal.Signals(-done.returncode).name
-        except ValueError:
-            how = f"signal {-done.returncode}"
+        how = signal_name(done.returncode)
         raise StageError(stage, f"{name}: {runtime} crashed ({how}) in a child process while {child_phase(records)}; "
                                 "the file may be corrupt or made for another runtime version")
     if "refused" in merged:  # the runtime raised: it read the model and said no
