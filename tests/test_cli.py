@@ -27,8 +27,10 @@ def test_every_command_has_help(path):
     assert "Usage:" in result.output and len(result.output.splitlines()) > 3
 
 
-@pytest.mark.parametrize("args", [["--help"], ["targets"], ["models"], ["targets", "show", "rpi4"]])
+@pytest.mark.parametrize("args", [["--help"], ["targets"], ["models"], ["targets", "show", "rpi4"],
+                                  ["report", "--help"], ["sweep", "--help"]])
 def test_fast_commands_do_not_import_tensorflow(args):
+    """Nor the other heavy libraries: plotting (matplotlib, PIL) and Ray load only in the commands that use them."""
     code = (
         "import sys\n"
         "from click.testing import CliRunner\n"
@@ -36,7 +38,7 @@ def test_fast_commands_do_not_import_tensorflow(args):
         f"result = CliRunner().invoke(main, {args!r})\n"
         "assert result.exit_code == 0, result.output\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('tensorflow', 'tf_keras', 'keras', 'onnxruntime', 'tf2onnx'))\n"
+        "('tensorflow', 'tf_keras', 'keras', 'onnxruntime', 'tf2onnx', 'matplotlib', 'PIL', 'ray'))\n"
         "print(heavy[:5])\n"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

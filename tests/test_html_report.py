@@ -6,8 +6,6 @@ import base64
 import io
 import json
 import shutil
-import subprocess
-import sys
 from html.parser import HTMLParser
 
 import numpy as np
@@ -226,19 +224,6 @@ def test_a_folder_without_report_json_is_one_line_and_exit_2(tmp_path, fmt):
     assert result.stderr == (f"Error: {tmp_path}: no report.json, so not a build folder (`edgekit build` writes "
                              "one)\n")
     assert not (tmp_path / "report.html").exists()
-
-
-def test_fast_commands_do_not_import_matplotlib():
-    code = (
-        "import sys\n"
-        "from click.testing import CliRunner\n"
-        "from edgekit.cli import main\n"
-        "for args in (['--help'], ['targets'], ['models'], ['report', '--help']):\n"
-        "    assert CliRunner().invoke(main, args).exit_code == 0, args\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'PIL'))[:5])\n"
-    )
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert output.strip() == "[]"
 
 
 def test_the_build_writes_the_same_page_and_lists_it_in_the_manifest(tiny_build, rendered):
