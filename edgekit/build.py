@@ -14,6 +14,7 @@ import hashlib
 import logging
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ log = logging.getLogger("edgekit")
 
 VERIFY_SAMPLES = 256  # validation inputs each conversion is checked on
 FLOAT_KERAS = "float32.keras"  # the trained float baseline, as tf_keras saved it
-BUNDLE = "bundle"  # the selected model's deployment files (edgekit export)
+BUNDLE = "bundle"  # the selected model's deployment files (edgekit export); bundle/<target>/ with several targets
 
 
 @dataclass(frozen=True)
@@ -86,35 +87,54 @@ def select(variants: list[dict[str, Any]], target: Target) -> tuple[str, str, bo
     return candidates[0]["name"], f"no variant fits {target.name}; {candidates[0]['name']} is the preferred one", False
 
 
-def build_folder(recipe: Recipe, target: Target, out: Path = Path("build")) -> Path:
-    """Where `build` writes: OUT/<recipe>-<target>."""
-    return Path(out) / f"{recipe.name}-{target.name}"
+def build_folder(recipe: Recipe, target: Target | Sequence[Target], out: Path = Path("build")) -> Path:
+    """Where `build` writes: OUT/<recipe>-<target> for one target, OUT/<recipe> for several (the same folder
+    whichever targets, so adding one to a finished build reuses its training)."""
+    chosen = _targets(target)
+    return Path(out) / (f"{recipe.name}-{chosen[0].name}" if len(chosen) == 1 else recipe.name)
 
 
-def build(recipe: Recipe, target: Target, out: Path = Path("build"), seed: int = 0,
+def _targets(target: Target | Sequence[Target]) -> list[Target]:
+    """One target or several, each name once, in the order given."""
+    chosen = [target] if isinstance(target, Target) else list(target)
+    if not chosen:
+        raise UsageError("no target given")
+    return list({t.name: t for t in reversed(chosen)}.values())[::-1]
+
+
+def build(recipe: Recipe, target: Target | Sequence[Target], out: Path = Path("build"), seed: int = 0,
           runs: int = 200, warmup: int = 20, threads: int = 1, data_spec: str | None = None,
           force: bool = False) -> BuildResult:
     """The whole chain. `data_spec` (a `--data` spec) replaces the recipe's dataset. Stage results cached in
-    the folder by an earlier run with the same inputs are reused; `force` throws them away first."""
-    check_capabilities(recipe, target)
+    the folder by an earlier run with the same inputs are reused; `force` throws them away first.
+
+    With several targets the model is trained, optimized and converted once and benchmarked against each;
+    every target's capabilities are checked before training. The report's top-level verdict is the first
+    target's, `targets` holds each one's and `cross_target` ranks them; each target gets bundle/<target>/.
+    A single-target build's folder and files are as they always were."""
+    chosen = _targets(target)
+    for each in chosen:
+        check_capabilities(recipe, each)
     spec = data_spec or recipe.dataset
     if not spec:
         raise UsageError(f"recipe '{recipe.name}' names no dataset; pass one with --data (a folder, .npz, .csv, "
                          "builtin:NAME or synthetic:SHAPE:CLASSES)")
-    directory = build_folder(recipe, target, out)
+    directory = build_folder(recipe, chosen, out)
     directory.mkdir(parents=True, exist_ok=True)
     with folder_lock(directory) as stale:
         if stale is not None:
             log.info("taking over the lock of a build that stopped without releasing it (%s)",
                      ", ".join(f"{k} {v}" for k, v in stale.items()) or "no record")
         forget_manifest(directory)
-        cache = StageCache(directory)
+        # A multi-target build also trusts the entries of the single-target builds of its targets.
+        cache = StageCache(directory, [build_folder(recipe, t, out) for t in chosen] if len(chosen) > 1 else [])
         if force:
             cache.clear()
-        return _build(recipe, target, directory, cache, spec, seed, runs, warmup, threads)
+            cache.others = []
+        return _build(recipe, chosen, directory, cache, spec, seed, runs, warmup, threads)
 
 
-def _build(recipe: Recipe, target: Target, directory: Path, cache: StageCache, spec: str, seed: int,
+def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCache, spec: str, seed: int,
            runs: int, warmup: int, threads: int) -> BuildResult:
     from edgekit import data, optimize, zoo
 
@@ -145,20 +165,21 @@ def _build(recipe: Recipe, target: Target, directory: Path, cache: StageCache, s
     for conversion in conversions:
         write_atomic(directory / conversion.filename, conversion.content)
 
-    variants = []
     with stage("bench"):
-        for conversion in conversions:
-            variants.append(_bench(cache, conversion, directory, target, dataset, recipe, runs, warmup, threads))
-
-    selected, reason, fits = select(variants, target)
+        judged = _bench_targets(cache, conversions, directory, chosen, dataset, recipe, runs, warmup, threads)
+    target, variants = chosen[0], judged[chosen[0].name]
+    selections = {t.name: select(judged[t.name], t) for t in chosen}
+    selected, reason, fits = selections[target.name]
     report = _report(recipe, target, seed, dataset, trained, baseline, optimized, quantized, variants,
                      (selected, reason, fits), cache)
+    if len(chosen) > 1:
+        _add_targets(report, chosen, judged, selections, quantized.name)
     from edgekit.html_report import model_confusion, write_html_report
 
     if recipe.task in ("classification", "binary"):
-        chosen = next(v for v in variants if v["name"] == selected)
-        report["confusion_matrix"] = model_confusion(directory / chosen["file"], dataset.x_test, dataset.y_test,
-                                                     dataset.labels, selected)
+        chosen_variant = next(v for v in variants if v["name"] == selected)
+        report["confusion_matrix"] = model_confusion(directory / chosen_variant["file"], dataset.x_test,
+                                                     dataset.y_test, dataset.labels, selected)
     write_json(directory / "report.json", report)
     write_atomic(directory / "report.md", reports.to_markdown(report))
     files = [c.filename for c in conversions] + [FLOAT_KERAS, "report.json", "report.md"]
@@ -169,20 +190,109 @@ def _build(recipe: Recipe, target: Target, directory: Path, cache: StageCache, s
     if recipe.task in ("classification", "binary"):
         write_atomic(directory / "labels.txt", "\n".join(dataset.labels) + "\n")
         files.append("labels.txt")
-    chosen_file = directory / next(v["file"] for v in variants if v["name"] == selected)
-    if chosen_file.suffix == ".tflite":
-        with stage("export"):
-            files += _write_bundle(chosen_file, target, directory, dataset)
+    if len(chosen) == 1:
+        chosen_file = directory / next(v["file"] for v in variants if v["name"] == selected)
+        if chosen_file.suffix == ".tflite":
+            with stage("export"):
+                files += _write_bundle(chosen_file, target, directory, dataset)
+    else:
+        files += _write_bundles(directory, chosen, judged, selections, dataset)
+    provenance = {"targets": [t.to_dict() for t in chosen],
+                  "fits": {t.name: {"selected": selections[t.name][0], "fits": selections[t.name][2]}
+                           for t in chosen}} if len(chosen) > 1 else {}
     write_manifest(directory, files, recipe=recipe.to_dict(), target=target.to_dict(), seed=seed,
                    dataset=dataset.describe(),
                    metrics={v["name"]: {recipe.metric: v["metric"]["value"], "size_bytes": v["size_bytes"]}
                             for v in variants},
-                   deterministic=determinism(files))
-    if not fits:
-        chosen = next(v for v in variants if v["name"] == selected)
-        misses = "; ".join(c["summary"] for c in chosen["fit"]["checks"] if c["ok"] is False)
-        raise BudgetError(f"the build is complete in {directory}, but {selected} does not fit {target.name}: {misses}")
+                   deterministic=determinism(files), **provenance)
+    if len(chosen) > 1:
+        missed = [f"{t.name} ({_misses(judged[t.name], selections[t.name][0])})" for t in chosen
+                  if not selections[t.name][2]]
+        if missed:
+            raise BudgetError(f"the build is complete in {directory}, but it does not fit {len(missed)} of "
+                              f"{len(chosen)} targets: {'; '.join(missed)}", BuildResult(directory, report))
+    elif not fits:
+        raise BudgetError(f"the build is complete in {directory}, but {selected} does not fit {target.name}: "
+                          f"{_misses(variants, selected)}", BuildResult(directory, report))
     return BuildResult(directory, report)
+
+
+def _misses(variants: list[dict[str, Any]], selected: str) -> str:
+    chosen = next(v for v in variants if v["name"] == selected)
+    return "; ".join(c["summary"] for c in chosen["fit"]["checks"] if c["ok"] is False)
+
+
+def _bench_targets(cache: StageCache, conversions, directory: Path, chosen: list[Target], dataset,
+                   recipe: Recipe, runs: int, warmup: int, threads: int) -> dict[str, list[dict[str, Any]]]:
+    """target name -> its variants: each artifact measured once on the host for the targets whose result is
+    not cached, and judged against each. Cached per artifact and target, so adding a target to a finished
+    build benchmarks only for the new one."""
+    from edgekit import bench
+
+    judged: dict[str, list[dict[str, Any]]] = {t.name: [] for t in chosen}
+    for conversion in conversions:
+        keys = {t.name: _bench_key(cache, conversion, t, dataset, recipe, runs, warmup, threads) for t in chosen}
+        names = {t.name: _bench_stage(conversion, t, chosen) for t in chosen}
+        missing = [t for t in chosen if cache.load(names[t.name], keys[t.name]) is None]
+        fresh: dict[str, Entry] = {}
+        if missing:  # measured once for all of them
+            results = bench.bench_targets(directory / conversion.filename, missing, dataset.x_test, dataset.y_test,
+                                          runs=runs, warmup=warmup, threads=threads, task=recipe.task,
+                                          metric=recipe.metric)
+            fresh = {r.target: Entry(r.to_dict()) for r in results}
+        for target in chosen:
+            result = cache.run(names[target.name], keys[target.name], functools.partial(fresh.get, target.name)).values
+            log.info("%s%s: %s %.4f, median %.3f ms", conversion.name,
+                     f" on {target.name}" if len(chosen) > 1 else "", recipe.metric, result["metric"]["value"],
+                     result["latency_ms"]["median"])
+            judged[target.name].append({"name": conversion.name, **result, "verification": conversion.check})
+    return judged
+
+
+def _bench_stage(conversion, target: Target, chosen: list[Target]) -> str:
+    return f"bench-{conversion.name}" if len(chosen) == 1 else f"bench-{target.name}-{conversion.name}"
+
+
+def _bench_key(cache: StageCache, conversion, target: Target, dataset, recipe: Recipe, runs: int, warmup: int,
+               threads: int) -> str:
+    """What one variant's bench result depends on. The host is part of it, since its timings are."""
+    profile = {k: v for k, v in target.to_dict().items() if k != "file"}  # what it says, not where it lives
+    return cache.key("bench", artifact=hashlib.sha256(conversion.content).hexdigest(), target=profile,
+                     runs=runs, warmup=warmup, threads=threads, task=recipe.task, metric=recipe.metric,
+                     test_data=array_fingerprint(dataset.x_test, dataset.y_test), host=reports.host())
+
+
+def _add_targets(report: dict[str, Any], chosen: list[Target], judged: dict[str, list[dict[str, Any]]],
+                 selections: dict[str, tuple[str, str, bool]], quantized: str) -> None:
+    """report.json's `targets` (each target's variants, selection and budgets) and `cross_target` (one row a
+    target, ranked by fit then estimated latency)."""
+    first = next(v for v in report["variants"] if v["name"] == quantized)
+    for target in chosen[1:]:  # the quantized variant's sparsity over the pruned layers, as the first target's
+        variant = next(v for v in judged[target.name] if v["name"] == quantized)
+        variant.update({k: first[k] for k in ("sparsity", "sparsity_all_weights", "sparsity_basis") if k in first})
+    report["targets"] = [
+        {"target": t.name, "device_class": t.device_class.value, "runtime": t.runtime.value,
+         "selected": selections[t.name][0], "selection_reason": selections[t.name][1],
+         "fits": selections[t.name][2],
+         "budgets": asdict(t.budgets), "bundle": f"{BUNDLE}/{t.name}", "variants": judged[t.name]}
+        for t in chosen]
+    report["cross_target"] = reports.cross_target(report["targets"])
+
+
+def _write_bundles(directory: Path, chosen: list[Target], judged: dict[str, list[dict[str, Any]]],
+                   selections: dict[str, tuple[str, str, bool]], dataset) -> list[str]:
+    """bundle/<target>/ for each target whose selected variant is a .tflite file."""
+    import shutil
+
+    shutil.rmtree(directory / BUNDLE, ignore_errors=True)  # a target dropped since the last build leaves no bundle
+    files = []
+    for target in chosen:
+        selected = selections[target.name][0]
+        model = directory / next(v["file"] for v in judged[target.name] if v["name"] == selected)
+        if model.suffix == ".tflite":
+            with stage(f"export {target.name}"):
+                files += _write_bundle(model, target, directory, dataset, f"{BUNDLE}/{target.name}")
+    return files
 
 
 def _report(recipe: Recipe, target: Target, seed: int, dataset, trained: Entry, baseline: Entry, optimized: Entry,
@@ -281,27 +391,6 @@ def _optimize(model, recipe: Recipe, dataset, seed: int, check_inputs) -> Entry:
     return Entry(values, {quantized.filename: quantized.content})
 
 
-def _bench(cache: StageCache, conversion, directory: Path, target: Target, dataset, recipe: Recipe, runs: int,
-           warmup: int, threads: int) -> dict[str, Any]:
-    """One variant's bench result, cached per artifact: a re-run after a kill in bench keeps the variants
-    already measured. The host is part of the key, since its timings are."""
-    from edgekit import bench
-
-    def measure() -> Entry:
-        result = bench.bench(directory / conversion.filename, target, dataset.x_test, dataset.y_test, runs=runs,
-                             warmup=warmup, threads=threads, task=recipe.task, metric=recipe.metric)
-        return Entry(result.to_dict())
-
-    profile = {k: v for k, v in target.to_dict().items() if k != "file"}  # what it says, not where it lives
-    key = cache.key("bench", artifact=hashlib.sha256(conversion.content).hexdigest(), target=profile,
-                    runs=runs, warmup=warmup, threads=threads, task=recipe.task, metric=recipe.metric,
-                    test_data=array_fingerprint(dataset.x_test, dataset.y_test), host=reports.host())
-    result = cache.run(f"bench-{conversion.name}", key, measure).values
-    log.info("%s: %s %.4f, median %.3f ms", conversion.name, recipe.metric, result["metric"]["value"],
-             result["latency_ms"]["median"])
-    return {"name": conversion.name, **result, "verification": conversion.check}
-
-
 def _conversion_record(conversion) -> dict[str, Any]:
     return {"name": conversion.name, "format": conversion.format, "precision": conversion.precision,
             "filename": conversion.filename, "check": conversion.check}
@@ -385,12 +474,12 @@ def _trained_on_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def _write_bundle(model: Path, target: Target, directory: Path, dataset) -> list[str]:
-    """The selected model's deployment bundle in `directory/bundle` (what `edgekit export` writes), with a
+def _write_bundle(model: Path, target: Target, directory: Path, dataset, folder: str = BUNDLE) -> list[str]:
+    """The selected model's deployment bundle in `directory/folder` (what `edgekit export` writes), with a
     test-set sample as its stored test input; returns the files, relative."""
     import shutil
 
-    bundle = directory / BUNDLE
+    bundle = directory / folder
     shutil.rmtree(bundle, ignore_errors=True)  # a bundle of an earlier build must not mix with this one
     if target.device_class.value == "mcu":
         from edgekit.export import export_mcu
@@ -401,7 +490,7 @@ def _write_bundle(model: Path, target: Target, directory: Path, dataset) -> list
 
         labels = directory / "labels.txt"
         export_bundle(model, target, bundle, labels if labels.is_file() else None, sample=dataset.x_test[0])
-    return sorted(f"{BUNDLE}/{f.name}" for f in bundle.iterdir() if f.is_file() and not f.name.startswith("."))
+    return sorted(f"{folder}/{f.name}" for f in bundle.iterdir() if f.is_file() and not f.name.startswith("."))
 
 
 def _optimization_section(optimized: dict[str, Any], quantized, variants: list[dict[str, Any]],

@@ -119,10 +119,13 @@ def environment() -> dict[str, Any]:
 
 
 class StageCache:
-    """The cache of one build folder, and the record of which stages this run reused."""
+    """The cache of one build folder, and the record of which stages this run reused. `also` names other
+    build folders whose entries count too (a build for several targets reuses the training of a finished
+    build for one of them); an entry found there is copied here, so this folder stands alone afterwards."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, also: tuple[Path, ...] | list[Path] = ()):
         self.root = Path(directory) / CACHE
+        self.others = [Path(folder) / CACHE for folder in also if Path(folder).resolve() != Path(directory).resolve()]
         self.reused: list[str] = []
         self.computed: list[str] = []
         self.keys: dict[str, str] = {}
@@ -136,9 +139,14 @@ class StageCache:
     def run(self, stage: str, key: str, compute: Callable[[], Entry]) -> Entry:
         """The cached result of `stage` when its key matches, else `compute()`'s, saved for the next run."""
         self.keys[stage] = key
-        entry = self.load(stage, key)
+        entry, where = self.load(stage, key), "cache"
+        for other in self.others if entry is None else ():
+            entry, where = self.load(stage, key, other), str(other.parent)
+            if entry is not None:
+                self.save(stage, key, entry)
+                break
         if entry is not None:
-            log.info("%s: reused from cache (key %s)", stage, key[:12])
+            log.info("%s: reused from %s (key %s)", stage, where, key[:12])
             self.reused.append(stage)
             return entry
         entry = compute()
@@ -146,8 +154,9 @@ class StageCache:
         self.computed.append(stage)
         return entry
 
-    def load(self, stage: str, key: str) -> Entry | None:
-        folder = self.root / stage
+    def load(self, stage: str, key: str, root: Path | None = None) -> Entry | None:
+        """The entry of `stage` under `key` in this cache (or in `root`, another one), or None."""
+        folder = (root or self.root) / stage
         try:
             record = json.loads((folder / ENTRY).read_text())
         except (OSError, ValueError):

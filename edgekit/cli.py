@@ -59,15 +59,17 @@ def main(verbose: bool, quiet: bool) -> None:
 
 
 @main.command()
-@click.option("--target", "target_name", default="rpi4", show_default=True,
-              help="Built-in target name (see `edgekit targets`) or path to a target TOML file.")
+@click.option("--target", "target_names", multiple=True, default=["rpi4"], show_default=True,
+              help="Built-in target name (see `edgekit targets`) or path to a target TOML file; repeat it (or say "
+                   "'all') to build once and judge the model on each.")
 @click.option("--recipe", "recipe_name", default="digits-cnn", show_default=True,
               help="Built-in recipe name (see `edgekit models`) or path to a recipe TOML file.")
 @click.option("--data", "data_spec", default=None,
               help="Dataset spec replacing the recipe's: builtin:NAME, synthetic:SHAPE:CLASSES[:COUNT], FILE.npz, "
                    "FILE.csv[#label=COLUMN] or a class FOLDER.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
-              show_default=True, help="Parent folder; the build goes to OUT/<recipe>-<target>/.")
+              show_default=True, help="Parent folder; the build goes to OUT/<recipe>-<target>/ (several targets: "
+                                      "OUT/<recipe>/).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and shuffling.")
 @click.option("--runs", type=click.IntRange(min=10), default=200, show_default=True,
               help="Timed batch-1 runs per artifact.")
@@ -78,18 +80,25 @@ def main(verbose: bool, quiet: bool) -> None:
 @click.option("--force", is_flag=True, help="Rebuild every stage, ignoring the results an earlier run cached.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the table.")
 @click.pass_context
-def build(ctx, target_name, recipe_name, data_spec, out, seed, runs, warmup, threads, force, as_json):
+def build(ctx, target_names, recipe_name, data_spec, out, seed, runs, warmup, threads, force, as_json):
     """Train, prune, int8-QAT, convert (TFLite float32 + int8, ONNX), verify and benchmark a model.
 
     Each stage's result is cached in the build folder: run the same command again after an interruption or
     a change and it resumes from the first stage whose inputs changed (--force starts over). One build at a
-    time per folder: a second one exits 1 naming the process that holds it. Ctrl-C exits 130."""
+    time per folder: a second one exits 1 naming the process that holds it. Ctrl-C exits 130.
+
+    With several targets the model is built once and benchmarked against each: one table across targets
+    (those that fit first, then by estimated latency), a verdict per target in report.html, and a bundle per
+    target in bundle/<target>/. Exit 3 names every target whose selected variant misses a budget."""
     from edgekit import recipes, targets
 
-    recipe, target = recipes.load(recipe_name), targets.load(target_name)
+    recipe = recipes.load(recipe_name)
+    chosen = [targets.load(n) for n in (targets.names() if "all" in target_names
+                                        else dict.fromkeys(target_names))]
+    target = chosen if len(chosen) > 1 else chosen[0]
     from edgekit.build import build as run_build
     from edgekit.build import build_folder
-    from edgekit.report import columns, variant_row
+    from edgekit.errors import BudgetError
 
     try:
         result = run_build(recipe, target, out, seed=seed, runs=runs, warmup=warmup, threads=threads,
@@ -99,14 +108,33 @@ def build(ctx, target_name, recipe_name, data_spec, out, seed, runs, warmup, thr
                    "same command again to resume from the last finished stage, or add --force to start over",
                    err=True)
         ctx.exit(130)
-    if as_json:
-        click.echo(json.dumps(result.report, indent=2))
-        return
+    except BudgetError as e:  # the build finished: its results go to stdout before the error line
+        if e.result is not None:
+            _show_build(e.result, as_json)
+        raise
+    _show_build(result, as_json)
+
+
+def _show_build(result, as_json: bool) -> None:
+    from edgekit.report import CROSS_TARGET_COLUMNS, columns, cross_target_row, variant_row
+
     report = result.report
-    _print_table(f"{recipe.name} for {target.name} ({report['dataset']['test']} test samples)", columns(report),
-                 [variant_row(v) for v in report["variants"]])
-    click.echo(f"Ship: {report['selected']} ({report['selection_reason']})")
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    if "cross_target" in report:
+        _print_table(f"{report['recipe']} on {len(report['targets'])} targets ({report['dataset']['test']} test "
+                     f"samples; {report['metric']} {_metrics(report)})", CROSS_TARGET_COLUMNS,
+                     [cross_target_row(row) for row in report["cross_target"]])
+    else:
+        _print_table(f"{report['recipe']} for {report['target']} ({report['dataset']['test']} test samples)",
+                     columns(report), [variant_row(v) for v in report["variants"]])
+        click.echo(f"Ship: {report['selected']} ({report['selection_reason']})")
     click.echo(f"Build folder: {result.directory}")
+
+
+def _metrics(report) -> str:
+    return ", ".join(f"{v['name']} {v['metric']['value']:.4f}" for v in report["variants"])
 
 
 @main.command("bench")
@@ -125,8 +153,11 @@ def build(ctx, target_name, recipe_name, data_spec, out, seed, runs, warmup, thr
 @click.option("--ram-kb", type=float, default=None, help="RAM budget in KB, overriding the profile's.")
 @click.option("--flash-kb", type=float, default=None, help="Flash budget in KB, overriding the profile's.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the table across targets and a verdict card per target as one self-contained "
+                   "HTML page to this file.")
 def bench_command(model, target_names, data_spec, task, runs, warmup, threads, latency_ms, ram_kb, flash_kb,
-                  as_json):
+                  as_json, html_path):
     """Does MODEL (.tflite or .onnx) fit a target: structure, MACs, flash, RAM, op support, host latency and
     the target latency estimate, each budget with its headroom. Exit 3 when a budget is missed."""
     from edgekit import targets as target_profiles
@@ -152,7 +183,7 @@ def bench_command(model, target_names, data_spec, task, runs, warmup, threads, l
 
     results = [r.to_dict() for r in bench_targets(model, chosen, x, y, runs, warmup, threads, task,
                                                   METRICS[task][0])]
-    from edgekit.report import FIT_COLUMNS, bench_summary, fit_row
+    from edgekit.report import FIT_COLUMNS, bench_summary, fit_row, ranked
 
     if as_json:
         click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
@@ -160,8 +191,16 @@ def bench_command(model, target_names, data_spec, task, runs, warmup, threads, l
         click.echo("\n".join(bench_summary(results[0])))
     else:
         click.echo("\n".join(bench_summary(results[0])[:3]))
-        rows = sorted((fit_row(r) for r in results), key=lambda row: (row[1] != "yes", row[0]))
+        rows = [fit_row(r) for r in ranked(results)]
         _print_table(f"{model.name} against {len(results)} targets", FIT_COLUMNS, rows)
+    if html_path is not None:
+        from dataclasses import asdict
+
+        from edgekit._files import write_atomic
+        from edgekit.html_report import render_targets_html
+
+        write_atomic(html_path, render_targets_html(results, {t.name: asdict(t.budgets) for t in chosen}))
+        click.echo(f"HTML: {html_path}", err=True)
     missed = [f"{r['target']} ({', '.join(c['budget'] for c in r['fit']['checks'] if c['ok'] is False)})"
               for r in results if not r["fit"]["fits"]]
     if missed:

@@ -30,9 +30,14 @@ class StageError(EdgekitError):
 
 
 class BudgetError(EdgekitError):
-    """The model runs but misses a budget or an accuracy guard."""
+    """The model runs but misses a budget or an accuracy guard. `result`: what finished anyway (a build's
+    BuildResult), for the caller to show before the error."""
 
     exit_code = 3
+
+    def __init__(self, message: str, result: object = None):
+        super().__init__(message)
+        self.result = result
 
 
 def unknown_name(kind: str, name: str, valid: Iterable[str], list_command: str) -> UsageError:

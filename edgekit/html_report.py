@@ -144,7 +144,8 @@ def rebuild_html(directory: Path) -> list[str]:
 def render_html(report: dict[str, Any], figures: dict[str, bytes], notes: dict[str, str] | None = None) -> str:
     """The page for `report`, with `figures` (edgekit.plots.figures) embedded."""
     notes = notes or {}
-    title = f"edgekit build: {report['recipe']} for {report['target']}"
+    names = [t["target"] for t in report.get("targets", [])] or [report["target"]]
+    title = f"edgekit build: {report['recipe']} for {', '.join(names)}"
     sections = [
         _verdict(report),
         _variants(report),
@@ -158,6 +159,13 @@ def render_html(report: dict[str, Any], figures: dict[str, bytes], notes: dict[s
         _optimization(report),
         _method(report),
     ]
+    return _page(title, _summary(report), sections,
+                 f"Made by edgekit {escape(_version())} from report.json (schema {report.get('schema_version', '?')}) "
+                 "by <code>edgekit report</code>. One file: no scripts, nothing fetched.")
+
+
+def _page(title: str, lead: str, sections: Sequence[str], footer: str) -> str:
+    """The HTML document around `sections`; `lead` and `footer` are HTML already escaped."""
     return "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -167,13 +175,29 @@ def render_html(report: dict[str, Any], figures: dict[str, bytes], notes: dict[s
         f"<style>{CSS}</style></head>",
         "<body><main>",
         f"<h1>{escape(title)}</h1>",
-        f'<p class="lead">{_summary(report)}</p>',
+        f'<p class="lead">{lead}</p>',
         *(s for s in sections if s),
-        f'<footer>Made by edgekit {escape(_version())} from report.json (schema {report.get("schema_version", "?")}) '
-        "by <code>edgekit report</code>. One file: no scripts, nothing fetched.</footer>",
+        f"<footer>{footer}</footer>",
         "</main></body></html>",
         "",
     ])
+
+
+def render_targets_html(results: Sequence[dict[str, Any]], budgets: dict[str, dict[str, float | None]]) -> str:
+    """The page of `edgekit bench MODEL --target ... --html`: one model's bench results (BenchResult.to_dict(),
+    one a target) as the table across targets and a verdict card per target. `budgets`: target -> the
+    budgets it was judged against (latency_ms, ram_kb, flash_kb)."""
+    first = results[0]
+    views = [{"target": r["target"], "budgets": budgets[r["target"]], "variants": [{"name": r["file"], **r}],
+              "selected": r["file"], "selection_reason": "the model benchmarked"} for r in results]
+    latency = first["latency_ms"]
+    lead = escape(f"{first['file']}: {first['format']} {first['precision']}, {first['size_bytes']:,} bytes, "
+                  f"{first['macs']:,} MACs; host latency {latency['median']:.4g} ms median over {latency['runs']} "
+                  f"batch-1 runs on this machine (the targets' latencies are estimates).")
+    return _page(f"edgekit bench: {first['file']} on {len(results)} targets", lead,
+                 [_targets(views, reports.cross_target(views))],
+                 f"Made by edgekit {escape(_version())} by <code>edgekit bench --html</code>. One file: no scripts, "
+                 "nothing fetched.")
 
 
 CSS = """
@@ -268,9 +292,24 @@ def _summary(report: dict[str, Any]) -> str:
 # --- Sections -----------------------------------------------------------------------------------------------
 
 def _verdict(report: dict[str, Any]) -> str:
-    """One card per target the build was judged against (a build has one today): does the selected variant
-    fit, each budget as a bar with its headroom, and every variant's verdict on that target."""
-    return _section("verdict", "Verdict", _card(report, _selected(report)))
+    """One card per target the build was judged against: does the selected variant fit, each budget as a
+    bar with its headroom, and every variant's verdict on that target. With several targets, the table
+    across them comes first."""
+    if not report.get("targets"):
+        return _section("verdict", "Verdict", _card(report, _selected(report)))
+    return _targets([{**report, **target} for target in report["targets"]], report["cross_target"])
+
+
+def _targets(views: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> str:
+    """The table across targets (`cross_target` rows) and a card for each view (a report as one target sees it:
+    target, variants, selected, selection_reason, budgets)."""
+    table = _table(reports.CROSS_TARGET_COLUMNS, [reports.cross_target_row(row) for row in rows], text_columns=3)
+    return "\n".join([
+        _section("targets", f"Across {len(rows)} targets", table,
+                 _note("Each target's selected variant; those that fit every budget first, then by estimated "
+                       "target latency. RAM and flash are measured; latency is the target profile's estimate.")),
+        _section("verdict", "Verdict per target", *(_card(view, _selected(view)) for view in views)),
+    ])
 
 
 def _card(report: dict[str, Any], variant: dict[str, Any]) -> str:
@@ -332,7 +371,8 @@ def _variants(report: dict[str, Any]) -> str:
     names = [v["name"] for v in report["variants"]]
     table = _table(reports.columns(report), [reports.variant_row(v) for v in report["variants"]],
                    selected=names.index(report["selected"]), text_columns=3)
-    return _section("variants", "Variants", table,
+    heading = f"Variants (target figures for {report['target']})" if report.get("targets") else "Variants"
+    return _section("variants", heading, table,
                     _note("Sizes are the files as written and after gzip -9; sparsity is the share of zero weights; "
                           "host latency is batch 1 on this machine; the target latency is an estimate from the "
                           "target profile's cost model with its expected error."))

@@ -80,6 +80,13 @@ def to_markdown(report: dict[str, Any]) -> str:
           + (f", val accuracy {info['val_accuracy']:.4f}" if info.get("val_accuracy") is not None else "")
           + f", {info['seconds']:.1f} s" for phase, info in report["training"].items()),
     ]
+    if report.get("cross_target"):
+        lines[0] = f"# edgekit build: {report['recipe']} for {', '.join(t['target'] for t in report['targets'])}"
+        lines += ["", "## Across targets",
+                  f"The table above and the fit below are {report['target']}'s; every target's selected variant, "
+                  "those that fit first, then by estimated latency:", "",
+                  "| " + " | ".join(CROSS_TARGET_COLUMNS) + " |", "|" + "---|" * len(CROSS_TARGET_COLUMNS),
+                  *("| " + " | ".join(cross_target_row(row)) + " |" for row in report["cross_target"])]
     if report.get("optimization"):
         lines += ["", "## Optimization", *(f"- {line}" for line in optimization_lines(report["optimization"]))]
     for check in report.get("checks", []):
@@ -139,6 +146,45 @@ def bench_summary(result: dict[str, Any]) -> list[str]:
     lines += [f"  {check['budget']:<9} {'ok  ' if check['ok'] else 'MISS' if check['ok'] is False else '-   '} "
               f"{check['summary']}" for check in verdict["checks"]]
     return lines
+
+
+def ranked(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Bench results (one a target) in the order a cross-target table shows them: those that fit first, then
+    by estimated target latency (none last), then by name."""
+    def order(result: dict[str, Any]):
+        estimate = result.get("target_latency")
+        return (not result["fit"]["fits"], estimate["ms"] if estimate else float("inf"), result["target"])
+
+    return sorted(results, key=order)
+
+
+CROSS_TARGET_COLUMNS = ("target", "fits", "ship", "latency (target, est.)", "RAM", "flash", "ops", "misses")
+
+
+def cross_target(targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """report.json's `cross_target`: for each entry of a multi-target build's `targets`, its selected variant's
+    verdict (fits, estimated latency, RAM, flash, ops, missed budgets), ranked as `ranked` does."""
+    chosen = {t["target"]: next(v for v in t["variants"] if v["name"] == t["selected"]) for t in targets}
+    rows = []
+    for result in ranked(list(chosen.values())):
+        checks = {c["budget"]: c for c in result["fit"]["checks"]}
+        estimate = result.get("target_latency")
+        rows.append({"target": result["target"], "fits": result["fit"]["fits"], "selected": result["name"],
+                     "file": result["file"], "latency_ms_estimate": estimate["ms"] if estimate else None,
+                     "latency_expected_error": estimate["expected_error"] if estimate else None,
+                     "ram_bytes": result["ram"].get("required_bytes"), "flash_bytes": result["size_bytes"],
+                     "ops_supported": checks["ops"]["ok"],
+                     "misses": [c["budget"] for c in result["fit"]["checks"] if c["ok"] is False]})
+    return rows
+
+
+def cross_target_row(row: dict[str, Any]) -> tuple[str, ...]:
+    """One `cross_target` entry as a row under CROSS_TARGET_COLUMNS."""
+    estimate = row["latency_ms_estimate"]
+    return (row["target"], "yes" if row["fits"] else "NO", row["selected"],
+            f"{estimate:.3g} ms ±{row['latency_expected_error']:.0%}" if estimate is not None else "-",
+            _size(row["ram_bytes"]) if row["ram_bytes"] is not None else "-", _size(row["flash_bytes"]),
+            "ok" if row["ops_supported"] else "NO", ", ".join(row["misses"]) or "-")
 
 
 def fit_row(result: dict[str, Any]) -> tuple[str, ...]:
