@@ -25,6 +25,7 @@ from edgekit.targets import Runtime, Target
 DEFAULT_RUNS = 200
 DEFAULT_WARMUP = 20
 ARENA_ALIGNMENT = 16
+PROGRESS_STEPS = 20  # updates of a benchmark's progress bar over its timed runs
 
 
 @dataclass(frozen=True)
@@ -85,15 +86,24 @@ def precision_of(info: ModelInfo) -> str:
     return "float32"
 
 
-def measure_latency(call, runs: int, warmup: int, threads: int) -> LatencyStats:
-    for _ in range(warmup):
-        call()
+def measure_latency(call, runs: int, warmup: int, threads: int, label: str = "bench") -> LatencyStats:
+    """Time `runs` calls after `warmup` untimed ones. The progress bar advances every PROGRESS_STEP runs,
+    between two timed calls, never inside one."""
+    from edgekit import progress
+
     samples = np.empty(runs, dtype=np.int64)
     clock = time.perf_counter_ns
-    for i in range(runs):
-        started = clock()
-        call()
-        samples[i] = clock() - started
+    with progress.task(label, warmup + runs) as bar:
+        for _ in range(warmup):
+            call()
+        bar.advance(warmup)
+        step = max(runs // PROGRESS_STEPS, 1)
+        for i in range(runs):
+            started = clock()
+            call()
+            samples[i] = clock() - started
+            if (i + 1) % step == 0 or i + 1 == runs:
+                bar.advance((i + 1) - (bar.completed - warmup))
     return LatencyStats.from_samples(samples, warmup, threads)
 
 
@@ -123,7 +133,7 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
         raise UsageError(f"{path}: the model takes inputs of shape {list(info.inputs[0].shape[1:])}, "
                          f"the data has {list(x_test.shape[1:])}")
     sample = x_test[0] if x_test is not None else np.zeros(info.inputs[0].shape[1:], np.float32)
-    host_latency = measure_latency(runner.prepare(sample), runs, warmup, threads)
+    host_latency = measure_latency(runner.prepare(sample), runs, warmup, threads, f"bench {path.name}")
     value = measured = None
     if y_test is not None:  # every metric of the task (binary: accuracy and AUC; regression: MAE and RMSE)
         from edgekit.recipes import METRICS

@@ -25,7 +25,9 @@ class _Group(click.Group):
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    from edgekit.progress import LogHandler
+
+    handler = LogHandler(sys.stderr)  # writes above the progress bars while they are drawn
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("edgekit")
     logger.handlers[:] = [handler]
@@ -48,14 +50,20 @@ def _print_table(title: str, columns, rows) -> None:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgekit")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail (converter output, tracebacks) to stderr.")
-@click.option("-q", "--quiet", is_flag=True, help="Log only warnings and errors.")
-def main(verbose: bool, quiet: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Log only warnings and errors, and draw no progress bars.")
+@click.pass_context
+def main(ctx, verbose: bool, quiet: bool) -> None:
     """edgekit: train, prune, quantize, convert and benchmark a small model for a device.
 
-    Results go to stdout, progress to stderr. Exit codes: 0 ok, 1 a stage failed, 2 bad input,
+    Results go to stdout, progress to stderr: progress bars (epochs, calibration, benchmark runs) when
+    stderr is a terminal, plain log lines otherwise. Exit codes: 0 ok, 1 a stage failed, 2 bad input,
     3 a model that runs but misses a budget or accuracy guard.
     """
     _setup_logging(verbose, quiet)
+    if not quiet and sys.stderr.isatty():
+        from edgekit import progress
+
+        ctx.with_resource(progress.display())
 
 
 @main.command()

@@ -262,13 +262,23 @@ def _integer_converter(model, representative: np.ndarray, ops_set: str, io_type:
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([sample[np.newaxis]] for sample in representative)
+    converter.representative_dataset = lambda: _calibration_samples(representative)
     converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, ops_set)]
     converter.inference_input_type = converter.inference_output_type = getattr(tf, io_type)
     return converter
 
 
 # The stage functions `edgekit build` calls: the same conversions and checks.
+
+def _calibration_samples(representative: np.ndarray) -> Iterator[list[np.ndarray]]:
+    """The converter's representative dataset: one sample a batch, with a progress bar."""
+    from edgekit import progress
+
+    with progress.task("calibrate", len(representative)) as bar:
+        for sample in representative:
+            yield [sample[np.newaxis]]
+            bar.advance()
+
 
 def tflite_float32(model, check_inputs: np.ndarray) -> Conversion:
     return convert(model, "tflite-float32", None, check_inputs)

@@ -7,6 +7,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from edgekit import progress
 from edgekit.data import Dataset
 from edgekit.errors import StageError
 from edgekit.recipes import Recipe, TrainSettings
@@ -61,21 +62,32 @@ def _epoch_log_class():
     from edgekit._tf import keras
 
     class EpochLog(keras.callbacks.Callback):
-        """One log line per epoch; stops at once on a NaN or infinite loss."""
+        """One log line per epoch, and a progress bar over the phase's steps (edgekit.progress: drawn only
+        when a display is open); stops at once on a NaN or infinite loss."""
 
         def __init__(self, phase: str, epochs: int):
             super().__init__()
             self.phase, self.epochs = phase, epochs
+            self.bar = progress.Task(None, phase, 1)  # drawn from on_train_begin, when the steps are known
+
+        def on_train_begin(self, logs=None):
+            self.bar = progress.begin(self.phase, self.epochs * (self.params.get("steps") or 1))
+
+        def on_train_end(self, logs=None):
+            self.bar.close()
 
         def on_train_batch_end(self, batch, logs=None):
             # Checked per batch, not per epoch: once the weights hold NaN every later step is wasted time.
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(loss):
+                self.bar.close()
                 raise StageError(self.phase, f"loss became {loss} in epoch {self.epoch + 1} "
                                  "(try a lower learning rate, or check the input normalisation)")
+            self.bar.advance()
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch, self.started = epoch, time.perf_counter()
+            self.bar.describe(f"{self.phase} epoch {epoch + 1}/{self.epochs}")
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
