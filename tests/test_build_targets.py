@@ -137,3 +137,14 @@ def test_bench_writes_the_page_across_targets(tiny_build, tmp_path):
     assert result.stderr.splitlines()[-2:] == [f"HTML: {page_file}", result.stderr.splitlines()[-1]]
     # The terminal table has the same order as the page's: by fit, then estimated latency.
     assert _table_targets(result.stdout) == ["rpi4", "nucleo-l4r5zi"]
+
+
+def test_every_target_is_checked_before_training(tiny_recipe, tmp_path):
+    recipe = tmp_path / "tiny-int16.toml"
+    recipe.write_text(tiny_recipe.read_text().replace('name = "tiny-digits"', 'name = "tiny-int16"')
+                      .replace("[optimize]\n", '[optimize]\nquantize = "int16x8"\n'))
+    result = _build(recipe, tmp_path / "out", "nucleo-l4r5zi", "rpi4")  # the one it cannot run first
+    assert result.exit_code == 2, result.output
+    assert result.stderr == ("Error: target 'nucleo-l4r5zi' runs int8 with tflite-micro; this build produces "
+                             "int16x8 and float32 TFLite models\n")
+    assert not (tmp_path / "out").exists()  # nothing trained, no folder
