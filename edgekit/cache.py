@@ -57,7 +57,8 @@ def array_fingerprint(*arrays: np.ndarray) -> str:
 STAGE_MODULES = ("edgekit.build", "edgekit.cache", "edgekit.train", "edgekit.optimize", "edgekit.convert",
                  "edgekit.bench", "edgekit.data", "edgekit.zoo", "edgekit.tasks")
 # Imported by edgekit.build for the report stage, which is never cached: editing a plot keeps a trained model.
-REPORT_ONLY = ("edgekit.html_report", "edgekit.plots")
+# edgekit.progress draws the progress bars of the cached stages and changes none of their results.
+REPORT_ONLY = ("edgekit.html_report", "edgekit.plots", "edgekit.progress")
 
 
 @functools.lru_cache(maxsize=1)
