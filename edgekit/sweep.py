@@ -72,7 +72,8 @@ def expand(recipe_ref: str | Path, grid: dict[str, list[Any]], fingerprint: dict
         for key, value in changes.items():
             _set(mapping, key, value, path)
         mapping["name"] = f"{base['name']}-p{index:02d}"
-        recipes.from_mapping(mapping, f"{path} with {json.dumps(changes)}")  # fails here, before any work
+        # fails here, before any work; named by file name, as a built-in path would demand the file's own name
+        recipes.from_mapping(mapping, f"{path.name} with {json.dumps(changes)}")
         key = hashlib.sha256(json.dumps({"recipe": mapping, **fingerprint}, sort_keys=True,
                                         default=str).encode()).hexdigest()
         points.append(Point(mapping["name"], changes, mapping, key))

@@ -102,3 +102,13 @@ def test_a_bad_grid_is_one_line_and_exit_2(files, tmp_path, grid, message):
                                        "--grid", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("Error: ") and message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_built_in_recipe_expands():
+    """A point's recipe is validated under its own name, not as the built-in file it came from (which must
+    carry the file's name): `edgekit sweep --recipe digits-cnn` exited 2 before any work."""
+    from edgekit.sweep import expand
+
+    points = expand("digits-cnn", {"optimize.sparsity": [0.0, 0.75]}, {})
+    assert [p.name for p in points] == ["digits-cnn-p00", "digits-cnn-p01"]
+    assert [p.mapping["optimize"]["sparsity"] for p in points] == [0.0, 0.75]
