@@ -187,6 +187,7 @@ def render_targets_html(results: Sequence[dict[str, Any]], budgets: dict[str, di
     """The page of `edgekit bench MODEL --target ... --html`: one model's bench results (BenchResult.to_dict(),
     one a target) as the table across targets and a verdict card per target. `budgets`: target -> the
     budgets it was judged against (latency_ms, ram_kb, flash_kb)."""
+    results = reports.ranked(list(results))  # the cards in the table's order
     first = results[0]
     views = [{"target": r["target"], "budgets": budgets[r["target"]], "variants": [{"name": r["file"], **r}],
               "selected": r["file"], "selection_reason": "the model benchmarked"} for r in results]
