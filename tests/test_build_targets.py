@@ -149,3 +149,6 @@ def test_every_target_is_checked_before_training(tiny_recipe, tmp_path):
     assert result.stderr == ("Error: target 'nucleo-l4r5zi' runs int8 with tflite-micro; this build produces "
                              "int16x8 and float32 TFLite models\n")
     assert not (tmp_path / "out").exists()  # nothing trained, no folder
+    every = CliRunner().invoke(main, ["build", "--recipe", str(recipe), "--out", str(tmp_path / "out"),
+                                      "--target", "all"])
+    assert every.exit_code == 2 and every.stderr.startswith("Error: target 'arduino-nano-33-ble-sense' runs int8 ")
