@@ -28,7 +28,9 @@ def commands(command: click.Command | None = None, parent: click.Context | None 
         from edgekit.cli import main
 
         command = main
-    context = click.Context(command, info_name=name, parent=parent, terminal_width=WIDTH, max_content_width=WIDTH)
+    # The command's context_settings, as Click's own make_context applies them (help_option_names: -h and --help).
+    settings = {**command.context_settings, "terminal_width": WIDTH, "max_content_width": WIDTH}
+    context = click.Context(command, info_name=name, parent=parent, **settings)
     yield context, command
     if isinstance(command, click.Group):
         for child in command.list_commands(context):
