@@ -133,10 +133,11 @@ class StageCache:
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def run(self, stage: str, key: str, compute: Callable[[], Entry]) -> Entry:
-        """The cached result of `stage` when its key matches, else `compute()`'s, saved for the next run."""
+    def run(self, stage: str, key: str, compute: Callable[[], Entry], reuse: bool = True) -> Entry:
+        """The cached result of `stage` when its key matches, else `compute()`'s, saved for the next run.
+        `reuse=False` computes it whatever the cache holds (and saves it)."""
         self.keys[stage] = key
-        entry = self.load(stage, key)
+        entry = self.load(stage, key) if reuse else None
         if entry is not None:
             log.info("%s: reused from cache (key %s)", stage, key[:12])
             self.reused.append(stage)
