@@ -409,7 +409,7 @@ def optimize_command(model, data_spec, out, task, sparsity, schedule, pruning_ep
                    "\"optimize.sparsity\" = [0.0, 0.5].")
 @click.option("--data", "data_spec", default=None, help="Dataset spec replacing the recipe's.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("sweep"), show_default=True,
-              help="Sweep folder: sweep.json, sweep.md, points/ (one result a point) and builds/.")
+              help="Sweep folder: sweep.json, sweep.md, sweep.html + plots/, points/ (one a point), builds/.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Points built at once, each in its own process.")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",

@@ -228,12 +228,17 @@ def sweep(recipe_ref: str | Path, target_refs: list[str], grid_path: str | Path,
                                                ray_address, distribute), strict=True):
         results[point.name] = _save(out, point, result)
     summary = _summarise(points, results, target_names, TASKS[recipe.task].higher_is_better(recipe.metric))
-    summary.update({"recipe": recipe.name, "grid": {k: list(v) for k, v in grid.items()}, "targets": target_names,
+    summary.update({"recipe": recipe.name, "metric": recipe.metric,
+                    "higher_is_better": TASKS[recipe.task].higher_is_better(recipe.metric),
+                    "grid": {k: list(v) for k, v in grid.items()}, "targets": target_names,
                     "data": spec, "seed": seed, "workers": workers, "ray": ray_address, "distribute": distribute,
                     "seconds": round(time.perf_counter() - started, 1),
                     "check_seconds": round(sum(check_seconds.values()), 2)})
     write_json(out / "sweep.json", summary)
     write_atomic(out / "sweep.md", to_markdown(summary))
+    from edgekit.html_report import write_sweep_html
+
+    write_sweep_html(out, summary)
     return summary
 
 
