@@ -84,9 +84,9 @@ def tf_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
     if not isinstance(cluster, dict) or not cluster:
         raise UsageError(f"TF_CONFIG has no \"cluster\" table of task types and host:port lists; {how}")
     for kind, addresses in cluster.items():
-        if kind not in ("chief", "worker", "evaluator"):
+        if kind not in ("chief", "worker"):
             raise UsageError(f"TF_CONFIG cluster task type '{kind}': expected chief or worker "
-                             "(MultiWorkerMirroredStrategy has no parameter servers)")
+                             "(MultiWorkerMirroredStrategy has no parameter servers; edgekit runs no evaluator)")
         if (not isinstance(addresses, list) or not addresses
                 or not all(isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses)):
             raise UsageError(f"TF_CONFIG cluster '{kind}': expected a list of \"host:port\" addresses, "
@@ -163,5 +163,5 @@ def describe(name: str | None) -> dict[str, Any]:
     record: dict[str, Any] = {"strategy": name, "replicas": chosen.num_replicas_in_sync,
                               "devices": list(chosen.extended.worker_devices)}
     if name == "multiworker":
-        record["workers"] = sum(len(v) for k, v in tf_config()["cluster"].items() if k != "evaluator")
+        record["workers"] = sum(len(v) for v in tf_config()["cluster"].values())
     return record

@@ -114,7 +114,7 @@ CLUSTER = {"worker": ["localhost:12345", "localhost:23456"]}
      "TF_CONFIG"),
     (json.dumps({"cluster": {"ps": ["localhost:1"], **CLUSTER}, "task": {"type": "worker", "index": 0}}),
      "TF_CONFIG cluster task type 'ps': expected chief or worker (MultiWorkerMirroredStrategy has no parameter "
-     "servers)"),
+     "servers; edgekit runs no evaluator)"),
     (json.dumps({"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}),
      "TF_CONFIG cluster 'worker': expected a list of \"host:port\" addresses, got ['localhost']"),
     (json.dumps({"cluster": CLUSTER}),
