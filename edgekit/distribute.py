@@ -40,6 +40,7 @@ def check(name: str | None) -> None:
         return
     if name not in STRATEGIES:
         raise UsageError(f"distribute '{name}': expected one of {', '.join(STRATEGIES)}")
+    cpu_device_count()  # a bad EDGEKIT_CPU_DEVICES fails here rather than when TensorFlow starts
     if name == "multiworker":
         tf_config()
         _requested.add(name)

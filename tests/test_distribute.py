@@ -158,3 +158,12 @@ def test_a_bad_cpu_device_count_is_one_line(value):
         distribute.cpu_device_count({"EDGEKIT_CPU_DEVICES": value})
     assert distribute.cpu_device_count({"EDGEKIT_CPU_DEVICES": "3"}) == 3
     assert distribute.cpu_device_count({}) is None
+
+
+def test_a_bad_cpu_device_count_stops_a_mirrored_build_before_any_work(monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGEKIT_CPU_DEVICES", "two")
+    result = CliRunner().invoke(main, ["build", "--distribute", "mirrored", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "Error: EDGEKIT_CPU_DEVICES='two': expected a whole number of logical CPU devices from 1 to 64"]
+    assert list(tmp_path.iterdir()) == []
