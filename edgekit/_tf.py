@@ -21,6 +21,9 @@ with captured_stderr_fd() as _startup_log:
     import tensorflow as tf
     import tf_keras as keras
 
+    from edgekit.distribute import startup
+
+    startup(tf)  # logical CPU devices and a multiworker strategy must exist before the devices initialise
     tf.config.list_logical_devices()  # initialises the devices now, inside the capture
 for _line in _startup_log:
     logging.getLogger("edgekit").debug("tensorflow: %s", _line)

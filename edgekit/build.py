@@ -38,6 +38,7 @@ BUNDLE = "bundle"  # the selected model's deployment files (edgekit export); bun
 class BuildResult:
     directory: Path
     report: dict[str, Any]
+    written: bool = True  # False on a multiworker cluster's non-chief worker, whose folder was temporary
 
 
 @contextlib.contextmanager
@@ -104,21 +105,37 @@ def _targets(target: Target | Sequence[Target]) -> list[Target]:
 
 def build(recipe: Recipe, target: Target | Sequence[Target], out: Path = Path("build"), seed: int = 0,
           runs: int = 200, warmup: int = 20, threads: int = 1, data_spec: str | None = None,
-          force: bool = False) -> BuildResult:
+          force: bool = False, distribute: str | None = None) -> BuildResult:
     """The whole chain. `data_spec` (a `--data` spec) replaces the recipe's dataset. Stage results cached in
     the folder by an earlier run with the same inputs are reused; `force` throws them away first.
 
     With several targets the model is trained, optimized and converted once and benchmarked against each;
     every target's capabilities are checked before training. The report's top-level verdict is the first
     target's, `targets` holds each one's and `cross_target` ranks them; each target gets bundle/<target>/.
-    A single-target build's folder and files are as they always were."""
+    A single-target build's folder and files are as they always were.
+
+    `distribute` (mirrored or multiworker) trains and optimizes under that tf.distribute strategy
+    (edgekit.distribute); on a multiworker cluster only the chief writes OUT, the other workers build in a
+    temporary folder that is removed afterwards."""
+    from edgekit import distribute as distribution
+
     chosen = _targets(target)
     for each in chosen:
         check_capabilities(recipe, each)
+    distribution.check(distribute)
     spec = data_spec or recipe.dataset
     if not spec:
         raise UsageError(f"recipe '{recipe.name}' names no dataset; pass one with --data (a folder, .npz, .csv, "
                          "builtin:NAME or synthetic:SHAPE:CLASSES)")
+    if not distribution.is_chief(distribute):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="edgekit-worker-") as scratch:
+            directory = build_folder(recipe, chosen, Path(scratch))
+            directory.mkdir(parents=True)
+            result = _build(recipe, chosen, directory, StageCache(directory), spec, seed, runs, warmup, threads,
+                            distribute)
+        return BuildResult(result.directory, result.report, written=False)
     directory = build_folder(recipe, chosen, out)
     directory.mkdir(parents=True, exist_ok=True)
     with folder_lock(directory) as stale:
@@ -131,12 +148,13 @@ def build(recipe: Recipe, target: Target | Sequence[Target], out: Path = Path("b
         if force:
             cache.clear()
             cache.others = []
-        return _build(recipe, chosen, directory, cache, spec, seed, runs, warmup, threads)
+        return _build(recipe, chosen, directory, cache, spec, seed, runs, warmup, threads, distribute)
 
 
 def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCache, spec: str, seed: int,
-           runs: int, warmup: int, threads: int) -> BuildResult:
+           runs: int, warmup: int, threads: int, distribute: str | None = None) -> BuildResult:
     from edgekit import data, optimize, zoo
+    from edgekit.distribute import describe
 
     with stage("data"):
         dataset = data.load(spec, input_shape=recipe.input_shape, task=recipe.task)
@@ -145,8 +163,14 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
         optimize.check_supported(zoo.build_model(recipe.builder, dataset.input_shape, dataset.num_classes,
                                                  recipe.builder_args), recipe)
     data_hash = dataset.fingerprint()
-    trained = cache.run("train", cache.key("train", recipe=_training_fields(recipe), data=data_hash, seed=seed),
-                        lambda: _train(recipe, dataset, seed))
+    # The strategy changes the numbers, so it is part of the keys (only when there is one: keys of ordinary
+    # builds stay as they were). Every worker of a multiworker cluster must train, or the others wait for it
+    # forever, so there the two training stages never come from a cache that may hold on one worker only.
+    strategy = {"distribute": describe(distribute)} if distribute else {}
+    reuse = distribute != "multiworker"
+    trained = cache.run("train", cache.key("train", recipe=_training_fields(recipe), data=data_hash, seed=seed,
+                                           **strategy),
+                        lambda: _train(recipe, dataset, seed, distribute), reuse=reuse)
     # Every later stage starts from the model as saved, whether it was trained now or in an earlier run, so
     # a resumed build computes exactly what an uninterrupted one does.
     write_atomic(directory / FLOAT_KERAS, trained.files[FLOAT_KERAS])
@@ -157,8 +181,9 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
                                                metric=recipe.metric, samples=VERIFY_SAMPLES),
                          lambda: _baseline(float_model(), recipe, dataset, check_inputs))
     optimized = cache.run("optimize", cache.key("optimize", model=float_hash, recipe=_optimization_fields(recipe),
-                                                data=data_hash, seed=seed, samples=VERIFY_SAMPLES),
-                          lambda: _optimize(float_model(), recipe, dataset, seed, check_inputs))
+                                                data=data_hash, seed=seed, samples=VERIFY_SAMPLES, **strategy),
+                          lambda: _optimize(float_model(), recipe, dataset, seed, check_inputs, distribute),
+                          reuse=reuse)
     conversions = [_conversion(c, baseline.files) for c in baseline.values["conversions"]]
     quantized = _conversion(optimized.values["quantized"], optimized.files)
     conversions.insert(1, quantized)
@@ -174,6 +199,8 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
                      (selected, reason, fits), cache)
     if len(chosen) > 1:
         _add_targets(report, chosen, judged, selections, quantized.name)
+    if distribute:
+        report["distribute"] = strategy["distribute"]
     from edgekit.html_report import model_confusion, write_html_report
 
     if recipe.task in ("classification", "binary"):
@@ -341,11 +368,11 @@ def _optimization_fields(recipe: Recipe) -> dict[str, Any]:
     return fields
 
 
-def _train(recipe: Recipe, dataset, seed: int) -> Entry:
+def _train(recipe: Recipe, dataset, seed: int, distribute: str | None = None) -> Entry:
     from edgekit import train
 
     with stage("train"):
-        trained = train.train(recipe, dataset, seed)
+        trained = train.train(recipe, dataset, seed, distribute)
         content = keras_bytes(trained.model)
     return Entry({"history": trained.history, "seconds": trained.seconds}, {FLOAT_KERAS: content})
 
@@ -364,7 +391,7 @@ def _baseline(model, recipe: Recipe, dataset, check_inputs) -> Entry:
                  {c.filename: c.content for c in conversions})
 
 
-def _optimize(model, recipe: Recipe, dataset, seed: int, check_inputs) -> Entry:
+def _optimize(model, recipe: Recipe, dataset, seed: int, check_inputs, distribute: str | None = None) -> Entry:
     """Optimize and convert, cached together: a tfmot QAT model does not survive a save and load intact, so
     the cache keeps its quantized file and what the report says about the optimization instead."""
     from edgekit import convert, optimize
@@ -374,7 +401,7 @@ def _optimize(model, recipe: Recipe, dataset, seed: int, check_inputs) -> Entry:
         # Reseeded here rather than carried over from training, so that optimizing a model trained in an
         # earlier run shuffles and initialises exactly as it would straight after training.
         keras.utils.set_random_seed(seed)
-        optimized = optimize.optimize(model, recipe, dataset)
+        optimized = optimize.optimize(model, recipe, dataset, distribute)
     with stage("convert"):
         representative = dataset.representative(recipe.optimize.calibration_samples, seed)
         if recipe.optimize.quantize == "int16x8":

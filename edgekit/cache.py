@@ -137,11 +137,12 @@ class StageCache:
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def run(self, stage: str, key: str, compute: Callable[[], Entry]) -> Entry:
-        """The cached result of `stage` when its key matches, else `compute()`'s, saved for the next run."""
+    def run(self, stage: str, key: str, compute: Callable[[], Entry], reuse: bool = True) -> Entry:
+        """The cached result of `stage` when its key matches, else `compute()`'s, saved for the next run.
+        `reuse=False` computes it whatever the cache holds (and saves it)."""
         self.keys[stage] = key
-        entry, where = self.load(stage, key), "cache"
-        for other in self.others if entry is None else ():
+        entry, where = (self.load(stage, key) if reuse else None), "cache"
+        for other in self.others if entry is None and reuse else ():
             entry, where = self.load(stage, key, other), str(other.parent)
             if entry is not None:
                 self.save(stage, key, entry)

@@ -66,6 +66,13 @@ def main(ctx, verbose: bool, quiet: bool) -> None:
         ctx.with_resource(progress.display())
 
 
+_DISTRIBUTE = click.option(
+    "--distribute", type=click.Choice(["mirrored", "multiworker"]), default=None,
+    help="Train (and prune, QAT) under a tf.distribute strategy: mirrored = this machine's GPUs, or "
+         "EDGEKIT_CPU_DEVICES=N logical CPU devices; multiworker = the cluster in TF_CONFIG, only the chief "
+         "writes. batch_size stays global. See docs/distributed.md.")
+
+
 @main.command()
 @click.option("--target", "target_names", multiple=True, default=["rpi4"], show_default=True,
               help="Built-in target name (see `edgekit targets`) or path to a target TOML file; repeat it (or say "
@@ -86,9 +93,10 @@ def main(ctx, verbose: bool, quiet: bool) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="Threads for the host runtimes.")
 @click.option("--force", is_flag=True, help="Rebuild every stage, ignoring the results an earlier run cached.")
+@_DISTRIBUTE
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the table.")
 @click.pass_context
-def build(ctx, target_names, recipe_name, data_spec, out, seed, runs, warmup, threads, force, as_json):
+def build(ctx, target_names, recipe_name, data_spec, out, seed, runs, warmup, threads, force, distribute, as_json):
     """Train, prune, int8-QAT, convert (TFLite float32 + int8, ONNX), verify and benchmark a model.
 
     Each stage's result is cached in the build folder: run the same command again after an interruption or
@@ -110,7 +118,7 @@ def build(ctx, target_names, recipe_name, data_spec, out, seed, runs, warmup, th
 
     try:
         result = run_build(recipe, target, out, seed=seed, runs=runs, warmup=warmup, threads=threads,
-                           data_spec=data_spec, force=force)
+                           data_spec=data_spec, force=force, distribute=distribute)
     except KeyboardInterrupt:
         click.echo(f"Interrupted: {build_folder(recipe, target, out)} is not finished (no manifest.json); run the "
                    "same command again to resume from the last finished stage, or add --force to start over",
@@ -120,6 +128,9 @@ def build(ctx, target_names, recipe_name, data_spec, out, seed, runs, warmup, th
         if e.result is not None:
             _show_build(e.result, as_json)
         raise
+    if not result.written:
+        click.echo("Trained as a non-chief worker of the TF_CONFIG cluster; the chief writes the build folder.")
+        return
     _show_build(result, as_json)
 
 
@@ -381,17 +392,20 @@ def compare_command(build_dir, result, variant, calibrate, as_json):
               help="For the pruning and QAT fine-tuning.")
 @click.option("--calibration-samples", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--unsafe-load", is_flag=True, help="Let Lambda layers load (their Python code runs).")
+@_DISTRIBUTE
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def optimize_command(model, data_spec, out, task, sparsity, schedule, pruning_epochs, prune_layers, keep_dense,
                      quantize, qat_epochs, clusters, cluster_epochs, max_drop, batch_size, learning_rate,
-                     calibration_samples, unsafe_load, as_json):
+                     calibration_samples, unsafe_load, distribute, as_json):
     """Prune, cluster and quantize a trained MODEL (.keras, .h5, SavedModel, or a Keras 3 file), convert it,
     and report size (raw and gzip), sparsity and the task metric before and after. Exit 3 when the metric
     drops more than --max-drop; nothing is written then."""
     from edgekit import data, recipes
     from edgekit._files import write_atomic, write_json
+    from edgekit.distribute import check, is_chief
     from edgekit.errors import UsageError
 
+    check(distribute)
     try:
         pruning = sparsity if sparsity == "2:4" else float(sparsity)
     except ValueError:
@@ -412,7 +426,10 @@ def optimize_command(model, data_spec, out, task, sparsity, schedule, pruning_ep
 
     keras_model = load_model(model, unsafe=unsafe_load)
     dataset = data.load(data_spec, input_shape=tuple(keras_model.input_shape[1:]), task=task)
-    conversion, report = optimize_model(keras_model, recipe, dataset)
+    conversion, report = optimize_model(keras_model, recipe, dataset, distribute)
+    if not is_chief(distribute):
+        click.echo(f"Optimized as a non-chief worker of the TF_CONFIG cluster; the chief writes {out}.")
+        return
     write_atomic(out, conversion.content)
     write_json(out.with_suffix(".json"), report)
     if as_json:
@@ -439,7 +456,7 @@ def optimize_command(model, data_spec, out, task, sparsity, schedule, pruning_ep
                    "\"optimize.sparsity\" = [0.0, 0.5].")
 @click.option("--data", "data_spec", default=None, help="Dataset spec replacing the recipe's.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("sweep"), show_default=True,
-              help="Sweep folder: sweep.json, sweep.md, points/ (one result a point) and builds/.")
+              help="Sweep folder: sweep.json, sweep.md, sweep.html + plots/, points/ (one a point), builds/.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Points built at once, each in its own process.")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
@@ -447,16 +464,18 @@ def optimize_command(model, data_spec, out, task, sparsity, schedule, pruning_ep
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--runs", type=click.IntRange(min=10), default=100, show_default=True, help="Timed runs per artifact.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--distribute", type=click.Choice(["mirrored"]), default=None,
+              help="Train each point with tf.distribute.MirroredStrategy (see edgekit build --help).")
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json.")
 def sweep_command(recipe_name, target_names, grid_file, data_spec, out, workers, ray_address, seed, runs, warmup,
-                  as_json):
+                  distribute, as_json):
     """Build every combination of the grid's recipe values and find, per target, the best point that fits and
     the Pareto front of metric, estimated latency and RAM. A point whose untrained model already misses every
     target's flash, RAM or latency budget is skipped before training. Re-running continues where it stopped."""
     from edgekit.sweep import sweep
 
     summary = sweep(recipe_name, list(target_names), grid_file, out, workers=workers, ray_address=ray_address,
-                    seed=seed, data_spec=data_spec, runs=runs, warmup=warmup)
+                    seed=seed, data_spec=data_spec, runs=runs, warmup=warmup, distribute=distribute)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

@@ -48,9 +48,18 @@ class OptimizeResult:
     quantize: str = "qat"  # what the build does next: qat (done here), ptq or int16x8 (at conversion)
 
 
-def optimize(model, recipe: Recipe, data: Dataset) -> OptimizeResult:
+def optimize(model, recipe: Recipe, data: Dataset, distribute: str | None = None) -> OptimizeResult:
     """Prune, cluster and quantization-aware train a clone of `model` as the recipe's [optimize] asks,
-    recording what each step did."""
+    recording what each step did. `distribute` runs every step under that tf.distribute strategy: the clone,
+    tfmot's wrappers and the optimizers are all created inside its scope (tfmot's own variables, the pruning
+    step and masks, the cluster centroids and the quantizers' ranges, are then mirrored like the weights)."""
+    from edgekit.distribute import scope
+
+    with scope(distribute):
+        return _optimize(model, recipe, data)
+
+
+def _optimize(model, recipe: Recipe, data: Dataset) -> OptimizeResult:
     settings = recipe.optimize
     result = OptimizeResult(model=clone(model), quantization_aware=False, quantize=settings.quantize)
     if settings.quantize == "qat" and not settings.qat_epochs:
@@ -365,7 +374,7 @@ def artifact_sparsity(content: bytes, layers: list[str] | None = None) -> list[d
     return rows
 
 
-def optimize_model(model, recipe: Recipe, data: Dataset) -> tuple[Any, dict[str, Any]]:
+def optimize_model(model, recipe: Recipe, data: Dataset, distribute: str | None = None) -> tuple[Any, dict[str, Any]]:
     """`edgekit optimize`: optimize a trained model as `recipe.optimize` asks, convert it to its quantized
     format (verified against the optimized Keras model), and measure the task metric on the test split
     before and after. Returns (conversion, report). A drop beyond `max_drop` raises BudgetError (exit 3)
@@ -379,7 +388,7 @@ def optimize_model(model, recipe: Recipe, data: Dataset) -> tuple[Any, dict[str,
     check = data.x_val[:256]
     baseline = convert.tflite_float32(model, check)
     float_metric = task.score(recipe.metric, model.predict(data.x_test, verbose=0), data.x_test, data.y_test)
-    result = optimize(model, recipe, data)
+    result = optimize(model, recipe, data, distribute)
     representative = data.representative(recipe.optimize.calibration_samples)
     if recipe.optimize.quantize == "int16x8":
         quantized = convert.convert(result.model, "tflite-int16x8", representative, check, recipe.task)

@@ -72,8 +72,8 @@ def expand(recipe_ref: str | Path, grid: dict[str, list[Any]], fingerprint: dict
         for key, value in changes.items():
             _set(mapping, key, value, path)
         mapping["name"] = f"{base['name']}-p{index:02d}"
-        # fails here, before any work; named by file name, as a built-in path would demand the file's own name
-        recipes.from_mapping(mapping, f"{path.name} with {json.dumps(changes)}")
+        # Named by file name only: a built-in recipe's full path would make the check demand the file's own name.
+        recipes.from_mapping(mapping, f"{path.name} with {json.dumps(changes)}")  # fails here, before any work
         key = hashlib.sha256(json.dumps({"recipe": mapping, **fingerprint}, sort_keys=True,
                                         default=str).encode()).hexdigest()
         points.append(Point(mapping["name"], changes, mapping, key))
@@ -117,7 +117,7 @@ def early_check(point: Point, spec: str, target_refs: list[str]) -> dict[str, di
 
 
 def run_point(mapping: dict[str, Any], target_refs: list[str], out: str, seed: int, spec: str,
-              runs: int, warmup: int) -> dict[str, Any]:
+              runs: int, warmup: int, distribute: str | None = None) -> dict[str, Any]:
     """One point: a build for the first target, then every artifact judged against the other targets.
     Runs in a worker process (local pool or Ray): arguments and result are plain data."""
     from edgekit import bench, build, data, recipes, targets
@@ -128,7 +128,7 @@ def run_point(mapping: dict[str, Any], target_refs: list[str], out: str, seed: i
     note = None
     try:
         directory = build.build(recipe, chosen[0], Path(out), seed=seed, runs=runs, warmup=warmup,
-                                data_spec=spec).directory
+                                data_spec=spec, distribute=distribute).directory
     except BudgetError as error:  # the folder is complete; a budget or the accuracy guard failed it
         directory, note = Path(out) / f"{recipe.name}-{chosen[0].name}", str(error)
     except EdgekitError as error:
@@ -181,9 +181,11 @@ def pareto_front(rows: list[dict[str, Any]], higher_is_better: bool) -> list[str
 
 def sweep(recipe_ref: str | Path, target_refs: list[str], grid_path: str | Path, out: str | Path = "sweep",
           workers: int = 1, ray_address: str | None = None, seed: int = 0, data_spec: str | None = None,
-          runs: int = 100, warmup: int = 10) -> dict[str, Any]:
-    """Every point of the grid, skipped early or built, then judged per target; writes sweep.json."""
+          runs: int = 100, warmup: int = 10, distribute: str | None = None) -> dict[str, Any]:
+    """Every point of the grid, skipped early or built, then judged per target; writes sweep.json and sweep.html.
+    `distribute="mirrored"` trains each point under tf.distribute.MirroredStrategy (edgekit.distribute)."""
     from edgekit import recipes, targets
+    from edgekit.distribute import check
     from edgekit.export import versions
     from edgekit.tasks import TASKS
 
@@ -192,42 +194,57 @@ def sweep(recipe_ref: str | Path, target_refs: list[str], grid_path: str | Path,
     if not spec:
         raise UsageError(f"recipe '{recipe.name}' names no dataset; pass one with --data")
     target_names = [targets.load(ref).name for ref in target_refs]  # unknown targets fail here
+    if distribute == "multiworker":
+        raise UsageError("a sweep trains its points independently; --distribute multiworker applies to one build "
+                         "(edgekit build), use mirrored here")
+    check(distribute)
     grid = load_grid(grid_path)
     fingerprint = {"targets": target_names, "seed": seed, "data": spec, "runs": runs, "warmup": warmup,
                    "versions": versions(), "result_version": RESULT_VERSION}
+    if distribute:
+        fingerprint["distribute"] = distribute
     points = expand(recipe_ref, grid, fingerprint)
     out = Path(out)
     (out / "points").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
     pending: list[Point] = []
+    check_seconds: dict[str, float] = {}  # the early check of each point checked in this run
     for point in points:
         saved = _saved(out, point)
         if saved is not None:
             log.info("%s: done in an earlier run", point.name)
             results[point.name] = saved
             continue
+        checked = time.perf_counter()
         check = early_check(point, spec, target_refs)
+        check_seconds[point.name] = round(time.perf_counter() - checked, 2)
         if not any(verdict["fits"] for verdict in check.values()):
             log.info("%s: skipped before training: fits no target", point.name)
-            results[point.name] = _save(out, point, {"skipped": check})
+            results[point.name] = _save(out, point, {"skipped": check, "check_seconds": check_seconds[point.name]})
         else:
             pending.append(point)
     for point, result in zip(pending, _execute(pending, target_refs, out, seed, spec, runs, warmup, workers,
-                                               ray_address), strict=True):
+                                               ray_address, distribute), strict=True):
         results[point.name] = _save(out, point, result)
     summary = _summarise(points, results, target_names, TASKS[recipe.task].higher_is_better(recipe.metric))
-    summary.update({"recipe": recipe.name, "grid": {k: list(v) for k, v in grid.items()}, "targets": target_names,
-                    "data": spec, "seed": seed, "workers": workers, "ray": ray_address,
-                    "seconds": round(time.perf_counter() - started, 1)})
+    summary.update({"recipe": recipe.name, "metric": recipe.metric,
+                    "higher_is_better": TASKS[recipe.task].higher_is_better(recipe.metric),
+                    "grid": {k: list(v) for k, v in grid.items()}, "targets": target_names,
+                    "data": spec, "seed": seed, "workers": workers, "ray": ray_address, "distribute": distribute,
+                    "seconds": round(time.perf_counter() - started, 1),
+                    "check_seconds": round(sum(check_seconds.values()), 2)})
     write_json(out / "sweep.json", summary)
     write_atomic(out / "sweep.md", to_markdown(summary))
+    from edgekit.html_report import write_sweep_html
+
+    write_sweep_html(out, summary)
     return summary
 
 
 def _execute(points: list[Point], target_refs: list[str], out: Path, seed: int, spec: str, runs: int, warmup: int,
-             workers: int, ray_address: str | None) -> list[dict[str, Any]]:
-    arguments = [(point.mapping, list(target_refs), str(out / "builds"), seed, spec, runs, warmup)
+             workers: int, ray_address: str | None, distribute: str | None = None) -> list[dict[str, Any]]:
+    arguments = [(point.mapping, list(target_refs), str(out / "builds"), seed, spec, runs, warmup, distribute)
                  for point in points]
     if not arguments:
         return []
@@ -284,6 +301,7 @@ def _summarise(points: list[Point], results: dict[str, dict[str, Any]], target_n
         row = {"point": point.name, "changes": point.changes, "seconds": result.get("seconds")}
         if "skipped" in result:
             row["skipped"] = {t: v["misses"] for t, v in result["skipped"].items()}
+            row["seconds"] = result.get("check_seconds")  # the early check: all the time a skipped point cost
         elif "failed" in result:
             row["failed"] = result["failed"]
         else:

@@ -24,14 +24,17 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def train(recipe: Recipe, data: Dataset, seed: int = 0) -> TrainResult:
-    """Build the recipe's model and train it in float32."""
+def train(recipe: Recipe, data: Dataset, seed: int = 0, distribute: str | None = None) -> TrainResult:
+    """Build the recipe's model and train it in float32; `distribute` (mirrored or multiworker, see
+    edgekit.distribute) trains it under that tf.distribute strategy, batch_size being the global batch."""
     from edgekit._tf import keras
+    from edgekit.distribute import scope
 
     keras.utils.set_random_seed(seed)
-    model = build_model(recipe.builder, data.input_shape, data.num_classes, recipe.builder_args)
-    return fit(model, data, recipe.task, recipe.train.epochs, recipe.train.batch_size,
-               make_optimizer(recipe.train), phase="train")
+    with scope(distribute):  # the model and its optimizer's variables are created under the strategy
+        model = build_model(recipe.builder, data.input_shape, data.num_classes, recipe.builder_args)
+        return fit(model, data, recipe.task, recipe.train.epochs, recipe.train.batch_size,
+                   make_optimizer(recipe.train), phase="train")
 
 
 def make_optimizer(settings: TrainSettings, learning_rate: float | None = None):

@@ -3,11 +3,13 @@ a local Ray instance; the early skip; resuming; the grid file's errors."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
 from click.testing import CliRunner
 from conftest import TINY_RECIPE
+from test_html_report import Page, _pixels
 
 from edgekit import sweep as sweeps
 from edgekit.cli import main
@@ -104,11 +106,45 @@ def test_a_bad_grid_is_one_line_and_exit_2(files, tmp_path, grid, message):
     assert result.stderr.startswith("Error: ") and message in result.stderr and result.stderr.count("\n") == 1
 
 
-def test_a_built_in_recipe_expands():
-    """A point's recipe is validated under its own name, not as the built-in file it came from (which must
-    carry the file's name): `edgekit sweep --recipe digits-cnn` exited 2 before any work."""
-    from edgekit.sweep import expand
+def test_sweep_html_is_one_self_contained_page_with_the_front_and_every_point(files, pool):
+    html = (files / "pool" / "sweep.html").read_text()
+    page = Page(html)
+    assert not page.misnested and not page.open, (page.misnested, page.open)
+    assert f"target-{TARGET}" in page.ids and "grid" in page.ids
+    summary = json.loads((files / "pool" / "sweep.json").read_text())
+    text = page.visible
+    verdict = summary["per_target"][TARGET]
+    assert f"Best fitting point: {verdict['best']} (accuracy {verdict['best_metric']:.4f})" in text
+    assert f"Pareto front (metric, estimated latency, RAM): {', '.join(verdict['front'])}" in text
+    for row in summary["points"]:  # the table of every point, with sweep.json's figures
+        figures = row["targets"][TARGET]
+        assert row["point"] in text and f"{figures['metric']:.4f}" in text, row["point"]
+        assert f"{figures['latency_ms']:.4g}" in text and f"{figures['flash_bytes'] / 1024:,.1f} KB" in text
+        assert f"{figures['ram_bytes'] / 1024:,.1f} KB" in text
+    # Self-contained: the only references are the embedded figures, and they decode to real pictures.
+    assert page.references and all(v.startswith("data:image/png;base64,") for _, _, v in page.references)
+    assert not {"script", "link", "iframe", "object", "embed", "base"} & set(page.tags)
+    assert "http:" not in html and "https:" not in html and "url(" not in html
+    assert len(page.images) == 1
+    png = base64.b64decode(page.images[0].removeprefix("data:image/png;base64,"), validate=True)
+    assert png == (files / "pool" / "plots" / f"front_{TARGET}.png").read_bytes()
+    pixels = _pixels(png)
+    assert min(pixels.shape[:2]) > 100 and pixels.std() > 0
 
-    points = expand("digits-cnn", {"optimize.sparsity": [0.0, 0.75]}, {})
+
+def test_sweep_html_lists_the_points_skipped_before_training_with_their_reasons(tmp_path, files, monkeypatch):
+    (tmp_path / "grid.toml").write_text('[grid]\n"model.args.dense_units" = [16, 40000]\n')
+    monkeypatch.setattr(sweeps, "run_point", lambda mapping, *args: {
+        "targets": {TARGET: {"variant": "int8", "fits": True, "reason": "", "metric": 0.9, "latency_ms": 1.0,
+                             "ram_bytes": 1, "flash_bytes": 1, "misses": []}}, "seconds": 10.0})
+    summary = sweeps.sweep(files / "recipe.toml", [TARGET], tmp_path / "grid.toml", tmp_path / "out")
+    text = Page((tmp_path / "out" / "sweep.html").read_text()).visible
+    reasons = "; ".join(summary["points"][1]["skipped"][TARGET])
+    assert "Skipped before training (1)" in text and f"tiny-digits-p01: {reasons}" in text
+    assert summary["points"][1]["seconds"] > 0  # the early check's time is what a skipped point cost
+
+
+def test_a_built_in_recipe_expands_under_its_own_name():
+    points = sweeps.expand("digits-cnn", {"model.args.dense_units": [64, 128]}, {})
     assert [p.name for p in points] == ["digits-cnn-p00", "digits-cnn-p01"]
-    assert [p.mapping["optimize"]["sparsity"] for p in points] == [0.0, 0.75]
+    assert [p.mapping["model"]["args"]["dense_units"] for p in points] == [64, 128]
