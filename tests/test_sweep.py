@@ -148,3 +148,16 @@ def test_a_built_in_recipe_expands_under_its_own_name():
     points = sweeps.expand("digits-cnn", {"model.args.dense_units": [64, 128]}, {})
     assert [p.name for p in points] == ["digits-cnn-p00", "digits-cnn-p01"]
     assert [p.mapping["model"]["args"]["dense_units"] for p in points] == [64, 128]
+
+
+def test_the_front_ignores_latency_and_ram_differences_within_measurement_noise():
+    """Two points equal in metric and latency whose measured RAM differs by 1.5% (what two identical models
+    measured on LiteRT) are both on the front; RAM 20% higher with nothing better is beaten."""
+    def row(name, metric, latency, ram):
+        return {"point": name, "fits": True, "metric": metric, "latency_ms": latency, "ram_bytes": ram}
+
+    rows = [row("a", 0.98, 0.30, 3_887_104), row("b", 0.98, 0.30, 3_944_448), row("c", 0.98, 0.30, 4_700_000),
+            row("d", 0.99, 0.90, 9_000_000), row("e", 0.97, 0.29, 3_900_000)]
+    assert sweeps.pareto_front(rows, higher_is_better=True) == ["a", "b", "d"]
+    # without the tolerance the noise decides: b drops out, and e (a worse metric, 3% faster) stays
+    assert sweeps.pareto_front(rows, higher_is_better=True, noise=0.0) == ["a", "d", "e"]
