@@ -537,7 +537,8 @@ def render_sweep_html(summary: dict[str, Any], figures: dict[str, bytes]) -> str
         "every target. Latency is edgekit's estimate for the target (not measured on the device); RAM is the "
         "TFLite Micro arena or the LiteRT / ONNX Runtime memory measured on this host; the metric is on the test "
         "split. The Pareto front holds the fitting points that no other fitting point beats on metric, "
-        "estimated latency and RAM at once. A point is skipped before training when its untrained model, "
+        "estimated latency and RAM at once (latency and RAM count only when more than 5% apart: they carry "
+        "measurement noise). A point is skipped before training when its untrained model, "
         "converted, already misses a budget of every target.")))
     return "\n".join([
         "<!DOCTYPE html>",
