@@ -144,6 +144,8 @@ def _build(recipe: Recipe, target: Target, directory: Path, cache: StageCache, s
     conversions.insert(1, quantized)
     for conversion in conversions:
         write_atomic(directory / conversion.filename, conversion.content)
+    # every conversion ran in this process's runtime when it was verified: no child-process guard for them
+    verified = {c.filename: hashlib.sha256(c.content).hexdigest() for c in conversions}
 
     variants = []
     with stage("bench"):
@@ -158,7 +160,7 @@ def _build(recipe: Recipe, target: Target, directory: Path, cache: StageCache, s
     if recipe.task in ("classification", "binary"):
         chosen = next(v for v in variants if v["name"] == selected)
         report["confusion_matrix"] = model_confusion(directory / chosen["file"], dataset.x_test, dataset.y_test,
-                                                     dataset.labels, selected)
+                                                     dataset.labels, selected, verified[chosen["file"]])
     write_json(directory / "report.json", report)
     write_atomic(directory / "report.md", reports.to_markdown(report))
     files = [c.filename for c in conversions] + [FLOAT_KERAS, "report.json", "report.md"]
@@ -169,10 +171,11 @@ def _build(recipe: Recipe, target: Target, directory: Path, cache: StageCache, s
     if recipe.task in ("classification", "binary"):
         write_atomic(directory / "labels.txt", "\n".join(dataset.labels) + "\n")
         files.append("labels.txt")
-    chosen_file = directory / next(v["file"] for v in variants if v["name"] == selected)
+    chosen = next(v for v in variants if v["name"] == selected)
+    chosen_file = directory / chosen["file"]
     if chosen_file.suffix == ".tflite":
         with stage("export"):
-            files += _write_bundle(chosen_file, target, directory, dataset)
+            files += _write_bundle(chosen_file, target, directory, dataset, verified[chosen["file"]], chosen["ram"])
     write_manifest(directory, files, recipe=recipe.to_dict(), target=target.to_dict(), seed=seed,
                    dataset=dataset.describe(),
                    metrics={v["name"]: {recipe.metric: v["metric"]["value"], "size_bytes": v["size_bytes"]}
@@ -287,13 +290,16 @@ def _bench(cache: StageCache, conversion, directory: Path, target: Target, datas
     already measured. The host is part of the key, since its timings are."""
     from edgekit import bench
 
+    artifact = hashlib.sha256(conversion.content).hexdigest()
+
     def measure() -> Entry:
         result = bench.bench(directory / conversion.filename, target, dataset.x_test, dataset.y_test, runs=runs,
-                             warmup=warmup, threads=threads, task=recipe.task, metric=recipe.metric)
+                             warmup=warmup, threads=threads, task=recipe.task, metric=recipe.metric,
+                             trusted_sha256=artifact)  # verified in this process when it was converted
         return Entry(result.to_dict())
 
     profile = {k: v for k, v in target.to_dict().items() if k != "file"}  # what it says, not where it lives
-    key = cache.key("bench", artifact=hashlib.sha256(conversion.content).hexdigest(), target=profile,
+    key = cache.key("bench", artifact=artifact, target=profile,
                     runs=runs, warmup=warmup, threads=threads, task=recipe.task, metric=recipe.metric,
                     test_data=array_fingerprint(dataset.x_test, dataset.y_test), host=reports.host())
     result = cache.run(f"bench-{conversion.name}", key, measure).values
@@ -385,9 +391,11 @@ def _trained_on_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def _write_bundle(model: Path, target: Target, directory: Path, dataset) -> list[str]:
+def _write_bundle(model: Path, target: Target, directory: Path, dataset, verified: str,
+                  ram: dict[str, Any]) -> list[str]:
     """The selected model's deployment bundle in `directory/bundle` (what `edgekit export` writes), with a
-    test-set sample as its stored test input; returns the files, relative."""
+    test-set sample as its stored test input; returns the files, relative. `verified` is the sha256 of the
+    model's verified bytes, `ram` what bench measured for it (a microcontroller's arena is not measured again)."""
     import shutil
 
     bundle = directory / BUNDLE
@@ -395,12 +403,14 @@ def _write_bundle(model: Path, target: Target, directory: Path, dataset) -> list
     if target.device_class.value == "mcu":
         from edgekit.export import export_mcu
 
-        export_mcu(model, target, bundle, sample=dataset.x_test[0])
+        export_mcu(model, target, bundle, sample=dataset.x_test[0],
+                   measured_arena={**ram, "sha256": verified} if ram.get("arena_bytes") is not None else None)
     else:
         from edgekit.bundles import export_bundle
 
         labels = directory / "labels.txt"
-        export_bundle(model, target, bundle, labels if labels.is_file() else None, sample=dataset.x_test[0])
+        export_bundle(model, target, bundle, labels if labels.is_file() else None, sample=dataset.x_test[0],
+                      trusted_sha256=verified)
     return sorted(f"{BUNDLE}/{f.name}" for f in bundle.iterdir() if f.is_file() and not f.name.startswith("."))
 
 
