@@ -129,6 +129,11 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
         "files": {"compared": reproducible,
                   "differ": sorted(n for n in reproducible
                                    if any(r["files"].get(n) != before["files"][n] for s in runs for r in runs[s])),
+                  # a file that differs: its sha256 in each run, to tell a change from a file that was never
+                  # reproducible (one whose runs differ on the same side)
+                  "differing_runs": {n: {s: [r["files"].get(n, "")[:16] for r in runs[s]] for s in runs}
+                                     for n in reproducible
+                                     if any(r["files"].get(n) != before["files"][n] for s in runs for r in runs[s])},
                   "only_before": sorted(set(before["files"]) - set(after["files"])),
                   "only_after": sorted(set(after["files"]) - set(before["files"]))},
     }
@@ -216,11 +221,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-builds", action="store_true")
+    parser.add_argument("--cases", help=f"comma-separated builds of {', '.join(BUILDS)}; their rows replace "
+                                        "those of the existing speedups.json, and the pieces are kept")
+    parser.add_argument("--render", action="store_true", help="only write docs/speedups.md from speedups.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child_build(args.child, args.out)))
+        return
+    if args.render:
+        results = json.loads((ROOT / "benchmarks" / "speedups.json").read_text())
+        (ROOT / "docs" / "speedups.md").write_text(render(results))
         return
     if not args.base and not args.skip_builds:
         parser.error("--base REV is required (or --skip-builds)")
@@ -237,15 +249,59 @@ def main() -> None:
             base_tree = folder / "base"
             _git("worktree", "add", "--detach", str(base_tree), results["base"])
             try:
-                cases = ["digits-cnn"] if args.quick else list(BUILDS)
+                cases = ["digits-cnn"] if args.quick else args.cases.split(",") if args.cases else list(BUILDS)
                 results["builds"] = whole_builds(base_tree, cases, rounds, folder)
             finally:
                 _git("worktree", "remove", "--force", str(base_tree))
-        results["pieces"] = pieces(1 if args.quick else max(rounds, 3), folder)
+        if not args.cases:
+            results["pieces"] = pieces(1 if args.quick else max(rounds, 3), folder)
     results["host"]["load_average_end"] = list(os.getloadavg())
+    if args.cases:  # a partial rerun: the other rows and the pieces stay as they were measured
+        earlier = json.loads((ROOT / "benchmarks" / "speedups.json").read_text())
+        rerun = {"cases": args.cases.split(","), "head": results["head"], "host": results["host"]}
+        results = {**earlier, "builds": {**earlier["builds"], **results["builds"]},
+                   "reruns": [*earlier.get("reruns", []), rerun]}
     out = ROOT / "benchmarks" / "speedups.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    (ROOT / "docs" / "speedups.md").write_text(render(results))
+    print(f"wrote {out} and docs/speedups.md")
+
+
+def render(results: dict) -> str:
+    """docs/speedups.md from speedups.json: every figure is the JSON's."""
+    load = results["host"]
+    lines = ["# Issue 9: speed-ups, before and after", "",
+             f"Written by `benchmarks/speedups.py` from `benchmarks/speedups.json`: before is revision "
+             f"`{(results['base'] or '-')[:10]}`, after is `{results['head'][:10]}` (plus the working tree). "
+             f"{results['conditions']} (load average {load['load_average_start'][0]:.1f} at the start, "
+             f"{load['load_average_end'][0]:.1f} at the end, {load['cpus']} CPUs).", ""]
+    for case, row in results.get("builds", {}).items():
+        before, after = row["stages_median_s"]["before"], row["stages_median_s"]["after"]
+        stages = list(dict.fromkeys([*before, *after]))
+        lines += [f"## {case}: build stages (median of {results['rounds']} rounds, s)", "",
+                  "| | " + " | ".join(stages) + " | wall |", "|---|" + "---:|" * (len(stages) + 1)]
+        for side, figures in (("before", before), ("after", after)):
+            lines.append(f"| {side} | " + " | ".join(f"{figures.get(s, 0):.1f}" for s in stages)
+                         + f" | {row['wall_median_s'][side]:.1f} |")
+        files = row["files"]
+        lines += ["", f"Walls per round: before {row['wall_s']['before']}, after {row['wall_s']['after']}. "
+                  f"Metrics {'identical' if row['metrics']['same'] else 'DIFFER'} ({row['metrics']['after']}); "
+                  f"of the {len(files['compared'])} files the manifest lists as reproducible, "
+                  + (f"{', '.join(files['differ'])} differ" if files["differ"] else "all have the same sha256")
+                  + " before and after.", ""]
+    pieces_ = results["pieces"]
+    export = pieces_["export_mcu"]
+    lines += ["## The pieces (one process, old and new way alternating; median s)", "",
+              "| piece | before | after | same result |", "|---|---:|---:|---|"]
+    for label, figures, same in (
+            *((f"VWW MobileNetV1 0.25 {name} TFLite conversion", row, row["same_bytes"])
+              for name, row in pieces_["conversion"].items()),
+            ("VWW int8 microcontroller bundle (export_mcu)", export, export["same_files"]),
+            ("open_runner on the VWW int8 file", pieces_["open_runner"], None)):
+        medians = [v["median_s"] for v in figures.values() if isinstance(v, dict)]
+        lines.append(f"| {label} | {medians[0]:.3f} | {medians[1]:.3f} | "
+                     f"{'-' if same is None else ('same bytes' if same else 'DIFFERENT')} |")
+    return "\n".join(lines) + "\n"
 
 
 def _git(*args: str) -> str:
