@@ -275,6 +275,10 @@ def render(results: dict) -> str:
              f"`{(results['base'] or '-')[:10]}`, after is `{results['head'][:10]}` (plus the working tree). "
              f"{results['conditions']} (load average {load['load_average_start'][0]:.1f} at the start, "
              f"{load['load_average_end'][0]:.1f} at the end, {load['cpus']} CPUs).", ""]
+    for rerun in results.get("reruns", []):
+        lines += [f"Rerun later at `{rerun['head'][:10]}`: {', '.join(rerun['cases'])} (load average "
+                  f"{rerun['host']['load_average_start'][0]:.1f} at the start, "
+                  f"{rerun['host']['load_average_end'][0]:.1f} at the end).", ""]
     for case, row in results.get("builds", {}).items():
         before, after = row["stages_median_s"]["before"], row["stages_median_s"]["after"]
         stages = list(dict.fromkeys([*before, *after]))
@@ -284,11 +288,18 @@ def render(results: dict) -> str:
             lines.append(f"| {side} | " + " | ".join(f"{figures.get(s, 0):.1f}" for s in stages)
                          + f" | {row['wall_median_s'][side]:.1f} |")
         files = row["files"]
+        differing = []
+        for name, hashes in files.get("differing_runs", {}).items():
+            unstable = [side for side, values in hashes.items() if len(set(values)) > 1]
+            differing.append(f"`{name}` differs (sha256 per run: before {', '.join(hashes['before'])}; after "
+                             f"{', '.join(hashes['after'])})" + (f", and so do the runs of the same side "
+                                                                  f"({', '.join(unstable)}): it was not reproducible "
+                                                                  "to begin with" if unstable else ""))
         lines += ["", f"Walls per round: before {row['wall_s']['before']}, after {row['wall_s']['after']}. "
-                  f"Metrics {'identical' if row['metrics']['same'] else 'DIFFER'} ({row['metrics']['after']}); "
-                  f"of the {len(files['compared'])} files the manifest lists as reproducible, "
-                  + (f"{', '.join(files['differ'])} differ" if files["differ"] else "all have the same sha256")
-                  + " before and after.", ""]
+                  f"Metrics {'identical' if row['metrics']['same'] else 'DIFFER'} ({row['metrics']['after']}). "
+                  f"Of the {len(files['compared'])} files the manifest lists as reproducible, "
+                  + ("; ".join(differing) + "; every other file has the same sha256 before and after."
+                     if differing else "every one has the same sha256 before and after."), ""]
     pieces_ = results["pieces"]
     export = pieces_["export_mcu"]
     lines += ["## The pieces (one process, old and new way alternating; median s)", "",
