@@ -212,6 +212,23 @@ def pieces(rounds: int, folder: Path) -> dict:
     result["open_runner"] = alternate(rounds, {
         "child-process smoke run (before)": lambda: open_runner(path),
         "trusted build output, no child (after)": lambda: open_runner(path, trusted_sha256=trusted)})
+
+    # optimize's first validation score: on a fresh clone (tracing its predict function) or on the float model
+    # whose predict function the baseline stage traced; the predict alone is timed (optimize still clones)
+    x_val = np.random.default_rng(1).uniform(0, 1, (60, 96, 96, 3)).astype(np.float32)
+    model.predict(np.random.default_rng(2).uniform(0, 1, (120, 96, 96, 3)).astype(np.float32), verbose=0)
+    ways = {"clone's predict (before)": True, "float model's predict (after)": False}
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    outputs = []
+    for round_ in range(rounds):
+        for name in list(ways) if round_ % 2 == 0 else list(ways)[::-1]:
+            source = optimize.clone(model) if ways[name] else model
+            started = time.perf_counter()
+            outputs.append(source.predict(x_val, verbose=0))
+            seconds[name].append(round(time.perf_counter() - started, 3))
+    result["first_validation_score"] = {
+        **{name: {"s": values, "median_s": round(statistics.median(values), 3)} for name, values in seconds.items()},
+        "same_outputs": all(np.array_equal(outputs[0], other) for other in outputs[1:])}
     return result
 
 
@@ -221,6 +238,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-builds", action="store_true")
+    parser.add_argument("--pieces-only", action="store_true", help="rerun the pieces, keep the builds' rows")
     parser.add_argument("--cases", help=f"comma-separated builds of {', '.join(BUILDS)}; their rows replace "
                                         "those of the existing speedups.json, and the pieces are kept")
     parser.add_argument("--render", action="store_true", help="only write docs/speedups.md from speedups.json")
@@ -234,6 +252,8 @@ def main() -> None:
         results = json.loads((ROOT / "benchmarks" / "speedups.json").read_text())
         (ROOT / "docs" / "speedups.md").write_text(render(results))
         return
+    if args.pieces_only:
+        args.skip_builds = True
     if not args.base and not args.skip_builds:
         parser.error("--base REV is required (or --skip-builds)")
     logging.getLogger("edgekit").setLevel(logging.WARNING)
@@ -256,6 +276,10 @@ def main() -> None:
         if not args.cases:
             results["pieces"] = pieces(1 if args.quick else max(rounds, 3), folder)
     results["host"]["load_average_end"] = list(os.getloadavg())
+    if args.pieces_only:
+        earlier = json.loads((ROOT / "benchmarks" / "speedups.json").read_text())
+        rerun = {"cases": ["pieces"], "head": results["head"], "host": results["host"]}
+        results = {**earlier, "pieces": results["pieces"], "reruns": [*earlier.get("reruns", []), rerun]}
     if args.cases:  # a partial rerun: the other rows and the pieces stay as they were measured
         earlier = json.loads((ROOT / "benchmarks" / "speedups.json").read_text())
         rerun = {"cases": args.cases.split(","), "head": results["head"], "host": results["host"]}
@@ -308,10 +332,12 @@ def render(results: dict) -> str:
             *((f"VWW MobileNetV1 0.25 {name} TFLite conversion", row, row["same_bytes"])
               for name, row in pieces_["conversion"].items()),
             ("VWW int8 microcontroller bundle (export_mcu)", export, export["same_files"]),
-            ("open_runner on the VWW int8 file", pieces_["open_runner"], None)):
+            ("open_runner on the VWW int8 file", pieces_["open_runner"], None),
+            *((("optimize's first validation score (VWW, 60 samples)", pieces_["first_validation_score"],
+                pieces_["first_validation_score"]["same_outputs"]),) if "first_validation_score" in pieces_ else ())):
         medians = [v["median_s"] for v in figures.values() if isinstance(v, dict)]
         lines.append(f"| {label} | {medians[0]:.3f} | {medians[1]:.3f} | "
-                     f"{'-' if same is None else ('same bytes' if same else 'DIFFERENT')} |")
+                     f"{'-' if same is None else ('same' if same else 'DIFFERENT')} |")
     return "\n".join(lines) + "\n"
 
 
