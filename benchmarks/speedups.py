@@ -324,6 +324,25 @@ def render(results: dict) -> str:
                   f"Of the {len(files['compared'])} files the manifest lists as reproducible, "
                   + ("; ".join(differing) + "; every other file has the same sha256 before and after."
                      if differing else "every one has the same sha256 before and after."), ""]
+    lines += ["## What changed", "",
+              "- **Conversion** (VWW's convert stage, and the float32 TFLite conversion of every baseline): the "
+              "TFLite converter read the model from tf_keras's SavedModel export, which traces every layer's "
+              "call functions for Keras to load the model back; the converter only reads the serving signature. "
+              "It now converts a SavedModel holding that signature (traced by tf_keras's own "
+              "`default_save_signature`) and the variables (`edgekit._tf.serving_export`); the files are byte "
+              "for byte the same (tests/test_convert.py checks float32, int8 and QAT int8).",
+              "- **export_mcu** reuses the arena bench measured for the same file (by sha256) and runs TFLite "
+              "Micro once for the test output, instead of bisecting the smallest arena again.",
+              "- **open_runner** skips the child-process smoke run for a build's own files (`trusted_sha256`: "
+              "bytes the build ran in-process when it verified them); user files keep the guard.",
+              "- **optimize** scores its first validation metric on the float model (whose predict function the "
+              "baseline traced) rather than on its clone, whose outputs are identical.",
+              "- Looked at and left: calibration (in an exploratory run, not in speedups.json, a fully QAT VWW model "
+              "gave the same file from 1 or 200 samples in about the same time: it is not the cost); the rest of the "
+              "optimize stage is tf_keras/tfmot graph "
+              "construction (each phase's train, test and predict functions, tfmot's quantize_apply clones), "
+              "which fewer clones or eager execution would cut only by changing the random streams or the "
+              "arithmetic; `edgekit bench` and `export` of a .tflite import no TensorFlow.", ""]
     pieces_ = results["pieces"]
     export = pieces_["export_mcu"]
     lines += ["## The pieces (one process, old and new way alternating; median s)", "",

@@ -144,7 +144,8 @@ def _build(recipe: Recipe, target: Target, directory: Path, cache: StageCache, s
     conversions.insert(1, quantized)
     for conversion in conversions:
         write_atomic(directory / conversion.filename, conversion.content)
-    # every conversion ran in this process's runtime when it was verified: no child-process guard for them
+    # every conversion was run in-process by the build that made it (its verification), and the cache hands
+    # back exactly those bytes: opening them needs no child-process guard
     verified = {c.filename: hashlib.sha256(c.content).hexdigest() for c in conversions}
 
     variants = []
@@ -295,7 +296,7 @@ def _bench(cache: StageCache, conversion, directory: Path, target: Target, datas
     def measure() -> Entry:
         result = bench.bench(directory / conversion.filename, target, dataset.x_test, dataset.y_test, runs=runs,
                              warmup=warmup, threads=threads, task=recipe.task, metric=recipe.metric,
-                             trusted_sha256=artifact)  # verified in this process when it was converted
+                             trusted_sha256=artifact)  # run in-process when it was converted and verified
         return Entry(result.to_dict())
 
     profile = {k: v for k, v in target.to_dict().items() if k != "file"}  # what it says, not where it lives

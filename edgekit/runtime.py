@@ -129,9 +129,9 @@ def open_runner(path: str | Path, threads: int = 1, batch_sizes: tuple[int, ...]
     `batch_sizes`), and only then opened in this process: a file that would crash the runtime costs the
     child, not edgekit. What the child measured stays on the runner as `smoke`.
 
-    `trusted_sha256` is for the files a build made itself: the sha256 of bytes the caller has already run in
-    its runtime (every conversion is verified by running it in-process before it is kept). A file with
-    exactly that content skips the child, whose guard it does not need, and `smoke` stays None."""
+    `trusted_sha256` is for the files a build made itself: the sha256 of bytes already run in-process by the
+    build that made them (every conversion is verified by running it before it is kept or cached). A file
+    with exactly that content skips the child, whose guard it does not need, and `smoke` stays None."""
     import hashlib
 
     from edgekit.validate import check_model_file
