@@ -7,6 +7,7 @@ inside functions) instead of importing tensorflow anywhere else.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -57,4 +58,23 @@ def reserve_layer_names(names: list[str]) -> None:
         counters[("", prefix)] = max(counters[("", prefix)], needed)
 
 
-__all__ = ["tf", "keras", "tfmot", "tf2onnx", "reserve_layer_names"]
+@contextlib.contextmanager
+def serving_export(model):
+    """A tf.Module holding `model` and its serving signature (the call with training=False, traced by tf_keras's
+    own `default_save_signature`), inside a scope in which a SavedModel export of it writes that signature and
+    the variables only. tf_keras's export of a model also traces every layer's call functions so that Keras can
+    load the model back, which the TFLite converter (it converts the serving signature) never reads: that
+    tracing is most of a conversion's time (measured in benchmarks/speedups.json). The signature is the very
+    function tf_keras would export, traced before any layer function is wrapped, so the converter's input and
+    the file it writes are the same."""
+    from tf_keras.src.saving.legacy.saved_model import save_impl
+    from tf_keras.src.saving.legacy.saved_model import utils as saved_model_utils
+
+    exportable = tf.Module()
+    exportable.model = model  # the variables, through the model's own tracking
+    exportable._default_save_signature = save_impl.default_save_signature(model)  # the name tf.saved_model looks for
+    with saved_model_utils.keras_option_scope(save_traces=False, in_tf_saved_model_scope=False):
+        yield exportable
+
+
+__all__ = ["tf", "keras", "tfmot", "tf2onnx", "reserve_layer_names", "serving_export"]

@@ -109,22 +109,24 @@ def measure_latency(call, runs: int, warmup: int, threads: int, label: str = "be
 
 def bench(path: Path, target: Target, x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
           runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP, threads: int = 1,
-          task: str = "classification", metric: str = "accuracy") -> BenchResult:
-    return bench_targets(path, [target], x_test, y_test, runs, warmup, threads, task, metric)[0]
+          task: str = "classification", metric: str = "accuracy", trusted_sha256: str | None = None) -> BenchResult:
+    return bench_targets(path, [target], x_test, y_test, runs, warmup, threads, task, metric, trusted_sha256)[0]
 
 
 def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None = None,
                   y_test: np.ndarray | None = None, runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
-                  threads: int = 1, task: str = "classification", metric: str = "accuracy") -> list[BenchResult]:
+                  threads: int = 1, task: str = "classification", metric: str = "accuracy",
+                  trusted_sha256: str | None = None) -> list[BenchResult]:
     """Measure once on the host, then judge the model against each target. With test data, the task's
     metric is measured too (batched). The file may come from anywhere: `open_runner` checks it and runs it
-    once in a child process before this process loads it, and TFLite Micro only ever runs in a child."""
+    once in a child process before this process loads it (unless its sha256 is `trusted_sha256`, a build's
+    own verified file), and TFLite Micro only ever runs in a child."""
     from edgekit.tasks import TASKS
 
     path = Path(path)
     count = 0 if y_test is None or x_test is None else len(x_test)
     chunks = tuple(sorted({min(count, BATCH), count % BATCH} - {0}))  # the batch sizes predict() will use
-    runner = open_runner(path, threads, chunks)
+    runner = open_runner(path, threads, chunks, trusted_sha256)
     info = inspect_model(path)
     precision = precision_of(info)
     if x_test is not None and tuple(x_test.shape[1:]) != info.inputs[0].shape[1:]:

@@ -189,6 +189,9 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
     conversions.insert(1, quantized)
     for conversion in conversions:
         write_atomic(directory / conversion.filename, conversion.content)
+    # every conversion was run in-process by the build that made it (its verification), and the cache hands
+    # back exactly those bytes: opening them needs no child-process guard
+    verified = {c.filename: hashlib.sha256(c.content).hexdigest() for c in conversions}
 
     with stage("bench"):
         judged = _bench_targets(cache, conversions, directory, chosen, dataset, recipe, runs, warmup, threads)
@@ -206,7 +209,8 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
     if recipe.task in ("classification", "binary"):
         chosen_variant = next(v for v in variants if v["name"] == selected)
         report["confusion_matrix"] = model_confusion(directory / chosen_variant["file"], dataset.x_test,
-                                                     dataset.y_test, dataset.labels, selected)
+                                                     dataset.y_test, dataset.labels, selected,
+                                                     verified[chosen_variant["file"]])
     write_json(directory / "report.json", report)
     write_atomic(directory / "report.md", reports.to_markdown(report))
     files = [c.filename for c in conversions] + [FLOAT_KERAS, "report.json", "report.md"]
@@ -218,12 +222,14 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
         write_atomic(directory / "labels.txt", "\n".join(dataset.labels) + "\n")
         files.append("labels.txt")
     if len(chosen) == 1:
-        chosen_file = directory / next(v["file"] for v in variants if v["name"] == selected)
+        chosen_variant = next(v for v in variants if v["name"] == selected)
+        chosen_file = directory / chosen_variant["file"]
         if chosen_file.suffix == ".tflite":
             with stage("export"):
-                files += _write_bundle(chosen_file, target, directory, dataset)
+                files += _write_bundle(chosen_file, target, directory, dataset, verified[chosen_variant["file"]],
+                                       chosen_variant["ram"])
     else:
-        files += _write_bundles(directory, chosen, judged, selections, dataset)
+        files += _write_bundles(directory, chosen, judged, selections, dataset, verified)
     provenance = {"targets": [t.to_dict() for t in chosen],
                   "fits": {t.name: {"selected": selections[t.name][0], "fits": selections[t.name][2]}
                            for t in chosen}} if len(chosen) > 1 else {}
@@ -265,7 +271,8 @@ def _bench_targets(cache: StageCache, conversions, directory: Path, chosen: list
         if missing:  # measured once for all of them
             results = bench.bench_targets(directory / conversion.filename, missing, dataset.x_test, dataset.y_test,
                                           runs=runs, warmup=warmup, threads=threads, task=recipe.task,
-                                          metric=recipe.metric)
+                                          metric=recipe.metric,
+                                          trusted_sha256=hashlib.sha256(conversion.content).hexdigest())
             fresh = {r.target: Entry(r.to_dict()) for r in results}
         for target in chosen:
             result = cache.run(names[target.name], keys[target.name], functools.partial(fresh.get, target.name)).values
@@ -307,7 +314,7 @@ def _add_targets(report: dict[str, Any], chosen: list[Target], judged: dict[str,
 
 
 def _write_bundles(directory: Path, chosen: list[Target], judged: dict[str, list[dict[str, Any]]],
-                   selections: dict[str, tuple[str, str, bool]], dataset) -> list[str]:
+                   selections: dict[str, tuple[str, str, bool]], dataset, verified: dict[str, str]) -> list[str]:
     """bundle/<target>/ for each target whose selected variant is a .tflite file."""
     import shutil
 
@@ -315,10 +322,12 @@ def _write_bundles(directory: Path, chosen: list[Target], judged: dict[str, list
     files = []
     for target in chosen:
         selected = selections[target.name][0]
-        model = directory / next(v["file"] for v in judged[target.name] if v["name"] == selected)
+        variant = next(v for v in judged[target.name] if v["name"] == selected)
+        model = directory / variant["file"]
         if model.suffix == ".tflite":
             with stage(f"export {target.name}"):
-                files += _write_bundle(model, target, directory, dataset, f"{BUNDLE}/{target.name}")
+                files += _write_bundle(model, target, directory, dataset, verified[variant["file"]], variant["ram"],
+                                       f"{BUNDLE}/{target.name}")
     return files
 
 
@@ -501,9 +510,11 @@ def _trained_on_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def _write_bundle(model: Path, target: Target, directory: Path, dataset, folder: str = BUNDLE) -> list[str]:
+def _write_bundle(model: Path, target: Target, directory: Path, dataset, verified: str, ram: dict[str, Any],
+                  folder: str = BUNDLE) -> list[str]:
     """The selected model's deployment bundle in `directory/folder` (what `edgekit export` writes), with a
-    test-set sample as its stored test input; returns the files, relative."""
+    test-set sample as its stored test input; returns the files, relative. `verified` is the sha256 of the
+    model's verified bytes, `ram` what bench measured for it (a microcontroller's arena is not measured again)."""
     import shutil
 
     bundle = directory / folder
@@ -511,12 +522,14 @@ def _write_bundle(model: Path, target: Target, directory: Path, dataset, folder:
     if target.device_class.value == "mcu":
         from edgekit.export import export_mcu
 
-        export_mcu(model, target, bundle, sample=dataset.x_test[0])
+        export_mcu(model, target, bundle, sample=dataset.x_test[0],
+                   measured_arena={**ram, "sha256": verified} if ram.get("arena_bytes") is not None else None)
     else:
         from edgekit.bundles import export_bundle
 
         labels = directory / "labels.txt"
-        export_bundle(model, target, bundle, labels if labels.is_file() else None, sample=dataset.x_test[0])
+        export_bundle(model, target, bundle, labels if labels.is_file() else None, sample=dataset.x_test[0],
+                      trusted_sha256=verified)
     return sorted(f"{folder}/{f.name}" for f in bundle.iterdir() if f.is_file() and not f.name.startswith("."))
 
 

@@ -23,10 +23,11 @@ REQUIREMENTS = "numpy\nai-edge-litert\n"
 SEED = 0
 
 
-def export_bundle(model: Path, target, out: Path, labels: Path | None = None, sample=None) -> dict[str, Any]:
+def export_bundle(model: Path, target, out: Path, labels: Path | None = None, sample=None,
+                  trusted_sha256: str | None = None) -> dict[str, Any]:
     """Write the bundle for a phone or single-board-computer `target` into `out`; returns model.json's
     content plus the list of files written. `sample` is one float input (a test-set sample) stored as the
-    test input; without it, a seeded random one."""
+    test input; without it, a seeded random one. `trusted_sha256`: as in runtime.open_runner."""
     from edgekit.inspect import inspect_model
     from edgekit.validate import check_model_file
 
@@ -38,7 +39,7 @@ def export_bundle(model: Path, target, out: Path, labels: Path | None = None, sa
     info = inspect_model(model)
     if labels is not None and not Path(labels).is_file():
         raise UsageError(f"labels file '{labels}' does not exist")
-    sample, expected = reference_pair(model, sample)
+    sample, expected = reference_pair(model, sample, trusted_sha256)
     threads = target.latency.threads if target.latency else min(4, target.cpu.cores)
     description = {
         "model": model.name, "sha256": sha256(model), "bytes": info.size_bytes, "target": target.name,
@@ -70,12 +71,13 @@ def export_bundle(model: Path, target, out: Path, labels: Path | None = None, sa
     return {**description, "files": sorted(files)}
 
 
-def reference_pair(model: Path, given=None) -> tuple[np.ndarray, np.ndarray]:
+def reference_pair(model: Path, given=None, trusted_sha256: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A batch-1 input in the model's own dtype (`given`, a float sample, quantized as the model's input
     says; else seeded random) and the raw output LiteRT gives for it on this machine."""
     from edgekit.runtime import open_runner
 
-    runner = open_runner(model)  # checked and run once in a child first: the file may come from anywhere
+    # checked and run once in a child first (the file may come from anywhere), unless it is a build's own
+    runner = open_runner(model, trusted_sha256=trusted_sha256)
     rng = np.random.default_rng(SEED)
     shape = runner.input_shape
     dtype = runner.input_dtype

@@ -166,9 +166,7 @@ def _agreement(task: str, agreement: float, inputs: str) -> str:
 
 @_format("tflite-float32", "float32", "float32", ".float32.tflite", "float32 TFLite", FLOAT_ATOL)
 def _tflite_float32(model, _calibration=None) -> bytes:
-    from edgekit._tf import tf
-
-    return _run_converter(tf.lite.TFLiteConverter.from_keras_model(model), "float32 TFLite")
+    return _keras_tflite(model, "float32 TFLite")
 
 
 @_format("tflite-float16", "float16", "float16", ".float16.tflite", "float16 TFLite", FLOAT16_ATOL)
@@ -176,10 +174,12 @@ def _tflite_float16(model, _calibration=None) -> bytes:
     """float16 weights, float32 input, output and arithmetic (on runtimes without half-precision math)."""
     from edgekit._tf import tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_types = [tf.float16]
-    return _run_converter(converter, "float16 TFLite")
+    def configure(converter):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+        return converter
+
+    return _keras_tflite(model, "float16 TFLite", configure)
 
 
 @_format("tflite-dynamic", "dynamic", "dynamic", ".dynamic.tflite", "dynamic-range TFLite")
@@ -187,19 +187,23 @@ def _tflite_dynamic(model, _calibration=None) -> bytes:
     """int8 weights; float input and output, activations quantized per batch at run time (no calibration)."""
     from edgekit._tf import tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return _run_converter(converter, "dynamic-range TFLite")
+    def configure(converter):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        return converter
+
+    return _keras_tflite(model, "dynamic-range TFLite", configure)
 
 
 @_format("tflite-int8", "int8", "int8", ".int8.tflite", "int8 TFLite", calibrated=True)
 def _tflite_int8(model, calibration: np.ndarray) -> bytes:
-    return _run_converter(int8_converter(model, calibration), "int8 TFLite")
+    return _keras_tflite(model, "int8 TFLite", lambda converter: _integer_settings(
+        converter, calibration, "TFLITE_BUILTINS_INT8", "int8"))
 
 
 @_format("tflite-int16x8", "int16x8", "int16x8", ".int16x8.tflite", "int16x8 TFLite", calibrated=True)
 def _tflite_int16x8(model, calibration: np.ndarray) -> bytes:
-    return _run_converter(int16x8_converter(model, calibration), "int16x8 TFLite")
+    return _keras_tflite(model, "int16x8 TFLite", lambda converter: _integer_settings(
+        converter, calibration, INT16X8_OPS, "int16"))
 
 
 @_format("onnx", "onnx", "float32", ".onnx", "float32 ONNX", FLOAT_ATOL)
@@ -253,14 +257,21 @@ def int16x8_converter(model, representative: np.ndarray):
     """The TFLite converter for int16 activations, input and output with int8 weights (TFLite's 16x8 mode),
     calibrated on `representative`. An op without a 16x8 kernel fails the conversion rather than falling
     back to float, so the file is what was asked for."""
-    return _integer_converter(model, representative, "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8",
-                              "int16")
+    return _integer_converter(model, representative, INT16X8_OPS, "int16")
+
+
+INT16X8_OPS = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"
 
 
 def _integer_converter(model, representative: np.ndarray, ops_set: str, io_type: str):
     from edgekit._tf import tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    return _integer_settings(tf.lite.TFLiteConverter.from_keras_model(model), representative, ops_set, io_type)
+
+
+def _integer_settings(converter, representative: np.ndarray, ops_set: str, io_type: str):
+    from edgekit._tf import tf
+
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: _calibration_samples(representative)
     converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, ops_set)]
@@ -338,6 +349,29 @@ def _verified(conversion: Conversion, spec: Format, model, inputs: np.ndarray, t
             raise StageError("verify", f"{spec.label} {_agreement(task, agreement, where)} ({task}); at least "
                              f"{INT8_MIN_AGREEMENT:.0%} is required{hint}")
     return Conversion(conversion.name, conversion.format, conversion.precision, conversion.content, check)
+
+
+def _keras_tflite(model, what: str, configure: Callable[[Any], Any] = lambda converter: converter) -> bytes:
+    """The TFLite file of a tf_keras model, from the converter `configure` sets up. The converter reads the
+    model from a SavedModel that holds its serving signature only (`serving_tflite`); should that export
+    fail, the conversion runs again from tf_keras's own full export (TFLiteConverter.from_keras_model), so
+    a model converts exactly when it did before, and a real conversion error is the one that path reports."""
+    try:
+        return serving_tflite(model, what, configure)
+    except Exception as e:  # the full export below reports what is really wrong
+        log.debug("converter: the serving-signature export failed (%s); using tf_keras's full export", e)
+    from edgekit._tf import tf
+
+    return _run_converter(configure(tf.lite.TFLiteConverter.from_keras_model(model)), what)
+
+
+def serving_tflite(model, what: str, configure: Callable[[Any], Any] = lambda converter: converter) -> bytes:
+    """`configure`'s converter run on the model's serving signature alone (edgekit._tf.serving_export): the
+    bytes TFLiteConverter.from_keras_model(model) gives, without tracing every layer's functions first."""
+    from edgekit._tf import serving_export, tf
+
+    with serving_export(model) as exportable:
+        return _run_converter(configure(tf.lite.TFLiteConverter.from_keras_model(exportable)), what)
 
 
 def _run_converter(converter, what: str) -> bytes:

@@ -263,12 +263,19 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_") if part) or "Model"
 
 
-def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=None) -> dict[str, Any]:
+def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=None,
+               measured_arena: dict[str, Any] | None = None) -> dict[str, Any]:
     """The files a firmware project includes: `model_data.h/.cc` (the model as the array `name`), `model_ops.h`
     (its op resolver), `model_arena.h` (the arena size), `test_data.h/.cc` (one test input and the output
     TFLite Micro gives for it), an application (`main.cc`, or an Arduino sketch) that checks that output on
     the board and prints one JSON line per run with its latency, `model.json` and a README. `sample` is one
-    float input (from the test set); without it a seeded random one. Returns what was written."""
+    float input (from the test set); without it a seeded random one. Returns what was written.
+
+    `measured_arena` is what `edgekit bench` already measured for a file, {"sha256", "arena_bytes",
+    "arena_min_bytes"} (a build passes its bench figures for the model it ships): when `model` has that
+    sha256, TFLite Micro runs it once for the test output only, instead of again bisecting the smallest arena
+    (the arena a model needs does not depend on its input values). That file's own bench run also checked
+    it in a child process, so the LiteRT child run is skipped too."""
     import math
 
     import numpy as np
@@ -286,12 +293,15 @@ def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=Non
     info = inspect_model(model)
     if sample is None:
         sample = np.random.default_rng(0).uniform(0, 1, info.inputs[0].shape[1:]).astype(np.float32)
-    raw_input = open_runner(model).quantize_input(np.asarray(sample, np.float32)[np.newaxis])[0]
-    measured = micro.measure(model, sample=raw_input)
+    known = measured_arena if measured_arena and measured_arena.get("sha256") == sha256(Path(model)) else None
+    runner = open_runner(model, trusted_sha256=known["sha256"] if known else None)
+    raw_input = runner.quantize_input(np.asarray(sample, np.float32)[np.newaxis])[0]
+    measured = micro.measure(model, sample=raw_input, find_min_arena=known is None)
     if not measured.supported:
         raise UsageError(f"{model}: TFLite Micro cannot run it ({measured.error}); see `edgekit bench --target "
                          f"{target.name}`")
-    base = measured.arena_min_bytes or measured.arena_bytes
+    base = (known["arena_min_bytes"] or known["arena_bytes"]) if known else (measured.arena_min_bytes
+                                                                             or measured.arena_bytes)
     arena = math.ceil(base * (1 + target.memory.arena_margin) / 16) * 16
     header, source = c_array(Path(model).read_bytes(), name)
     ops = [op.op for op in info.ops]

@@ -54,12 +54,13 @@ def confusion(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.nda
 
 
 def model_confusion(model: Path, x_test: np.ndarray, y_test: np.ndarray, classes: Sequence[str],
-                   variant: str) -> dict[str, Any]:
+                   variant: str, trusted_sha256: str | None = None) -> dict[str, Any]:
     """Run `model` (a .tflite or .onnx file) on the test split and return report.json's `confusion_matrix`
-    section: the variant, the split, and `confusion` of its predictions."""
+    section: the variant, the split, and `confusion` of its predictions. `trusted_sha256`: as in
+    runtime.open_runner."""
     from edgekit.runtime import open_runner
 
-    predicted = open_runner(model).predict(x_test).argmax(-1)
+    predicted = open_runner(model, trusted_sha256=trusted_sha256).predict(x_test).argmax(-1)
     return {"variant": variant, "split": "test", **confusion(y_test, predicted, classes)}
 
 

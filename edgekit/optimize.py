@@ -64,7 +64,9 @@ def _optimize(model, recipe: Recipe, data: Dataset) -> OptimizeResult:
     result = OptimizeResult(model=clone(model), quantization_aware=False, quantize=settings.quantize)
     if settings.quantize == "qat" and not settings.qat_epochs:
         result.quantize = "ptq"
-    metric = _validation_metric(result.model, recipe, data)
+    # The clone's outputs are the float model's (same layers, same weights): scoring the model itself reuses
+    # the predict function the baseline stage traced, where the clone would trace its own (issue 9).
+    metric = _validation_metric(model, recipe, data)
     if settings.pruned:
         started = time.perf_counter()
         pruned = prune(result.model, recipe, data)

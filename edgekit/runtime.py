@@ -122,16 +122,24 @@ class OnnxRunner:
         return lambda: session.run(None, feed)
 
 
-def open_runner(path: str | Path, threads: int = 1, batch_sizes: tuple[int, ...] = ()) -> TFLiteRunner | OnnxRunner:
+def open_runner(path: str | Path, threads: int = 1, batch_sizes: tuple[int, ...] = (),
+                trusted_sha256: str | None = None) -> TFLiteRunner | OnnxRunner:
     """The runner for a model file from anywhere. The file is checked first (`validate.check_model_file`),
     then loaded, allocated and run once on zeros in a child process (`smoke_run`, also at each of
     `batch_sizes`), and only then opened in this process: a file that would crash the runtime costs the
-    child, not edgekit. What the child measured stays on the runner as `smoke`."""
+    child, not edgekit. What the child measured stays on the runner as `smoke`.
+
+    `trusted_sha256` is for the files a build made itself: the sha256 of bytes already run in-process by the
+    build that made them (every conversion is verified by running it before it is kept or cached). A file
+    with exactly that content skips the child, whose guard it does not need, and `smoke` stays None."""
+    import hashlib
+
     from edgekit.validate import check_model_file
 
     fmt = check_model_file(path)
-    smoke = smoke_run(path, fmt, threads, batch_sizes)
     content = Path(path).read_bytes()
+    trusted = trusted_sha256 is not None and hashlib.sha256(content).hexdigest() == trusted_sha256
+    smoke = None if trusted else smoke_run(path, fmt, threads, batch_sizes)
     runner = TFLiteRunner(content, threads) if fmt == "tflite" else OnnxRunner(content, threads)
     runner.smoke = smoke
     return runner

@@ -217,3 +217,24 @@ def test_a_runtime_crash_in_the_child_is_one_line_exit_1(tflite, tmp_path, monke
     assert code == 1
     assert stderr == (f"Error: litert failed: {path}: LiteRT crashed (SIGSEGV) in a child process while running the "
                       "model on zeros (batch 1); the file may be corrupt or made for another runtime version\n")
+
+
+def test_only_the_builds_own_verified_bytes_skip_the_child_run(tflite, tmp_path, monkeypatch):
+    """open_runner's trusted_sha256 (issue 9): a build's own verified file skips the child-process smoke run; any
+    other content, a file from outside or one changed since it was verified, still goes through the child. The
+    child here is the crashing stand-in: a skipped child cannot crash, a run one does."""
+    import hashlib
+
+    from edgekit.errors import StageError
+    from edgekit.runtime import open_runner
+
+    child = tmp_path / "crashing-python"
+    child.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    child.chmod(0o755)
+    path = _case(tmp_path, "model.tflite", tflite)
+    monkeypatch.setattr(sys, "executable", str(child))
+    runner = open_runner(path, trusted_sha256=hashlib.sha256(tflite).hexdigest())
+    assert runner.smoke is None and runner.predict(np.zeros((2, *runner.input_shape), np.float32)).shape[0] == 2
+    for trusted in (None, hashlib.sha256(tflite + b"\0").hexdigest()):
+        with pytest.raises(StageError, match=r"LiteRT crashed \(SIGSEGV\) in a child process"):
+            open_runner(path, trusted_sha256=trusted)

@@ -212,3 +212,41 @@ def test_unknown_format_and_wrong_out_suffix(files):
     suffix = _convert(files["keras"], "--to", "onnx", "--out", "model.tflite")
     assert suffix.exit_code == 2
     assert suffix.stderr == "Error: --out 'model.tflite' does not end in .onnx, the suffix of onnx files\n"
+
+
+@pytest.fixture(scope="module")
+def qat_model(digits):
+    """Quantization-aware: a depthwise convolution and a batch norm (folded by tfmot), as in the MLPerf nets."""
+    from edgekit._tf import keras, tfmot
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(digits.input_shape)
+    x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.DepthwiseConv2D(3, name="depthwise")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(digits.num_classes, activation="softmax", name="classes")(x)
+    qat = tfmot().quantization.keras.quantize_model(keras.Model(inputs, outputs))
+    qat.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    qat.fit(digits.x_train[:256], digits.y_train[:256], epochs=1, batch_size=32, verbose=0)
+    return qat
+
+
+@pytest.mark.parametrize("which", ["float32", "int8", "qat-int8"])
+def test_the_serving_signature_export_gives_the_bytes_of_tf_keras_full_export(which, model, qat_model, digits):
+    """convert.py converts from a SavedModel holding only the model's serving signature (issue 9: a third to a
+    fifth of the time); the file must be byte for byte the one TFLiteConverter.from_keras_model writes."""
+    from edgekit._tf import tf
+
+    source = qat_model if which == "qat-int8" else model
+    calibration = digits.representative(50)
+    if which == "float32":
+        def configure(converter):
+            return converter
+    else:
+        def configure(converter):
+            return convert._integer_settings(converter, calibration, "TFLITE_BUILTINS_INT8", "int8")
+    full = configure(tf.lite.TFLiteConverter.from_keras_model(source)).convert()
+    assert convert.serving_tflite(source, which, configure) == full
+    assert convert.FORMATS[f"tflite-{which.removeprefix('qat-')}"].make(source, calibration) == full

@@ -133,3 +133,26 @@ def test_export_stores_a_test_set_sample_with_data(tiny_build, tmp_path):
     stored = np.load(tmp_path / "test_input.npy")
     expected = TFLiteRunner(model).quantize_input(data.load("digits").x_test[:1])
     np.testing.assert_array_equal(stored, expected)
+
+
+def test_the_arena_bench_measured_is_reused_for_the_same_file_only(bundle, tmp_path):
+    """export_mcu's measured_arena (issue 9): for the file with that sha256 the arena is not bisected again
+    (the figure given is the one written, here one made 16 bytes larger to tell it apart) and the files are
+    otherwise those of a full measurement; for another sha256 the runtime measures."""
+    from edgekit import targets
+    from edgekit._files import sha256
+    from edgekit.export import export_mcu
+
+    model, full = bundle
+    measured = json.loads((full / "model.json").read_text())["arena_measured_bytes"]
+    target = targets.load("nucleo-l4r5zi")
+    given = {"sha256": sha256(model), "arena_bytes": measured + 64, "arena_min_bytes": measured + 16}
+    reused = export_mcu(model, target, tmp_path / "reused", name="digits_model", measured_arena=given)
+    assert reused["arena_measured_bytes"] == measured + 16
+    same = export_mcu(model, target, tmp_path / "same", name="digits_model",
+                      measured_arena={**given, "arena_min_bytes": measured})
+    assert {f.name: f.read_bytes() for f in (tmp_path / "same").iterdir()} == {
+        f.name: f.read_bytes() for f in full.iterdir()}
+    other = export_mcu(model, target, tmp_path / "other", name="digits_model",
+                       measured_arena={**given, "sha256": "0" * 64})
+    assert other["arena_measured_bytes"] == measured == same["arena_measured_bytes"]
