@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -316,10 +317,64 @@ def _onnx_proto(model):
     try:
         with captured_stderr_fd() as native_log:
             proto, _ = tf2onnx().convert.from_keras(model, input_signature=signature, opset=ONNX_OPSET)
+        _canonical_names(proto)
         onnx.checker.check_model(proto)
     except Exception as e:  # tf2onnx raises many kinds; the user needs the first line
         raise StageError("convert", f"ONNX conversion: {_first_line(e, native_log)}") from e
     return proto
+
+
+_COUNTER = re.compile(r"__(\d+)")
+
+
+def _canonical_names(proto) -> None:
+    """Make tf2onnx's output the same bytes for the same model in any process. Two of its names depend on the
+    process: the `__N` suffixes come from a process-wide counter (a second conversion in one process numbers
+    from where the first stopped), and constants of equal value are merged under the name of whichever one a
+    set yields first (string hashing differs per process). Counters are renumbered in order of first
+    appearance; a merged constant (read by several nodes) is named `shared_constant_K` in order of first use;
+    the initializers are listed in order of first use."""
+    graph = proto.graph
+    if any(a.g.node or a.graphs for node in graph.node for a in node.attribute):
+        return  # a subgraph (If, Loop) may read outer names: left as tf2onnx named them
+    users: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    initializers = {i.name for i in graph.initializer}
+    shared = {}
+    for node in graph.node:
+        for name in node.input:
+            if name in initializers and users[name] > 1 and name not in shared:
+                shared[name] = f"shared_constant_{len(shared)}"
+    numbers: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        if name in shared:
+            return shared[name]
+        return _COUNTER.sub(lambda m: "__" + numbers.setdefault(m.group(1), str(len(numbers))), name)
+
+    def rename_dims(value) -> None:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = rename(dim.dim_param)
+
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        value.name = rename(value.name)
+        rename_dims(value)
+    for node in graph.node:
+        node.name = rename(node.name)
+        node.input[:] = [rename(n) for n in node.input]
+        node.output[:] = [rename(n) for n in node.output]
+    for initializer in graph.initializer:
+        initializer.name = rename(initializer.name)
+    order = {name: i for i, name in enumerate(dict.fromkeys(n for node in graph.node for n in node.input))}
+    ordered = sorted(graph.initializer, key=lambda i: (order.get(i.name, len(order)), i.name))
+    copies = [type(i)() for i in ordered]
+    for copy, original in zip(copies, ordered, strict=True):
+        copy.CopyFrom(original)
+    del graph.initializer[:]
+    graph.initializer.extend(copies)
 
 
 def _verified(conversion: Conversion, spec: Format, model, inputs: np.ndarray, task: str,

@@ -250,3 +250,34 @@ def test_the_serving_signature_export_gives_the_bytes_of_tf_keras_full_export(wh
     full = configure(tf.lite.TFLiteConverter.from_keras_model(source)).convert()
     assert convert.serving_tflite(source, which, configure) == full
     assert convert.FORMATS[f"tflite-{which.removeprefix('qat-')}"].make(source, calibration) == full
+
+
+_ONNX_BYTES = """
+import hashlib, sys
+from edgekit._tf import keras
+from edgekit.convert import _onnx_proto
+from edgekit.zoo import build_model
+
+def convert():
+    keras.utils.set_random_seed(0)  # fresh batch norms: equal biases that tf2onnx merges into one constant
+    model = build_model("mobilenet-v1", (32, 32, 3), 2, {"alpha": 0.25})
+    return hashlib.sha256(_onnx_proto(model).SerializeToString()).hexdigest()
+
+print(convert(), convert())
+"""
+
+
+def test_onnx_bytes_are_the_same_in_any_process_and_for_a_second_conversion_in_one(tmp_path):
+    """tf2onnx's names depend on the process (a process-wide counter; merged constants named by set order,
+    which string hashing varies): two hash seeds and two conversions in one process give one file."""
+    import os
+    import subprocess
+    import sys
+
+    digests = []
+    for seed in ("1", "2"):
+        run = subprocess.run([sys.executable, "-c", _ONNX_BYTES], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "PYTHONHASHSEED": seed})
+        assert run.returncode == 0, run.stderr[-2000:]
+        digests += run.stdout.split()
+    assert len(digests) == 4 and len(set(digests)) == 1, digests
