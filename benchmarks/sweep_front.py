@@ -121,13 +121,16 @@ def to_markdown(result: dict) -> str:
               f"The whole sweep (4 points, each built for rpi4 and judged on all three targets): "
               f"{result['wall_seconds']['1_worker']:.0f} s with 1 worker, {result['wall_seconds']['2_workers']:.0f} s "
               "with 2 workers (a local process pool, each worker its own process; measured once each, in that "
-              "order, while other jobs shared the 2 cores). The fronts with 2 workers are "
+              f"order; load average at the end {load}). The fronts with 2 workers are "
               f"{'the same' if result['same_fronts_with_two_workers'] else 'NOT the same'} as with 1."
               + (" Two workers did not help here: the likely cause (not measured separately) is that each worker "
-                 "process starts its own TensorFlow and the two builds compete for the same 2 cores with the other "
-                 "jobs; and the largest point alone took "
+                 "process starts its own TensorFlow and the two builds compete for the same 2 cores (and with any "
+                 "other jobs); and the largest point alone took "
                  f"{_largest_share(result):.0%} of the one-worker time, a floor no pool size lowers."
-                 if result["wall_seconds"]["2_workers"] >= result["wall_seconds"]["1_worker"] else ""), "",
+                 if result["wall_seconds"]["2_workers"] >= result["wall_seconds"]["1_worker"] else
+                 f" Two workers took {result['wall_seconds']['2_workers'] / result['wall_seconds']['1_worker']:.0%} "
+                 "of the one-worker time; the largest point alone took "
+                 f"{_largest_share(result):.0%} of the one-worker time, a floor no pool size lowers."), "",
               "## What the early skip saved", ""]
     skip = result["early_skip"]
     for p in skip["skipped_points"]:
