@@ -1,6 +1,6 @@
 """docs/cli.md, the command line reference, made from the commands' own `--help`.
 
-    python -m edgekit._clidoc --write     # rewrite docs/cli.md
+    python -m edgekit._clidoc --write     # rewrite docs/cli.md (run it in the repository's root)
     python -m edgekit._clidoc             # print it
 
 It lives in the package, beside cli.py, because it walks the live Click objects (every command and
@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 WIDTH = 100
-DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+DOC = Path("docs") / "cli.md"  # in the checkout's root: an installed package holds no docs/ folder
 REGENERATE = "python -m edgekit._clidoc --write"
 
 

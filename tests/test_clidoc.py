@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from edgekit import _clidoc
 from edgekit.cli import main
 
+DOC = Path(__file__).resolve().parents[1] / _clidoc.DOC  # this checkout's, wherever edgekit is installed from
+
 
 def test_docs_cli_md_is_the_live_help():
-    written = _clidoc.DOC.read_text() if _clidoc.DOC.is_file() else ""
+    written = DOC.read_text() if DOC.is_file() else ""
     stale = [path for path, section in _clidoc.sections().items() if section not in written]
     where = ", ".join(stale) or "outside the command sections"
     assert written == _clidoc.render(), (f"docs/cli.md differs from the live help ({where}); regenerate it with "
-                                         f"`{_clidoc.REGENERATE}`")
+                                         f"`{_clidoc.REGENERATE}` in the repository's root")
 
 
 def test_every_command_and_option_is_in_the_reference(monkeypatch):
