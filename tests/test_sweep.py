@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -165,3 +166,20 @@ def test_the_front_ignores_latency_and_ram_differences_within_measurement_noise(
     assert sweeps.pareto_front(rows, higher_is_better=True) == ["a", "b", "d"]
     # without the tolerance the noise decides: b drops out, and e (a worse metric, 3% faster) stays
     assert sweeps.pareto_front(rows, higher_is_better=True, noise=0.0) == ["a", "d", "e"]
+
+
+def test_a_point_is_judged_on_every_target_from_its_one_build(files, pool):
+    """run_point builds for the first target and judges the build's files on the others (the build's own
+    verified bytes, opened without the child-process guard): the same file, so the same metric and size."""
+    from edgekit import recipes
+
+    point = sweeps.expand(files / "recipe.toml", {"model.args.dense_units": [16], "optimize.sparsity": [0.0]}, {})[0]
+    assert point.name == "tiny-digits-p00"  # the pool's first point: its build is reused from the cache
+    result = sweeps.run_point(point.mapping, [TARGET, "rpi4"], str(files / "pool" / "builds"), 0,
+                              recipes.load(files / "recipe.toml").dataset, 10, 1)
+    assert result["targets"][TARGET] == _figures(pool)["tiny-digits-p00"]
+    report = json.loads((Path(result["build"]) / "report.json").read_text())
+    board = result["targets"]["rpi4"]
+    variant = next(v for v in report["variants"] if v["name"] == board["variant"])
+    assert board["metric"] == variant["metric"]["value"] and board["flash_bytes"] == variant["size_bytes"]
+    assert board["latency_ms"] is not None and board["ram_bytes"] > 0 and board["fits"]
