@@ -195,11 +195,8 @@ def peak_macs(runs: int) -> dict:
     macs = 64 * 1024 * 1024
     peaks = {}
     for precision, content in contents.items():
-        runner = TFLiteRunner(content)
-        runner._resize(64)
-        batch = runner.quantize_input(calibration)
-        runner._interpreter.set_tensor(runner._input["index"], batch)
-        median = bench.measure_latency(runner._interpreter.invoke, runs, runs // 10, 1).median
+        invoke = TFLiteRunner(content).prepare_batch(calibration)
+        median = bench.measure_latency(invoke, runs, runs // 10, 1).median
         peaks[precision] = {"macs_per_s": round(macs / (median / 1e3)), "median_ms": round(median, 4)}
     return peaks
 

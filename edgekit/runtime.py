@@ -91,8 +91,12 @@ class TFLiteRunner:
 
     def prepare(self, sample: np.ndarray):
         """Set one input (batch 1) and return the bare call that latency measurements time."""
-        self._resize(1)
-        self._interpreter.set_tensor(self._input["index"], self.quantize_input(sample[np.newaxis]))
+        return self.prepare_batch(sample[np.newaxis])
+
+    def prepare_batch(self, batch: np.ndarray):
+        """Set a batch of inputs (resizing the interpreter to it) and return the bare call that times it."""
+        self._resize(len(batch))
+        self._interpreter.set_tensor(self._input["index"], self.quantize_input(batch))
         return self._interpreter.invoke
 
 
