@@ -174,17 +174,35 @@ def cross_target(targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "latency_expected_error": estimate["expected_error"] if estimate else None,
                      "ram_bytes": result["ram"].get("required_bytes"), "flash_bytes": result["size_bytes"],
                      "ops_supported": checks["ops"]["ok"],
-                     "misses": [c["budget"] for c in result["fit"]["checks"] if c["ok"] is False]})
+                     "misses": [c["budget"] for c in result["fit"]["checks"] if c["ok"] is False],
+                     "budgets": {f"{budget}_{unit}": checks.get(budget, {}).get("limit")
+                                 for budget, unit in (("latency", "ms"), ("ram", "kb"), ("flash", "kb"))}})
     return rows
 
 
 def cross_target_row(row: dict[str, Any]) -> tuple[str, ...]:
-    """One `cross_target` entry as a row under CROSS_TARGET_COLUMNS."""
-    estimate = row["latency_ms_estimate"]
+    """One `cross_target` entry as a row under CROSS_TARGET_COLUMNS, each figure beside its budget."""
+    estimate, budgets = row["latency_ms_estimate"], row.get("budgets", {})
     return (row["target"], "yes" if row["fits"] else "NO", row["selected"],
-            f"{estimate:.3g} ms ±{row['latency_expected_error']:.0%}" if estimate is not None else "-",
-            _size(row["ram_bytes"]) if row["ram_bytes"] is not None else "-", _size(row["flash_bytes"]),
+            f"{estimate:.3g} ms ±{row['latency_expected_error']:.0%}{_of_ms(budgets.get('latency_ms'))}"
+            if estimate is not None else "-",
+            _size(row["ram_bytes"]) + _of_kb(budgets.get("ram_kb")) if row["ram_bytes"] is not None else "-",
+            _size(row["flash_bytes"]) + _of_kb(budgets.get("flash_kb")),
             "ok" if row["ops_supported"] else "NO", ", ".join(row["misses"]) or "-")
+
+
+def _of_ms(limit: float | None) -> str:
+    return f" of {limit:g} ms" if limit is not None else ""
+
+
+def _of_kb(limit: float | None) -> str:
+    """' of <budget>' for a budget in KB (KiB, as target profiles give it), in the largest whole unit."""
+    if limit is None:
+        return ""
+    for unit, size in (("GiB", 1024 * 1024), ("MiB", 1024)):
+        if limit >= size:
+            return f" of {limit / size:g} {unit}"
+    return f" of {limit:g} KiB"
 
 
 def fit_row(result: dict[str, Any]) -> tuple[str, ...]:
@@ -193,8 +211,10 @@ def fit_row(result: dict[str, Any]) -> tuple[str, ...]:
     ram = result["ram"].get("required_bytes")
     return (
         result["target"], "yes" if result["fit"]["fits"] else "NO",
-        f"{estimate['ms']:.3g} ms ±{estimate['expected_error']:.0%}" if estimate else "-",
-        _size(ram) if ram is not None else "-", _size(result["size_bytes"]),
+        f"{estimate['ms']:.3g} ms ±{estimate['expected_error']:.0%}{_of_ms(checks.get('latency', {}).get('limit'))}"
+        if estimate else "-",
+        _size(ram) + _of_kb(checks.get("ram", {}).get("limit")) if ram is not None else "-",
+        _size(result["size_bytes"]) + _of_kb(checks.get("flash", {}).get("limit")),
         "ok" if checks["ops"]["ok"] else "NO",
         ", ".join(c["budget"] for c in result["fit"]["checks"] if c["ok"] is False) or "-",
     )

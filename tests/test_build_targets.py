@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from test_html_report import Page
 
 from edgekit.cli import main
+from edgekit.report import cross_target_row
 
 TARGETS = ("rpi4", "nucleo-l4r5zi")
 
@@ -70,9 +71,12 @@ def test_the_table_ranks_targets_by_fit_then_estimated_latency(two_targets):
     assert _table_targets(result.stdout) == [row["target"] for row in rows]
     assert result.stdout.strip().splitlines()[-1] == f"Build folder: {folder}"
     selected = {t["target"]: next(v for v in t["variants"] if v["name"] == t["selected"]) for t in report["targets"]}
+    budgets = {t["target"]: t["budgets"] for t in report["targets"]}
     for row in rows:
         assert row["latency_ms_estimate"] == selected[row["target"]]["target_latency"]["ms"]
         assert row["flash_bytes"] == selected[row["target"]]["size_bytes"]
+        assert row["budgets"] == budgets[row["target"]]  # every figure sits beside its budget
+        assert f"of {budgets[row['target']]['latency_ms']:g} ms" in " ".join(cross_target_row(row))
 
 
 def test_a_bundle_per_target_in_the_manifest(two_targets):
