@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from stage_clock import StageClock  # benchmarks/, this script's folder
 
 from edgekit import bench, build, convert, data, micro, recipes, targets
 from edgekit.errors import BudgetError
@@ -47,26 +48,6 @@ BUILDS = {
 }
 SCALES = (1, 2, 4)  # digits-cnn's architecture on synthetic 8x8 data of 1,800 x this many samples
 CLI_COMMANDS = (["--help"], ["targets"], ["models"])
-
-
-class StageClock(logging.Handler):
-    """Wall time between the '[stage]' lines edgekit.build logs when each stage starts: a stage's figure
-    includes the unlabelled work that follows it (writing files, the report), which is small."""
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.marks: list[tuple[str, float]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith("[") and message.endswith("]") and " " not in message:
-            self.marks.append((message[1:-1], time.perf_counter()))
-
-    def seconds(self, ended: float) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        for (name, start), (_, stop) in zip(self.marks, [*self.marks[1:], ("end", ended)], strict=True):
-            totals[name] = round(totals.get(name, 0.0) + stop - start, 2)
-        return totals
 
 
 def timed_build(recipe, target_name: str, spec: str, out: Path) -> dict:

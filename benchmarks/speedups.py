@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from stage_clock import StageClock  # benchmarks/, this script's folder
+
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = 600
 # name -> (recipe, target, data spec, [train] changes, [optimize] changes): benchmarks/run.py's settings
@@ -38,25 +40,6 @@ BUILDS = {
     "vww": ("vww-mobilenet-v1-025", "stm32h743", f"synthetic:96x96x3:2:{SYNTHETIC}", {"epochs": 3},
             {"pruning_epochs": 1, "qat_epochs": 1, "max_drop": 100.0}),
 }
-
-
-class StageClock(logging.Handler):
-    """Wall time between the '[stage]' lines edgekit.build logs (as benchmarks/run.py measures)."""
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.marks: list[tuple[str, float]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith("[") and message.endswith("]") and " " not in message:
-            self.marks.append((message[1:-1], time.perf_counter()))
-
-    def seconds(self, ended: float) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        for (name, start), (_, stop) in zip(self.marks, [*self.marks[1:], ("end", ended)], strict=True):
-            totals[name] = round(totals.get(name, 0.0) + stop - start, 2)
-        return totals
 
 
 def child_build(case: str, out: Path) -> dict:

@@ -541,22 +541,8 @@ def render_sweep_html(summary: dict[str, Any], figures: dict[str, bytes]) -> str
         "estimated latency and RAM at once (latency and RAM count only when more than 5% apart: they carry "
         "measurement noise). A point is skipped before training when its untrained model, "
         "converted, already misses a budget of every target.")))
-    return "\n".join([
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title>",
-        f"<style>{CSS}</style></head>",
-        "<body><main>",
-        f"<h1>{escape(title)}</h1>",
-        f'<p class="lead">{escape(lead)}</p>',
-        *sections,
-        f"<footer>Made by edgekit {escape(_version())} from sweep.json by <code>edgekit sweep</code>. One file: "
-        "no scripts, nothing fetched.</footer>",
-        "</main></body></html>",
-        "",
-    ])
+    return _page(title, escape(lead), sections, f"Made by edgekit {escape(_version())} from sweep.json by "
+                 "<code>edgekit sweep</code>. One file: no scripts, nothing fetched.")
 
 
 def _sweep_target(summary: dict[str, Any], target: str, figures: dict[str, bytes]) -> str:
