@@ -118,7 +118,7 @@ def to_markdown(result: dict) -> str:
                                        if len(result["grid"][k]) > 1) for row in result["points"]}
     lines += ["Points: " + "; ".join(f"{name} = {text}" for name, text in changes.items()) + ".", "",
               "## Wall time", "",
-              f"The whole sweep (4 points, each built for rpi4 and judged on all three targets): "
+              f"The whole sweep (4 points, each built once and judged on all three targets): "
               f"{result['wall_seconds']['1_worker']:.0f} s with 1 worker, {result['wall_seconds']['2_workers']:.0f} s "
               "with 2 workers (a local process pool, each worker its own process; measured once each, in that "
               f"order; load average at the end {load}). The fronts with 2 workers are "

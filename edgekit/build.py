@@ -143,11 +143,12 @@ def build(recipe: Recipe, target: Target | Sequence[Target], out: Path = Path("b
             log.info("taking over the lock of a build that stopped without releasing it (%s)",
                      ", ".join(f"{k} {v}" for k, v in stale.items()) or "no record")
         forget_manifest(directory)
-        # A multi-target build also trusts the entries of the single-target builds of its targets.
-        cache = StageCache(directory, [build_folder(recipe, t, out) for t in chosen] if len(chosen) > 1 else [])
+        # A multi-target build also trusts the entries of the single-target builds of its targets (not with
+        # --force, which starts over).
+        others = [build_folder(recipe, t, out) for t in chosen] if len(chosen) > 1 and not force else []
+        cache = StageCache(directory, others)
         if force:
             cache.clear()
-            cache.others = []
         return _build(recipe, chosen, directory, cache, spec, seed, runs, warmup, threads, distribute)
 
 
@@ -194,7 +195,8 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
     verified = {c.filename: hashlib.sha256(c.content).hexdigest() for c in conversions}
 
     with stage("bench"):
-        judged = _bench_targets(cache, conversions, directory, chosen, dataset, recipe, runs, warmup, threads)
+        judged = _bench_targets(cache, conversions, verified, directory, chosen, dataset, recipe, runs, warmup,
+                                threads)
     target, variants = chosen[0], judged[chosen[0].name]
     selections = {t.name: select(judged[t.name], t) for t in chosen}
     selected, reason, fits = selections[target.name]
@@ -221,15 +223,7 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
     if recipe.task in ("classification", "binary"):
         write_atomic(directory / "labels.txt", "\n".join(dataset.labels) + "\n")
         files.append("labels.txt")
-    if len(chosen) == 1:
-        chosen_variant = next(v for v in variants if v["name"] == selected)
-        chosen_file = directory / chosen_variant["file"]
-        if chosen_file.suffix == ".tflite":
-            with stage("export"):
-                files += _write_bundle(chosen_file, target, directory, dataset, verified[chosen_variant["file"]],
-                                       chosen_variant["ram"])
-    else:
-        files += _write_bundles(directory, chosen, judged, selections, dataset, verified)
+    files += _write_bundles(directory, chosen, judged, selections, dataset, verified)
     provenance = {"targets": [t.to_dict() for t in chosen],
                   "fits": {t.name: {"selected": selections[t.name][0], "fits": selections[t.name][2]}
                            for t in chosen}} if len(chosen) > 1 else {}
@@ -255,8 +249,8 @@ def _misses(variants: list[dict[str, Any]], selected: str) -> str:
     return "; ".join(c["summary"] for c in chosen["fit"]["checks"] if c["ok"] is False)
 
 
-def _bench_targets(cache: StageCache, conversions, directory: Path, chosen: list[Target], dataset,
-                   recipe: Recipe, runs: int, warmup: int, threads: int) -> dict[str, list[dict[str, Any]]]:
+def _bench_targets(cache: StageCache, conversions, verified: dict[str, str], directory: Path, chosen: list[Target],
+                   dataset, recipe: Recipe, runs: int, warmup: int, threads: int) -> dict[str, list[dict[str, Any]]]:
     """target name -> its variants: each artifact measured once on the host for the targets whose result is
     not cached, and judged against each. Cached per artifact and target, so adding a target to a finished
     build benchmarks only for the new one."""
@@ -264,7 +258,8 @@ def _bench_targets(cache: StageCache, conversions, directory: Path, chosen: list
 
     judged: dict[str, list[dict[str, Any]]] = {t.name: [] for t in chosen}
     for conversion in conversions:
-        keys = {t.name: _bench_key(cache, conversion, t, dataset, recipe, runs, warmup, threads) for t in chosen}
+        artifact = verified[conversion.filename]
+        keys = {t.name: _bench_key(cache, artifact, t, dataset, recipe, runs, warmup, threads) for t in chosen}
         names = {t.name: _bench_stage(conversion, t, chosen) for t in chosen}
         missing = [t for t in chosen if cache.load(names[t.name], keys[t.name]) is None]
         fresh: dict[str, Entry] = {}
@@ -272,7 +267,7 @@ def _bench_targets(cache: StageCache, conversions, directory: Path, chosen: list
             results = bench.bench_targets(directory / conversion.filename, missing, dataset.x_test, dataset.y_test,
                                           runs=runs, warmup=warmup, threads=threads, task=recipe.task,
                                           metric=recipe.metric,
-                                          trusted_sha256=hashlib.sha256(conversion.content).hexdigest())
+                                          trusted_sha256=artifact)
             fresh = {r.target: Entry(r.to_dict()) for r in results}
         for target in chosen:
             result = cache.run(names[target.name], keys[target.name], functools.partial(fresh.get, target.name)).values
@@ -287,11 +282,12 @@ def _bench_stage(conversion, target: Target, chosen: list[Target]) -> str:
     return f"bench-{conversion.name}" if len(chosen) == 1 else f"bench-{target.name}-{conversion.name}"
 
 
-def _bench_key(cache: StageCache, conversion, target: Target, dataset, recipe: Recipe, runs: int, warmup: int,
+def _bench_key(cache: StageCache, artifact: str, target: Target, dataset, recipe: Recipe, runs: int, warmup: int,
                threads: int) -> str:
-    """What one variant's bench result depends on. The host is part of it, since its timings are."""
+    """What one variant's bench result (of the file whose sha256 is `artifact`) depends on. The host is part of
+    it, since its timings are."""
     profile = {k: v for k, v in target.to_dict().items() if k != "file"}  # what it says, not where it lives
-    return cache.key("bench", artifact=hashlib.sha256(conversion.content).hexdigest(), target=profile,
+    return cache.key("bench", artifact=artifact, target=profile,
                      runs=runs, warmup=warmup, threads=threads, task=recipe.task, metric=recipe.metric,
                      test_data=array_fingerprint(dataset.x_test, dataset.y_test), host=reports.host())
 
@@ -315,19 +311,21 @@ def _add_targets(report: dict[str, Any], chosen: list[Target], judged: dict[str,
 
 def _write_bundles(directory: Path, chosen: list[Target], judged: dict[str, list[dict[str, Any]]],
                    selections: dict[str, tuple[str, str, bool]], dataset, verified: dict[str, str]) -> list[str]:
-    """bundle/<target>/ for each target whose selected variant is a .tflite file."""
+    """The bundle of each target whose selected variant is a .tflite file: bundle/ for one target,
+    bundle/<target>/ for each of several."""
     import shutil
 
     shutil.rmtree(directory / BUNDLE, ignore_errors=True)  # a target dropped since the last build leaves no bundle
+    single = len(chosen) == 1
     files = []
     for target in chosen:
         selected = selections[target.name][0]
         variant = next(v for v in judged[target.name] if v["name"] == selected)
         model = directory / variant["file"]
         if model.suffix == ".tflite":
-            with stage(f"export {target.name}"):
+            with stage("export" if single else f"export {target.name}"):
                 files += _write_bundle(model, target, directory, dataset, verified[variant["file"]], variant["ram"],
-                                       f"{BUNDLE}/{target.name}")
+                                       BUNDLE if single else f"{BUNDLE}/{target.name}")
     return files
 
 
@@ -515,10 +513,7 @@ def _write_bundle(model: Path, target: Target, directory: Path, dataset, verifie
     """The selected model's deployment bundle in `directory/folder` (what `edgekit export` writes), with a
     test-set sample as its stored test input; returns the files, relative. `verified` is the sha256 of the
     model's verified bytes, `ram` what bench measured for it (a microcontroller's arena is not measured again)."""
-    import shutil
-
-    bundle = directory / folder
-    shutil.rmtree(bundle, ignore_errors=True)  # a bundle of an earlier build must not mix with this one
+    bundle = directory / folder  # emptied by _write_bundles: a bundle of an earlier build must not mix with this one
     if target.device_class.value == "mcu":
         from edgekit.export import export_mcu
 

@@ -534,8 +534,8 @@ def render_sweep_html(summary: dict[str, Any], figures: dict[str, bytes]) -> str
     sections = [_section("grid", "Grid", grid, _note(skip_note))]
     sections += [_sweep_target(summary, target, figures) for target in summary["targets"]]
     sections.append(_section("method", "How these figures were made", _note(
-        "Each built point is an edgekit build for the first target; its artifacts are then benchmarked against "
-        "every target. Latency is edgekit's estimate for the target (not measured on the device); RAM is the "
+        "Each built point is one edgekit build judged against every target (a build for several targets). "
+        "Latency is edgekit's estimate for the target (not measured on the device); RAM is the "
         "TFLite Micro arena or the LiteRT / ONNX Runtime memory measured on this host; the metric is on the test "
         "split. The Pareto front holds the fitting points that no other fitting point beats on metric, "
         "estimated latency and RAM at once (latency and RAM count only when more than 5% apart: they carry "

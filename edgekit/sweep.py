@@ -118,39 +118,26 @@ def early_check(point: Point, spec: str, target_refs: list[str]) -> dict[str, di
 
 def run_point(mapping: dict[str, Any], target_refs: list[str], out: str, seed: int, spec: str,
               runs: int, warmup: int, distribute: str | None = None) -> dict[str, Any]:
-    """One point: a build for the first target, then every artifact judged against the other targets.
-    Runs in a worker process (local pool or Ray): arguments and result are plain data."""
-    from edgekit import bench, build, data, recipes, targets
+    """One point: one build judged on every target (edgekit.build with several targets), reduced to each
+    target's verdict. Runs in a worker process (local pool or Ray): arguments and result are plain data."""
+    from edgekit import build, recipes, targets
 
     recipe = recipes.from_mapping(mapping, mapping["name"])
     chosen = [targets.load(ref) for ref in target_refs]
     started = time.perf_counter()
     note = None
     try:
-        directory = build.build(recipe, chosen[0], Path(out), seed=seed, runs=runs, warmup=warmup,
+        directory = build.build(recipe, chosen, Path(out), seed=seed, runs=runs, warmup=warmup,
                                 data_spec=spec, distribute=distribute).directory
     except BudgetError as error:  # the folder is complete; a budget or the accuracy guard failed it
-        directory, note = Path(out) / f"{recipe.name}-{chosen[0].name}", str(error)
+        directory, note = build.build_folder(recipe, chosen, Path(out)), str(error)
     except EdgekitError as error:
         return {"failed": str(error), "seconds": round(time.perf_counter() - started, 1)}
     report = json.loads((directory / "report.json").read_text())
-    per_target = {chosen[0].name: _verdict(report["variants"], chosen[0])}
-    if len(chosen) > 1:
-        dataset = data.load(spec, input_shape=recipe.input_shape, task=recipe.task)
-        names = {v["file"]: v["name"] for v in report["variants"]}
-        # the build ran each of its files in-process when it verified them: the bytes the manifest lists need no
-        # child-process guard (edited ones get it, since their sha256 differs)
-        manifest = directory / "manifest.json"  # absent when the accuracy guard stopped the build
-        verified = json.loads(manifest.read_text())["files"] if manifest.is_file() else {}
-        others: dict[str, list[dict[str, Any]]] = {t.name: [] for t in chosen[1:]}
-        for file, name in names.items():
-            for result in bench.bench_targets(directory / file, chosen[1:], dataset.x_test, dataset.y_test, runs,
-                                              warmup, task=recipe.task, metric=recipe.metric,
-                                              trusted_sha256=verified.get(file, {}).get("sha256")):
-                others[result.target].append({"name": name, **result.to_dict()})
-        for target in chosen[1:]:
-            per_target[target.name] = _verdict(others[target.name], target)
-    return {"build": str(directory), "note": note, "metric": recipe.metric, "targets": per_target,
+    judged = ({entry["target"]: entry["variants"] for entry in report["targets"]} if "targets" in report
+              else {report["target"]: report["variants"]})
+    return {"build": str(directory), "note": note, "metric": recipe.metric,
+            "targets": {target.name: _verdict(judged[target.name], target) for target in chosen},
             "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -199,7 +186,7 @@ def sweep(recipe_ref: str | Path, target_refs: list[str], grid_path: str | Path,
     """Every point of the grid, skipped early or built, then judged per target; writes sweep.json and sweep.html.
     `distribute="mirrored"` trains each point under tf.distribute.MirroredStrategy (edgekit.distribute)."""
     from edgekit import recipes, targets
-    from edgekit.distribute import check
+    from edgekit.distribute import check as check_distribute
     from edgekit.export import versions
     from edgekit.tasks import TASKS
 
@@ -211,7 +198,7 @@ def sweep(recipe_ref: str | Path, target_refs: list[str], grid_path: str | Path,
     if distribute == "multiworker":
         raise UsageError("a sweep trains its points independently; --distribute multiworker applies to one build "
                          "(edgekit build), use mirrored here")
-    check(distribute)
+    check_distribute(distribute)
     grid = load_grid(grid_path)
     fingerprint = {"targets": target_names, "seed": seed, "data": spec, "runs": runs, "warmup": warmup,
                    "versions": versions(), "result_version": RESULT_VERSION}
