@@ -12,9 +12,11 @@ import json
 import tempfile
 from pathlib import Path
 
-from edgekit import report, targets
+from calibration import estimated_ms, reference_tflite
+
+from edgekit import targets
 from edgekit.bench import bench_targets
-from edgekit.calibration import estimated_ms, reference_tflite
+from edgekit.report import text as report
 
 HERE = Path(__file__).resolve().parent
 MODELS = {

@@ -17,8 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgekit.calibration import reference_tflite
-from edgekit.report import host
+from calibration import reference_tflite
+
+from edgekit.report.text import host
 
 HERE = Path(__file__).resolve().parent
 EDGEKIT = [sys.executable, "-m", "edgekit"]

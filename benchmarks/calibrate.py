@@ -16,10 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from calibration import model_info
 from scipy.optimize import least_squares
 
 from edgekit import targets
-from edgekit.calibration import model_info
 from edgekit.estimate import MAC_KINDS, LatencyModel, estimate_latency
 
 OUT = Path(__file__).with_name("calibration.json")

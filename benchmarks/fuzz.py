@@ -30,7 +30,7 @@ MODEL = ("small-cnn", (8, 8, 1), 10, (("dense_units", 16), ("filters", (4, 8))))
 
 
 def tiny_int8_model() -> bytes:
-    from edgekit.calibration import reference_tflite
+    from calibration import reference_tflite
 
     builder, shape, classes, args = MODEL
     return reference_tflite(builder, shape, classes, args, "int8")
@@ -109,9 +109,9 @@ def fuzz_runtimes(count: int = 300, seed: int = 0, model: bytes | None = None) -
     its checks still cannot take this process down."""
     import tempfile
 
-    from edgekit import micro
     from edgekit.errors import StageError, UsageError
-    from edgekit.runtime import smoke_run
+    from edgekit.runtimes import tflm as micro
+    from edgekit.runtimes.host import smoke_run
 
     model = model if model is not None else tiny_int8_model()
     rng = random.Random(seed)
@@ -142,7 +142,7 @@ def main() -> dict:
     parser.add_argument("--count", type=int, default=300, help="mutations (each benched on both targets)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from edgekit import report
+    from edgekit.report import text as report
 
     counts = {"host": report.host(), **fuzz(args.count, args.seed),
               "checks_skipped": fuzz_runtimes(args.count, args.seed)}

@@ -19,7 +19,7 @@ from pathlib import Path
 from edgekit import bench, convert, data, recipes, targets, train
 from edgekit._files import gzip_size, write_atomic
 from edgekit.optimize import optimize_model
-from edgekit.report import host
+from edgekit.report.text import host
 
 HERE = Path(__file__).resolve().parent
 # recipe -> (data spec, [train] changes). DS-CNN trains on 2,400 synthetic samples in batches of 32: its batch

@@ -10,10 +10,11 @@ import json
 import tempfile
 from pathlib import Path
 
+from calibration import reference_tflite
+
 from edgekit import recipes, targets
 from edgekit.build import build
-from edgekit.calibration import reference_tflite
-from edgekit.inspect import inspect_tflite
+from edgekit.model_info import inspect_tflite
 from edgekit.zoo import build_model
 
 HERE = Path(__file__).resolve().parent

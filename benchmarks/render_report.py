@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgekit.report import host
+from edgekit.report.text import host
 
 HERE = Path(__file__).resolve().parent
 SCREENSHOT = HERE.parent / "docs" / "report-example.png"

@@ -23,8 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgekit import recipes, report
-from edgekit.export import versions
+from edgekit import recipes
+from edgekit.report import text as report
+from edgekit.report.manifest import versions
 
 HERE = Path(__file__).resolve().parent
 # Where the kill loop stops one build folder's successive runs: the stage, and the stderr line it waits for.

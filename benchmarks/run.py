@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 from stage_clock import StageClock  # benchmarks/, this script's folder
 
-from edgekit import bench, build, convert, data, micro, recipes, targets
+from edgekit import bench, build, convert, data, recipes, targets
 from edgekit.errors import BudgetError
-from edgekit.inspect import inspect_model
-from edgekit.report import host
-from edgekit.runtime import OnnxRunner, TFLiteRunner
+from edgekit.model_info import inspect_model
+from edgekit.report.text import host
+from edgekit.runtimes import tflm as micro
+from edgekit.runtimes.host import OnnxRunner, TFLiteRunner
 
 HERE = Path(__file__).resolve().parent
 SYNTHETIC = 600  # samples of every synthetic build (train + validation + test)

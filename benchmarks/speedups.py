@@ -142,8 +142,8 @@ def pieces(rounds: int, folder: Path) -> dict:
     from edgekit import convert, optimize, targets, zoo
     from edgekit._files import sha256
     from edgekit._tf import keras, tf, tfmot
-    from edgekit.export import export_mcu
-    from edgekit.runtime import open_runner
+    from edgekit.export.mcu import export_mcu
+    from edgekit.runtimes.host import open_runner
 
     keras.utils.set_random_seed(0)
     model = zoo.build_model("mobilenet-v1", (96, 96, 3), 2, {"alpha": 0.25})

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import fit
+from edgekit import verdict as fit
 from edgekit._files import gzip_size
 from edgekit.estimate import LatencyEstimate, estimate_latency
-from edgekit.inspect import ModelInfo, inspect_model
-from edgekit.runtime import BATCH, litert_memory, open_runner
+from edgekit.model_info import ModelInfo, inspect_model
+from edgekit.runtimes.host import BATCH, litert_memory, open_runner
 from edgekit.targets import Runtime, Target
 
 DEFAULT_RUNS = 200
@@ -58,11 +58,11 @@ class BenchResult:
     sparsity: float
     params: int
     macs: int
-    element_ops: int  # pooling, element-wise and softmax arithmetic (edgekit.inspect.OpInfo.element_ops)
+    element_ops: int  # pooling, element-wise and softmax arithmetic (edgekit.model_info.OpInfo.element_ops)
     accuracy: float | None  # on the given test data, when the metric is accuracy
     metric: dict[str, Any] | None  # {"name", "value"} of the task metric on the given test data
     latency_ms: LatencyStats  # host
-    structure: dict[str, Any]  # ops with counts, tensors, inputs and outputs (edgekit.inspect)
+    structure: dict[str, Any]  # ops with counts, tensors, inputs and outputs (edgekit.model_info)
     target: str
     target_latency: LatencyEstimate | None
     ram: dict[str, Any]
@@ -181,7 +181,7 @@ def _ram_and_ops(path: Path, info: ModelInfo, runtime: Runtime, threads: int,
                 {"supported": False, "missing": [], "checked_with": None,
                  "detail": f"{runtime.value} loads .tflite files, not {info.format}"})
     if runtime is Runtime.TFLM:
-        from edgekit import micro
+        from edgekit.runtimes import tflm as micro
 
         result = micro.measure(path)
         ops = {"supported": result.supported, "missing": list(result.missing_ops), "checked_with": "tflite-micro",

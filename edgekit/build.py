@@ -19,12 +19,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit import report as reports
 from edgekit._files import folder_lock, write_atomic, write_json
 from edgekit.cache import Entry, StageCache, array_fingerprint
 from edgekit.errors import BudgetError, EdgekitError, StageError, UsageError
-from edgekit.export import forget_manifest, write_manifest
 from edgekit.recipes import Recipe
+from edgekit.report import text as reports
+from edgekit.report.manifest import forget_manifest, write_manifest
 from edgekit.targets import Runtime, Target
 
 log = logging.getLogger("edgekit")
@@ -206,7 +206,7 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
         _add_targets(report, chosen, judged, selections, quantized.name)
     if distribute:
         report["distribute"] = strategy["distribute"]
-    from edgekit.html_report import model_confusion, write_html_report
+    from edgekit.report.html import model_confusion, write_html_report
 
     if recipe.task in ("classification", "binary"):
         chosen_variant = next(v for v in variants if v["name"] == selected)
@@ -515,12 +515,12 @@ def _write_bundle(model: Path, target: Target, directory: Path, dataset, verifie
     model's verified bytes, `ram` what bench measured for it (a microcontroller's arena is not measured again)."""
     bundle = directory / folder  # emptied by _write_bundles: a bundle of an earlier build must not mix with this one
     if target.device_class.value == "mcu":
-        from edgekit.export import export_mcu
+        from edgekit.export.mcu import export_mcu
 
         export_mcu(model, target, bundle, sample=dataset.x_test[0],
                    measured_arena={**ram, "sha256": verified} if ram.get("arena_bytes") is not None else None)
     else:
-        from edgekit.bundles import export_bundle
+        from edgekit.export.boards import export_bundle
 
         labels = directory / "labels.txt"
         export_bundle(model, target, bundle, labels if labels.is_file() else None, sample=dataset.x_test[0],

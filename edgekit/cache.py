@@ -58,7 +58,7 @@ STAGE_MODULES = ("edgekit.build", "edgekit.cache", "edgekit.train", "edgekit.opt
                  "edgekit.bench", "edgekit.data", "edgekit.zoo", "edgekit.tasks")
 # Imported by edgekit.build for the report stage, which is never cached: editing a plot keeps a trained model.
 # edgekit.progress draws the progress bars of the cached stages and changes none of their results.
-REPORT_ONLY = ("edgekit.html_report", "edgekit.plots", "edgekit.progress")
+REPORT_ONLY = ("edgekit.report.html", "edgekit.report.plots", "edgekit.progress")
 
 
 @functools.lru_cache(maxsize=1)
@@ -114,7 +114,7 @@ def _edgekit_imports(path: Path) -> list[str]:
 @functools.lru_cache(maxsize=1)
 def environment() -> dict[str, Any]:
     """What every key includes: the library versions and edgekit's code."""
-    from edgekit.export import versions
+    from edgekit.report.manifest import versions
 
     return {"versions": versions(), "edgekit_code": code_fingerprint(), "schema": SCHEMA}
 

@@ -135,7 +135,7 @@ def build(ctx, target_names, recipe_name, data_spec, out, seed, runs, warmup, th
 
 
 def _show_build(result, as_json: bool) -> None:
-    from edgekit.report import CROSS_TARGET_COLUMNS, columns, cross_target_row, variant_row
+    from edgekit.report.text import CROSS_TARGET_COLUMNS, columns, cross_target_row, variant_row
 
     report = result.report
     if as_json:
@@ -194,7 +194,7 @@ def bench_command(model, target_names, data_spec, task, runs, warmup, threads, l
     x = y = None
     if data_spec:
         from edgekit import data
-        from edgekit.inspect import inspect_model
+        from edgekit.model_info import inspect_model
 
         dataset = data.load(data_spec, input_shape=inspect_model(model).inputs[0].shape[1:], task=task)
         x, y = dataset.x_test, dataset.y_test
@@ -202,7 +202,7 @@ def bench_command(model, target_names, data_spec, task, runs, warmup, threads, l
 
     results = [r.to_dict() for r in bench_targets(model, chosen, x, y, runs, warmup, threads, task,
                                                   METRICS[task][0])]
-    from edgekit.report import FIT_COLUMNS, bench_summary, fit_row, ranked
+    from edgekit.report.text import FIT_COLUMNS, bench_summary, fit_row, ranked
 
     if as_json:
         click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
@@ -216,7 +216,7 @@ def bench_command(model, target_names, data_spec, task, runs, warmup, threads, l
         from dataclasses import asdict
 
         from edgekit._files import write_atomic
-        from edgekit.html_report import render_targets_html
+        from edgekit.report.html import render_targets_html
 
         write_atomic(html_path, render_targets_html(results, {t.name: asdict(t.budgets) for t in chosen}))
         click.echo(f"HTML: {html_path}", err=True)
@@ -258,7 +258,7 @@ def convert_command(model, fmt, data_spec, out, calibration_samples, task, unsaf
         from edgekit.errors import UsageError
 
         raise UsageError(f"--out '{out}' does not end in {spec.extension}, the suffix of {fmt} files")
-    from edgekit.models import load_model
+    from edgekit.model_files import load_model
 
     keras_model = load_model(model, unsafe=unsafe_load)
     x_calibration = x_check = None
@@ -303,18 +303,18 @@ def export_command(model, target_name, out, name, labels, data_spec):
     sample = None
     if data_spec:
         from edgekit import data
-        from edgekit.inspect import inspect_model
+        from edgekit.model_info import inspect_model
 
         sample = data.load(data_spec, input_shape=inspect_model(model).inputs[0].shape[1:]).x_test[0]
     if target.device_class.value != "mcu":
-        from edgekit.bundles import export_bundle
+        from edgekit.export.boards import export_bundle
 
         if labels is None and (model.parent / "labels.txt").is_file():
             labels = model.parent / "labels.txt"
         written = export_bundle(model, target, out, labels, sample=sample)
         click.echo(f"{out}: {', '.join(written['files'])}")
         return
-    from edgekit.export import export_mcu
+    from edgekit.export.mcu import export_mcu
 
     written = export_mcu(model, target, out, name, sample=sample)
     click.echo(f"{out}: model_data.h/.cc ({name}[], {written['bytes']:,} bytes), "
@@ -342,7 +342,7 @@ def compare_command(build_dir, result, variant, calibrate, as_json):
     if calibrate is not None:
         from edgekit._files import write_atomic
         from edgekit.compare import build_target, load_build, refit
-        from edgekit.inspect import inspect_model
+        from edgekit.model_info import inspect_model
 
         target = build_target(*load_build(build_dir))
         text = refit(target, inspect_model(comparison["model_path"]), measured["latency_ms"],
@@ -420,9 +420,9 @@ def optimize_command(model, data_spec, out, task, sparsity, schedule, pruning_ep
                      "max_drop": max_drop, "calibration_samples": calibration_samples,
                      "pruning_learning_rate": learning_rate, "qat_learning_rate": learning_rate / 2},
     }, "command line")
-    from edgekit.models import load_model
+    from edgekit.model_files import load_model
     from edgekit.optimize import optimize_model
-    from edgekit.report import optimization_lines
+    from edgekit.report.text import optimization_lines
 
     keras_model = load_model(model, unsafe=unsafe_load)
     dataset = data.load(data_spec, input_shape=tuple(keras_model.input_shape[1:]), task=task)
@@ -491,7 +491,7 @@ def sweep_command(recipe_name, target_names, grid_file, data_spec, out, workers,
 def verify_command(build_dir):
     """Re-hash every file of a build folder against its manifest.json and say what differs (exit 1 if any)."""
     from edgekit.errors import EdgekitError
-    from edgekit.export import verify
+    from edgekit.report.manifest import verify
 
     problems = verify(build_dir)
     for line in problems:
@@ -559,13 +559,13 @@ def report_command(build_dir, fmt):
     """Regenerate the report of a build folder from its report.json. The HTML page is one self-contained file
     (figures embedded, nothing fetched); a classification build without a stored confusion matrix gets one
     computed from the folder's model and the test split, when the dataset still loads as the same data."""
-    from edgekit.html_report import HTML, REPORT_JSON, load_report, rebuild_html
+    from edgekit.report.html import HTML, REPORT_JSON, load_report, rebuild_html
 
     if fmt == "json":
         load_report(build_dir)  # the same one-line error as the other formats for a folder that is not a build
         click.echo((build_dir / REPORT_JSON).read_text(), nl=False)
     elif fmt == "md":
-        from edgekit.report import to_markdown
+        from edgekit.report.text import to_markdown
 
         click.echo(to_markdown(load_report(build_dir)), nl=False)
     else:

@@ -176,7 +176,7 @@ def pick_variant(report: dict[str, Any], manifest: dict[str, Any], result: dict[
 def compare(build_dir: Path, result_path: Path, variant_name: str | None = None) -> dict[str, Any]:
     """Estimate vs measured for the variant the result measured: latency and memory, with the error."""
     from edgekit.estimate import estimate_latency
-    from edgekit.inspect import inspect_model
+    from edgekit.model_info import inspect_model
 
     report, manifest = load_build(build_dir)
     result = read_result(result_path)

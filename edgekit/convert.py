@@ -21,7 +21,7 @@ import numpy as np
 
 from edgekit._files import captured_stderr_fd
 from edgekit.errors import StageError, UsageError, unknown_name
-from edgekit.runtime import OnnxRunner, TFLiteRunner
+from edgekit.runtimes.host import OnnxRunner, TFLiteRunner
 
 log = logging.getLogger("edgekit")
 

@@ -3,7 +3,7 @@
     cycles(op) = max(MACs / macs_per_cycle[precision][kind], bytes / bytes_per_cycle) + op_overhead_cycles
     latency    = sum(cycles) / clock
 
-MACs and bytes come from the model file (`edgekit.inspect`); the constants come from the target's
+MACs and bytes come from the model file (`edgekit.model_info`); the constants come from the target's
 `[latency]` table, fitted to published measurements that the same table cites (`[[latency.calibration]]`).
 The result is always labelled an estimate, with its method and the error the calibration supports.
 """
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from edgekit import _toml
 
 if TYPE_CHECKING:
-    from edgekit.inspect import ModelInfo
+    from edgekit.model_info import ModelInfo
     from edgekit.targets import Target
 
 MAC_KINDS = ("conv", "depthwise_conv", "dense")

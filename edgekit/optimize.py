@@ -383,7 +383,7 @@ def optimize_model(model, recipe: Recipe, data: Dataset, distribute: str | None 
     with the figures and the settings to try next, and nothing is returned to be written."""
     from edgekit import convert
     from edgekit._files import gzip_size
-    from edgekit.runtime import TFLiteRunner
+    from edgekit.runtimes.host import TFLiteRunner
 
     task = TASKS[recipe.task]
     check_supported(model, recipe)

@@ -187,7 +187,7 @@ def sweep(recipe_ref: str | Path, target_refs: list[str], grid_path: str | Path,
     `distribute="mirrored"` trains each point under tf.distribute.MirroredStrategy (edgekit.distribute)."""
     from edgekit import recipes, targets
     from edgekit.distribute import check as check_distribute
-    from edgekit.export import versions
+    from edgekit.report.manifest import versions
     from edgekit.tasks import TASKS
 
     recipe = recipes.load(recipe_ref)
@@ -237,7 +237,7 @@ def sweep(recipe_ref: str | Path, target_refs: list[str], grid_path: str | Path,
                     "check_seconds": round(sum(check_seconds.values()), 2)})
     write_json(out / "sweep.json", summary)
     write_atomic(out / "sweep.md", to_markdown(summary))
-    from edgekit.html_report import write_sweep_html
+    from edgekit.report.html import write_sweep_html
 
     write_sweep_html(out, summary)
     return summary

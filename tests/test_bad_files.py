@@ -226,7 +226,7 @@ def test_only_the_builds_own_verified_bytes_skip_the_child_run(tflite, tmp_path,
     import hashlib
 
     from edgekit.errors import StageError
-    from edgekit.runtime import open_runner
+    from edgekit.runtimes.host import open_runner
 
     child = tmp_path / "crashing-python"
     child.write_text("#!/bin/sh\nkill -SEGV $$\n")

@@ -9,10 +9,10 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-from test_html_report import Page
+from test_report_html import Page
 
 from edgekit.cli import main
-from edgekit.report import cross_target_row
+from edgekit.report.text import cross_target_row
 
 TARGETS = ("rpi4", "nucleo-l4r5zi")
 

@@ -4,9 +4,9 @@ expected error; the ones without measurements say how they were derived."""
 from __future__ import annotations
 
 import pytest
+from calibration import estimated_ms, point_info
 
 from edgekit import targets
-from edgekit.calibration import estimated_ms, point_info
 
 POINTS = [(t.name, i) for t in targets.load_all() for i in range(len(t.latency.calibration))]
 

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from edgekit import convert, data
 from edgekit.cli import main
-from edgekit.inspect import inspect_model
-from edgekit.runtime import open_runner
+from edgekit.model_info import inspect_model
+from edgekit.runtimes.host import open_runner
 
 FORMATS = ["tflite-float32", "tflite-float16", "tflite-dynamic", "tflite-int8", "tflite-int16x8", "onnx", "onnx-int8"]
 CALIBRATED = ["tflite-int8", "tflite-int16x8", "onnx-int8"]

@@ -18,7 +18,7 @@ from edgekit import targets
 from edgekit.cli import main
 from edgekit.compare import parse_benchmark_model_log, parse_serial_log, read_result
 from edgekit.estimate import estimate_latency
-from edgekit.inspect import inspect_model
+from edgekit.model_info import inspect_model
 
 SBC_FILES = {"README.md", "bench_on_device.py", "expected_output.npy", "labels.txt", "model.json",
              "requirements.txt", "run.sh", "test_input.npy"}

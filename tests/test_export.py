@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import main
-from edgekit.export import c_identifier, resolver_method
-from edgekit.inspect import inspect_model
+from edgekit.export.mcu import c_identifier, resolver_method
+from edgekit.model_info import inspect_model
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_bad_array_names_are_refused(name):
 def test_the_test_data_compiles_and_holds_what_tflite_micro_computes(bundle, tmp_path):
     import numpy as np
 
-    from edgekit import micro
+    from edgekit.runtimes import tflm as micro
 
     model, out = bundle
     lines = _compile_and_run(out, "test_data.cc", '#include <cstdio>\n#include "test_data.h"\nint main() {\n'
@@ -123,7 +123,7 @@ def test_export_stores_a_test_set_sample_with_data(tiny_build, tmp_path):
     import numpy as np
 
     from edgekit import data
-    from edgekit.runtime import TFLiteRunner
+    from edgekit.runtimes.host import TFLiteRunner
 
     _, directory, _ = tiny_build
     model = directory / "int8.tflite"
@@ -141,7 +141,7 @@ def test_the_arena_bench_measured_is_reused_for_the_same_file_only(bundle, tmp_p
     otherwise those of a full measurement; for another sha256 the runtime measures."""
     from edgekit import targets
     from edgekit._files import sha256
-    from edgekit.export import export_mcu
+    from edgekit.export.mcu import export_mcu
 
     model, full = bundle
     measured = json.loads((full / "model.json").read_text())["arena_measured_bytes"]

@@ -12,7 +12,7 @@ from conftest import TINY_RECIPE
 
 from edgekit import convert, data, recipes
 from edgekit.cli import main
-from edgekit.inspect import inspect_tflite
+from edgekit.model_info import inspect_tflite
 from edgekit.optimize import artifact_sparsity, artifact_weights, layer_kernels, optimize
 
 PRUNED = ["conv2", "dense1"]  # the tiny CNN's layers pruned by default; conv1 and classes stay dense
@@ -81,7 +81,7 @@ def test_unstructured_sparsity_holds_through_qat_into_the_tflite(unstructured):
     for name in PRUNED:
         assert rows[name]["sparsity"] == pytest.approx(0.5, abs=0.01)
     assert rows["conv1"]["sparsity"] < 0.05 and rows["classes"]["sparsity"] < 0.05
-    # edgekit.inspect measures the whole file: the pruned layers' zeros over every weight
+    # edgekit.model_info measures the whole file: the pruned layers' zeros over every weight
     weights = {name: rows[name]["weights"] for name in rows}
     expected = sum(0.5 * weights[name] for name in PRUNED) / sum(weights.values())
     assert inspect_tflite(content).weight_sparsity == pytest.approx(expected, abs=0.01)

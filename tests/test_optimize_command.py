@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import main
-from edgekit.inspect import inspect_model
+from edgekit.model_info import inspect_model
 
 
 @pytest.fixture(scope="module")

@@ -103,7 +103,7 @@ def test_killed_builds_resume_from_the_cache_and_end_as_an_uninterrupted_one(tmp
         if status == 0 or (stage == "export" and (directory / "manifest.json").exists()):
             # the last stage can finish before the kill lands (export takes milliseconds; the kill may hit the
             # interpreter's shutdown, after the manifest was written): then the folder must be whole
-            from edgekit.export import verify
+            from edgekit.report.manifest import verify
 
             assert stage == "export" and status in (0, -signal.SIGKILL), (stage, status)
             assert verify(directory) == [], verify(directory)
@@ -257,5 +257,5 @@ def test_the_code_in_the_keys_is_what_the_stages_run():
 
     package = Path(edgekit.__file__).parent
     names = {str(path.relative_to(package)) for path in stage_sources(package)}
-    assert {"train.py", "optimize.py", "convert.py", "bench.py", "runtime.py", "data/core.py", "zoo.py"} <= names
-    assert not {"cli.py", "compare.py", "__main__.py", "progress.py", "html_report.py"} & names
+    assert {"train.py", "optimize.py", "convert.py", "bench.py", "runtimes/host.py", "data/core.py", "zoo.py"} <= names
+    assert not {"cli.py", "compare.py", "__main__.py", "progress.py", "report/html.py"} & names

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import TINY_RECIPE
-from test_html_report import Page, _pixels
+from test_report_html import Page, _pixels
 
 from edgekit import sweep as sweeps
 from edgekit.cli import main

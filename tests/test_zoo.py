@@ -12,7 +12,7 @@ import pytest
 
 from edgekit import zoo
 from edgekit.errors import UsageError
-from edgekit.inspect import inspect_tflite
+from edgekit.model_info import inspect_tflite
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """report.html: the whole build decision on one page that works offline.
 
-One self-contained file made from report.json: inline CSS, the figures of edgekit.plots as base64 PNG
+One self-contained file made from report.json: inline CSS, the figures of edgekit.report.plots as base64 PNG
 `data:` URIs, no script, and a Content-Security-Policy that forbids fetching anything. `render_html` is pure
 (report and figures in, a string out); `write_html_report` writes the page and the same figures as PNG files
 into the build folder; `rebuild_html` is `edgekit report`: it regenerates both from the folder alone.
 
-The output is deterministic: the same report.json gives the same bytes (no timestamps; see edgekit.plots)."""
+The output is deterministic: the same report.json gives the same bytes (no timestamps; see edgekit.report.plots)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import report as reports
 from edgekit.errors import EdgekitError, UsageError
+from edgekit.report import text as reports
 
 log = logging.getLogger("edgekit")
 
@@ -58,7 +58,7 @@ def model_confusion(model: Path, x_test: np.ndarray, y_test: np.ndarray, classes
     """Run `model` (a .tflite or .onnx file) on the test split and return report.json's `confusion_matrix`
     section: the variant, the split, and `confusion` of its predictions. `trusted_sha256`: as in
     runtime.open_runner."""
-    from edgekit.runtime import open_runner
+    from edgekit.runtimes.host import open_runner
 
     predicted = open_runner(model, trusted_sha256=trusted_sha256).predict(x_test).argmax(-1)
     return {"variant": variant, "split": "test", **confusion(y_test, predicted, classes)}
@@ -107,8 +107,8 @@ def load_report(directory: Path) -> dict[str, Any]:
 def write_html_report(directory: Path, report: dict[str, Any], notes: dict[str, str] | None = None) -> list[str]:
     """Write report.html and its figures as plots/NAME.png into the build folder; returns the files written,
     relative to it. `notes` (section -> text) explain in the page what is missing and why."""
-    from edgekit import plots
     from edgekit._files import write_atomic
+    from edgekit.report import plots
 
     directory = Path(directory)
     figures = plots.figures(report)
@@ -143,7 +143,7 @@ def rebuild_html(directory: Path) -> list[str]:
 # --- The page (pure) ----------------------------------------------------------------------------------------
 
 def render_html(report: dict[str, Any], figures: dict[str, bytes], notes: dict[str, str] | None = None) -> str:
-    """The page for `report`, with `figures` (edgekit.plots.figures) embedded."""
+    """The page for `report`, with `figures` (edgekit.report.plots.figures) embedded."""
     notes = notes or {}
     names = [t["target"] for t in report.get("targets", [])] or [report["target"]]
     title = f"edgekit build: {report['recipe']} for {', '.join(names)}"
@@ -398,7 +398,7 @@ def _latency(report: dict[str, Any], figures: dict[str, bytes]) -> str:
 
 
 def _ops(report: dict[str, Any], figures: dict[str, bytes]) -> str:
-    from edgekit.plots import op_rows
+    from edgekit.report.plots import op_rows
 
     variant = _selected(report)
     rows = op_rows(variant)
@@ -417,7 +417,7 @@ def _ops(report: dict[str, Any], figures: dict[str, bytes]) -> str:
 
 
 def _memory(report: dict[str, Any], figures: dict[str, bytes]) -> str:
-    from edgekit.plots import ram_parts
+    from edgekit.report.plots import ram_parts
 
     variant = _selected(report)
     ram, budgets = variant["ram"], report["budgets"]
@@ -500,8 +500,8 @@ SWEEP_HTML = "sweep.html"
 def write_sweep_html(directory: Path, summary: dict[str, Any]) -> list[str]:
     """Write sweep.html (self-contained, as report.html is) and its figures as plots/front_TARGET.png into the
     sweep folder; returns the files written, relative to it."""
-    from edgekit import plots
     from edgekit._files import write_atomic
+    from edgekit.report import plots
 
     directory = Path(directory)
     figures = {}

@@ -1,5 +1,5 @@
 """The models behind a target's calibration points: rebuilt from the zoo, converted with the real
-converter, and read back with `edgekit.inspect`, so the cost model sees the same ops the published
+converter, and read back with `edgekit.model_info`, so the cost model sees the same ops the published
 measurement ran. Used by `benchmarks/calibrate.py` (fitting) and the tests (checking the fit)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 from edgekit._files import captured_stderr_fd
 from edgekit.convert import int8_converter
 from edgekit.estimate import CalibrationPoint, estimate_latency
-from edgekit.inspect import ModelInfo, inspect_tflite
+from edgekit.model_info import ModelInfo, inspect_tflite
 from edgekit.targets import Target
 from edgekit.zoo import build_model
 

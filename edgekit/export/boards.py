@@ -28,7 +28,7 @@ def export_bundle(model: Path, target, out: Path, labels: Path | None = None, sa
     """Write the bundle for a phone or single-board-computer `target` into `out`; returns model.json's
     content plus the list of files written. `sample` is one float input (a test-set sample) stored as the
     test input; without it, a seeded random one. `trusted_sha256`: as in runtime.open_runner."""
-    from edgekit.inspect import inspect_model
+    from edgekit.model_info import inspect_model
     from edgekit.validate import check_model_file
 
     model, out = Path(model), Path(out)
@@ -74,7 +74,7 @@ def export_bundle(model: Path, target, out: Path, labels: Path | None = None, sa
 def reference_pair(model: Path, given=None, trusted_sha256: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A batch-1 input in the model's own dtype (`given`, a float sample, quantized as the model's input
     says; else seeded random) and the raw output LiteRT gives for it on this machine."""
-    from edgekit.runtime import open_runner
+    from edgekit.runtimes.host import open_runner
 
     # checked and run once in a child first (the file may come from anywhere), unless it is a build's own
     runner = open_runner(model, trusted_sha256=trusted_sha256)

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgekit import html_report, plots
 from edgekit.cli import main
-from edgekit.report import to_markdown, variant_row
+from edgekit.report import html as html_report
+from edgekit.report import plots
+from edgekit.report.text import to_markdown, variant_row
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SECTIONS = ("verdict", "variants", "accuracy-size", "host-latency", "per-op", "memory", "confusion-matrix",

@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from edgekit._child import phase as child_phase
-from edgekit._child import records as child_records
-from edgekit._child import signal_name
 from edgekit._files import captured_stderr_fd
+from edgekit.runtimes.child import phase as child_phase
+from edgekit.runtimes.child import records as child_records
+from edgekit.runtimes.child import signal_name
 
 BATCH = 256  # samples per invoke when evaluating; batch 1 is used for latency
-_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class TFLiteRunner:
@@ -155,7 +155,7 @@ STAGES = {"tflite": ("litert", "LiteRT"), "onnx": ("onnxruntime", "ONNX Runtime"
 def smoke_run(path: str | Path, fmt: str, threads: int = 1, batch_sizes: tuple[int, ...] = (),
               timeout_s: float = 120.0) -> dict[str, Any]:
     """Load `path` in its runtime (LiteRT for 'tflite', ONNX Runtime for 'onnx'), allocate, and invoke it
-    once on zeros at batch 1, in a child process (`python -m edgekit.runtime`) under a timeout. Each of
+    once on zeros at batch 1, in a child process (`python -m edgekit.runtimes.host`) under a timeout. Each of
     `batch_sizes` is then resized to and allocated (LiteRT) or run (ONNX Runtime) too, as `predict` will.
 
     For LiteRT the child also measures its peak memory (see `litert_memory`), returned as
@@ -168,7 +168,7 @@ def smoke_run(path: str | Path, fmt: str, threads: int = 1, batch_sizes: tuple[i
 
     stage, runtime = STAGES[fmt]
     name = str(path)
-    command = [sys.executable, "-m", "edgekit.runtime", fmt, str(Path(path).resolve()), str(threads),
+    command = [sys.executable, "-m", "edgekit.runtimes.host", fmt, str(Path(path).resolve()), str(threads),
                ",".join(str(b) for b in batch_sizes if b != 1)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT),
                                                                      os.environ.get("PYTHONPATH")]))}
@@ -209,7 +209,7 @@ def litert_memory(path: Path, threads: int = 1, timeout_s: float = 120, figures:
                       "runtime code pages first touched)"}
 
 
-# ---- the child process: everything below runs under `python -m edgekit.runtime` ---------------------
+# ---- the child process: everything below runs under `python -m edgekit.runtimes.host` ---------------------
 
 def _peak_bytes() -> int:
     # VmHWM belongs to this process image; ru_maxrss would carry the parent's peak across fork and exec.

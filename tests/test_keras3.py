@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from edgekit import importer
+from edgekit import keras3
 from edgekit._tf import keras, tfmot
 from edgekit.errors import StageError, UsageError
 
@@ -139,8 +139,8 @@ def _outputs(model, inputs: np.ndarray) -> list[np.ndarray]:
                                   "ops.keras", "recurrent.keras"])
 def test_imported_model_matches_keras3_outputs(saved, file):
     path = saved / file
-    assert importer.is_keras3_file(path)
-    model = importer.import_keras3(path)
+    assert keras3.is_keras3_file(path)
+    model = keras3.import_keras3(path)
     assert isinstance(model, keras.Model)
     assert not any(isinstance(layer, keras.Model) for layer in model.layers), "nested models are flattened"
     inputs, expected = _expected(saved, path.stem)
@@ -152,7 +152,7 @@ def test_imported_model_matches_keras3_outputs(saved, file):
 
 
 def test_nested_base_is_flattened_with_its_names_training_mode_and_frozen_weights(saved):
-    model = importer.import_keras3(saved / "nested.keras")
+    model = keras3.import_keras3(saved / "nested.keras")
     names = [layer.name for layer in model.layers]
     # The base's 'conv' clashes with the head's 'conv', so it takes the base's name in front; 'conv_2' does not.
     assert "pretrained_base_conv" in names and "conv_2" in names and "conv" in names
@@ -165,7 +165,7 @@ def test_nested_base_is_flattened_with_its_names_training_mode_and_frozen_weight
 
 @pytest.mark.parametrize("file", ["nested.keras", "skip.keras"])
 def test_imported_model_can_be_wrapped_for_quantization_aware_training(saved, file):
-    model = importer.import_keras3(saved / file)
+    model = keras3.import_keras3(saved / file)
     quantized = tfmot().quantization.keras.quantize_model(model)
     inputs, expected = _expected(saved, (saved / file).stem)
     assert _outputs(quantized, inputs)[0].shape == expected[0].shape
@@ -173,12 +173,12 @@ def test_imported_model_can_be_wrapped_for_quantization_aware_training(saved, fi
 
 def test_lambda_layer_needs_unsafe_load(saved):
     with pytest.raises(UsageError) as refused:
-        importer.import_keras3(saved / "lambda.keras")
+        keras3.import_keras3(saved / "lambda.keras")
     message = str(refused.value)
     assert "\n" not in message
     assert "Lambda layer" in message and "--unsafe-load" in message and "unsafe=True" in message
 
-    model = importer.import_keras3(saved / "lambda.keras", unsafe=True)
+    model = keras3.import_keras3(saved / "lambda.keras", unsafe=True)
     inputs, expected = _expected(saved, "lambda")
     np.testing.assert_allclose(_outputs(model, inputs)[0], expected[0], rtol=0, atol=1e-5)
 
@@ -190,7 +190,7 @@ def test_lambda_layer_needs_unsafe_load(saved):
 ])
 def test_what_cannot_be_rebuilt_gets_one_line_naming_it(saved, file, words):
     with pytest.raises(UsageError) as refused:
-        importer.import_keras3(saved / file)
+        keras3.import_keras3(saved / file)
     message = str(refused.value)
     assert "\n" not in message
     for word in words:
@@ -203,28 +203,28 @@ def test_only_keras3_files_are_recognised(saved, tmp_path):
     tf_keras_model.save(tmp_path / "legacy.h5")
     (tmp_path / "notes.txt").write_text("not a model")
     for path in (tmp_path / "legacy.keras", tmp_path / "legacy.h5", tmp_path / "notes.txt", tmp_path / "missing.h5"):
-        assert not importer.is_keras3_file(path)
+        assert not keras3.is_keras3_file(path)
     with pytest.raises(UsageError, match="is not a model saved by Keras 3"):
-        importer.import_keras3(tmp_path / "legacy.keras")
+        keras3.import_keras3(tmp_path / "legacy.keras")
     with pytest.raises(UsageError, match="does not exist"):
-        importer.import_keras3(tmp_path / "missing.keras")
+        keras3.import_keras3(tmp_path / "missing.keras")
 
 
 def test_rebuilt_outputs_that_differ_are_an_error(saved):
     import keras as keras3  # Keras 3, beside tf_keras (edgekit._tf is imported above)
 
     original = keras3.saving.load_model(saved / "skip.keras", compile=False)
-    rebuilt = importer.rebuild(original)
-    assert importer.max_output_difference(original, rebuilt) <= importer.TOLERANCE
+    rebuilt = keras3.rebuild(original)
+    assert keras3.max_output_difference(original, rebuilt) <= keras3.TOLERANCE
     head = rebuilt.get_layer("head")
     kernel, bias = head.get_weights()
     head.set_weights([kernel, bias + 1e-3])
     with pytest.raises(StageError, match="differs from the Keras 3 model's by up to 0.001"):
-        importer.max_output_difference(original, rebuilt)
+        keras3.max_output_difference(original, rebuilt)
 
 
 def test_imported_model_saves_and_loads_as_tf_keras(saved, tmp_path):
-    model = importer.import_keras3(saved / "ops.keras")  # activations and ops rebuilt from several layers
+    model = keras3.import_keras3(saved / "ops.keras")  # activations and ops rebuilt from several layers
     model.save(tmp_path / "imported.keras")
     reloaded = keras.models.load_model(tmp_path / "imported.keras")
     inputs, expected = _expected(saved, "ops")

@@ -1,4 +1,4 @@
-"""`edgekit.micro` against the real TFLite Micro runtime, on tiny models converted in the session."""
+"""`edgekit.runtimes.tflm` against the real TFLite Micro runtime, on tiny models converted in the session."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
-from edgekit import micro
 from edgekit.errors import StageError, UsageError
-from edgekit.micro import MicroFailure, measure
+from edgekit.runtimes import tflm as micro
+from edgekit.runtimes.tflm import MicroFailure, measure
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (8, 8, 3)
@@ -188,7 +188,7 @@ def test_more_channels_need_a_bigger_arena(conv):
 def test_output_matches_litert(files):
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgekit.runtime import TFLiteRunner
+    from edgekit.runtimes.host import TFLiteRunner
 
     content = files["conv4.tflite"].read_bytes()
     floats = np.random.default_rng(3).random(SHAPE, dtype=np.float32)
@@ -299,7 +299,7 @@ def test_to_dict_is_json(conv):
 
 
 def test_measuring_does_not_import_tensorflow(files):
-    code = ("import sys, edgekit.micro as m; r = m.measure(sys.argv[1]); assert r.supported; "
+    code = ("import sys, edgekit.runtimes.tflm as m; r = m.measure(sys.argv[1]); assert r.supported; "
             "import tflite_micro.python.tflite_micro.runtime; "
             "print(sorted(n for n in sys.modules if n.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -5,7 +5,7 @@ by the runtime), the tensor arena the runtime recorded as used, the smallest are
 request the output for one input and the host time of `invoke()`.
 
 The runtime is native code, and a damaged model can crash it, so it always works in a child process
-(`python -m edgekit.micro MODEL OPTIONS`, this module, which writes JSON lines on stdout) under a
+(`python -m edgekit.runtimes.tflm MODEL OPTIONS`, this module, which writes JSON lines on stdout) under a
 timeout: a crash, a hang or an unexpected exit becomes one `StageError` line naming the file and what
 the runtime was doing. TensorFlow is never imported, in the child or here.
 
@@ -43,18 +43,18 @@ from typing import Any
 
 import numpy as np
 
-from edgekit._child import phase as child_phase
-from edgekit._child import records as child_records
-from edgekit._child import signal_name
 from edgekit._files import captured_stderr_fd
 from edgekit.errors import StageError, UsageError
+from edgekit.runtimes.child import phase as child_phase
+from edgekit.runtimes.child import records as child_records
+from edgekit.runtimes.child import signal_name
 
 STAGE = "tflite-micro"
 # Given to the runtime for the main run; the host only touches the pages the model uses.
 DEFAULT_ARENA_BYTES = 256 << 20
 HOST_TIMING = f"host ({platform.machine()}), TFLite Micro reference kernels; not a target figure"
 _TFLITE_IDENTIFIER = b"TFL3"
-_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class MicroFailure(StrEnum):
@@ -141,7 +141,7 @@ def _read(model: bytes | str | Path) -> tuple[str, bytes]:
 
 
 def _run_child(name: str, path: Path, options: dict, timeout_s: float) -> list[dict]:
-    command = [sys.executable, "-m", "edgekit.micro", str(path), json.dumps(options)]
+    command = [sys.executable, "-m", "edgekit.runtimes.tflm", str(path), json.dumps(options)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT),
                                                                      os.environ.get("PYTHONPATH")]))}
     try:
@@ -210,7 +210,7 @@ def parse_allocations(lines: tuple[str, ...] | list[str]) -> dict[str, Any]:
     return figures
 
 
-# ---- the child process: everything below runs under `python -m edgekit.micro` -----------------------
+# ---- the child process: everything below runs under `python -m edgekit.runtimes.tflm` -----------------------
 
 _NOT_FOUND = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
 _OUT_OF_RANGE = re.compile(r"Op builtin_code out of range: (\d+)")

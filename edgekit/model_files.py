@@ -26,10 +26,10 @@ def load_model(path: str | Path, unsafe: bool = False):
     path = Path(path)
     if not path.exists():
         raise UsageError(f"model '{path}' does not exist")
-    from edgekit import importer
+    from edgekit import keras3
 
-    if path.is_file() and importer.is_keras3_file(path):
-        return importer.import_keras3(path, unsafe=unsafe)  # rebuilt in tf_keras, outputs checked
+    if path.is_file() and keras3.is_keras3_file(path):
+        return keras3.import_keras3(path, unsafe=unsafe)  # rebuilt in tf_keras, outputs checked
     if path.is_dir():
         config = _saved_model_config(path)
     elif path.suffix.lower() == ".keras":

@@ -59,7 +59,7 @@ def _png(figure) -> bytes:
 
 
 def _kb(count: float) -> float:
-    return count / 1024  # the unit of the budgets (edgekit.fit)
+    return count / 1024  # the unit of the budgets (edgekit.verdict)
 
 
 def _engineering():

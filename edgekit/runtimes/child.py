@@ -1,5 +1,6 @@
-"""What a runtime child process (edgekit.micro's TFLite Micro runs, edgekit.runtime's LiteRT / ONNX Runtime smoke
-runs) reported before it ended: one JSON record a line on its stdout, `{"begin": PHASE}` as it starts each phase."""
+"""What a runtime child process (edgekit.runtimes.tflm's TFLite Micro runs, edgekit.runtimes.host's LiteRT /
+ONNX Runtime smoke runs) reported before it ended: one JSON record a line on its stdout, `{"begin": PHASE}` as
+it starts each phase."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`edgekit.inspect` on real converter output: tiny Keras models converted to TFLite (float, int8) and ONNX."""
+"""`edgekit.model_info` on real converter output: tiny Keras models converted to TFLite (float, int8) and ONNX."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
-from edgekit import inspect as inspect_module
+from edgekit import model_info as inspect_module
 from edgekit.errors import UsageError
-from edgekit.inspect import inspect_model, inspect_onnx, inspect_tflite
+from edgekit.model_info import inspect_model, inspect_onnx, inspect_tflite
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (8, 8, 3)
@@ -267,7 +267,7 @@ def test_kind_tables_name_real_tflite_ops():
 
 
 def test_inspecting_does_not_import_tensorflow(files):
-    code = ("import sys, edgekit.inspect as i; i.inspect_model(sys.argv[1]); i.inspect_model(sys.argv[2]); "
+    code = ("import sys, edgekit.model_info as i; i.inspect_model(sys.argv[1]); i.inspect_model(sys.argv[2]); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')))")
     paths = [str(files["int8.tflite"]), str(files["float.onnx"])]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -280,7 +280,7 @@ def test_element_ops_of_pooling_element_wise_and_softmax_ops():
     """Analytic counts: max-pool = output elements x window; add and softmax = output elements."""
     from edgekit._files import captured_stderr_fd
     from edgekit._tf import keras, tf
-    from edgekit.inspect import inspect_onnx, inspect_tflite
+    from edgekit.model_info import inspect_onnx, inspect_tflite
 
     inputs = keras.Input((8, 8, 4))
     pooled = keras.layers.MaxPooling2D(2)(inputs)  # 4x4x4 outputs, 2x2 window
