@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 REGENERATE = "python benchmarks/readme.py --write"
+_NUMBER_UNIT = re.compile(r"(\d) (s|ms|KB|KiB|MiB|px|bytes|runs|points)\b")
 REGION = re.compile(r"(<!-- generated:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
 
 
@@ -35,8 +36,9 @@ def load(name: str) -> dict:
 
 
 def _prose(text: str) -> str:
-    """One paragraph, wrapped as the README's hand-written paragraphs are."""
-    return textwrap.fill(text, 110, break_on_hyphens=False, break_long_words=False) + "\n"
+    """One paragraph, wrapped as the README's hand-written paragraphs are, never between a number and its unit."""
+    glued = _NUMBER_UNIT.sub("\\1\0\\2", text)
+    return textwrap.fill(glued, 110, break_on_hyphens=False, break_long_words=False).replace("\0", " ") + "\n"
 
 
 def _kib(size: int) -> str:
