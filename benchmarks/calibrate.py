@@ -1,5 +1,6 @@
 """Fit the latency cost-model constants of every target profile to the published measurements
-(`../shared/calibration.md` for the microcontrollers, cited LiteRT benchmarks for the phones and boards).
+(for the microcontrollers, the `[[latency.calibration]]` points of the profiles, each citing its `source`;
+cited LiteRT benchmarks for the phones and boards).
 
     python benchmarks/calibrate.py            # writes benchmarks/calibration.json and prints TOML tables
 
@@ -35,9 +36,10 @@ MOBILENET_025_128 = ("mobilenet-v1", (128, 128, 3), 1000, (("alpha", 0.25),))
 PIXEL3 = {"int8": [(MOBILENET_224, 13.0), (MOBILENET_025_128, 0.8)],
           "float32": [(MOBILENET_224, 24.0), (MOBILENET_025_128, 1.2)]}
 
-# calibration.md: MLPerf Tiny v0.5 reference, Nucleo-L4R5ZI (Cortex-M4F, 120 MHz), TFLM 2.3.1 + CMSIS-NN (2020).
+# MLPerf Tiny v0.5 reference (mlcommons/tiny_results_v0.5), Nucleo-L4R5ZI (Cortex-M4F, 120 MHz),
+# TFLM 2.3.1 + CMSIS-NN (2020).
 L4R5_POINTS = [(KWS, 2_656_768, 181.92), (VWW, 7_489_664, 600.60), (IC, 12_501_632, 704.23), (AD, 264_192, 10.05)]
-# calibration.md: TinyEngine README, STM32H743 (Cortex-M7, 480 MHz), MCUNet VWW models (MACs, ms).
+# mit-han-lab/tinyengine README, STM32H743 (Cortex-M7, 480 MHz), MCUNet VWW models (MACs, ms).
 H743_CMSIS = [("mcunet-vww0", 6.0e6, 53.0), ("mcunet-vww1", 11.6e6, 97.0), ("mcunet-vww2", 55.8e6, 478.0)]
 H743_REFERENCE = [("mcunet-vww0", 6.0e6, 587.0), ("mcunet-vww1", 11.6e6, 1120.0), ("mcunet-vww2", 55.8e6, 5310.0)]
 # Arm's published CoreMark/MHz per core (Arm Cortex-M0+, M4 and M7 product pages).

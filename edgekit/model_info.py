@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import onnx
@@ -282,9 +282,9 @@ def _tflite_info(model: schema.ModelT, data: bytes | mmap.mmap) -> ModelInfo:
             tuple(float(s) for s in scale), tuple(int(z) for z in zero_point),
         )
 
-    inputs = [tensor_info(i) for i in _ints(graph.inputs)]
-    outputs = [tensor_info(i) for i in _ints(graph.outputs)]
-    return _summary("tflite", len(data), inputs, outputs, ops, weights)
+    model_inputs = [tensor_info(i) for i in _ints(graph.inputs)]
+    model_outputs = [tensor_info(i) for i in _ints(graph.outputs)]
+    return _summary("tflite", len(data), model_inputs, model_outputs, ops, weights)
 
 
 def _element_ops(name: str, kind: str, op, inputs: list[tuple[int, ...]], outputs: list[tuple[int, ...]]) -> int:
@@ -345,7 +345,7 @@ def _onnx_info(name: str, model: onnx.ModelProto, size: int, base_dir: Path | No
     for node in graph.node:
         for input_name in node.input:
             consumers[input_name].append(node)
-    shapes = {t: tuple(constants[t].dims) for t in constants}
+    shapes: dict[str, tuple[int, ...] | None] = {t: tuple(constants[t].dims) for t in constants}
     shapes.update({v.name: _onnx_shape(v) for v in (*graph.input, *graph.value_info, *graph.output)})
 
     def stored(operand: str) -> tuple[str, int] | None:
@@ -423,7 +423,11 @@ def _onnx_element_ops(node: onnx.NodeProto, kind: str, shapes: dict[str, tuple[i
     return 0
 
 
-def _attribute(node: onnx.NodeProto, name: str, default: int) -> int:
+_Value = TypeVar("_Value")
+
+
+def _attribute(node: onnx.NodeProto, name: str, default: _Value) -> _Value:
+    """A node attribute's value (an int, or a list of ints for kernel_shape), or `default` when unset."""
     return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 

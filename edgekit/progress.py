@@ -16,7 +16,10 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 REFRESH_SECONDS = 0.1
 
@@ -25,22 +28,26 @@ class Task:
     """One bar: advance it as work is done; `describe` changes its text (the latest epoch's figures)."""
 
     def __init__(self, display: _Display | None, description: str, total: int):
-        self._display, self.total, self.completed = display, total, 0
-        self._id = display.add(description, total) if display else None
+        self.total, self.completed = total, 0
+        # the display drawing this bar and the bar's id in it; None when nothing is drawn or once closed
+        self._bar = (display, display.add(description, total)) if display else None
 
     def advance(self, steps: int = 1) -> None:
         self.completed += steps
-        if self._display is not None:
-            self._display.update(self._id, advance=steps, force=self.completed >= self.total)
+        if self._bar is not None:
+            display, task_id = self._bar
+            display.update(task_id, advance=steps, force=self.completed >= self.total)
 
     def describe(self, description: str) -> None:
-        if self._display is not None:
-            self._display.update(self._id, description=description, force=False)
+        if self._bar is not None:
+            display, task_id = self._bar
+            display.update(task_id, description=description, force=False)
 
     def close(self) -> None:
-        if self._display is not None:
-            self._display.remove(self._id)
-            self._display = None
+        if self._bar is not None:
+            display, task_id = self._bar
+            display.remove(task_id)
+            self._bar = None
 
 
 class _Display:
@@ -49,10 +56,10 @@ class _Display:
 
     def __init__(self, console):
         self.console = console
-        self.progress = None
+        self.progress: Progress | None = None
         self.last_refresh = 0.0
 
-    def add(self, description: str, total: int):
+    def add(self, description: str, total: int) -> TaskID:
         if self.progress is None:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -66,14 +73,18 @@ class _Display:
         self.last_refresh = time.monotonic()
         return task_id
 
-    def update(self, task_id, force: bool, **changes: Any) -> None:
+    def update(self, task_id: TaskID, force: bool, **changes: Any) -> None:
+        if self.progress is None:  # stopped: the last bar was closed
+            return
         self.progress.update(task_id, **changes)
         now = time.monotonic()
         if force or now - self.last_refresh >= REFRESH_SECONDS:
             self.progress.refresh()
             self.last_refresh = now
 
-    def remove(self, task_id) -> None:
+    def remove(self, task_id: TaskID) -> None:
+        if self.progress is None:
+            return
         self.progress.remove_task(task_id)
         if not self.progress.tasks:
             self.stop()

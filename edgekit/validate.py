@@ -75,7 +75,7 @@ def check_model_file(path: str | Path) -> str:
                          ".onnx file inside")
     if named is None:
         shown = f"'{suffix}'" if suffix else "no suffix"
-        if content in SUFFIXES.values():
+        if content is not None and content in SUFFIXES.values():
             raise UsageError(f"{name}: {_A_LABEL[content]} model named with {shown}; edgekit reads .tflite and "
                              f".onnx files: rename it to {path.with_suffix('.' + content).name}")
         raise UsageError(f"{name}: not a model file ({shown}; edgekit reads .tflite and .onnx files)")
@@ -170,7 +170,7 @@ def check_onnx(data: bytes, name: str, path: Path | None = None) -> None:
         raise UsageError(f"{name}: invalid ONNX model ({first}); export it again") from None
 
 
-def _unpack(schema, data: bytes):
+def _unpack(schema, data: bytes | mmap.mmap):
     try:
         return schema.ModelT.InitFromPackedBuf(data, 0)
     except Exception as exc:  # wherever the damage sends the reader; say where, in the file's terms

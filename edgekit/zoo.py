@@ -82,7 +82,7 @@ def mlp(input_shape, num_classes, units=(128,), dropout=0.0, output="softmax"):
 # training setup. A batch-norm after a convolution or dense layer folds into its weights and bias on
 # conversion, so the parameter counts in the docstrings are post-folding (what the .tflite holds); Keras'
 # count_params() adds 4 per batch-normalized channel.
-# Sources of the figures: MACs, the MLPerf Tiny v0.5 reference submission (shared/calibration.md).
+# Sources of the figures: MACs, the MLPerf Tiny v0.5 reference submission (mlcommons/tiny_results_v0.5).
 # Parameters: ResNet-8's Keras count, 78,666, is printed in the reference's training log
 # (benchmark/training/image_classification/Logs/training_log.txt). For the others only model sizes are
 # published (MLPerf Tiny v0.5 as reported by the Linley Newsletter, "MLPerf Gets Tiny", 2021-08-03: DS-CNN

@@ -211,9 +211,9 @@ def test_only_keras3_files_are_recognised(saved, tmp_path):
 
 
 def test_rebuilt_outputs_that_differ_are_an_error(saved):
-    import keras as keras3  # Keras 3, beside tf_keras (edgekit._tf is imported above)
+    import keras as keras_3  # Keras 3, beside tf_keras (edgekit._tf is imported above); not edgekit.keras3
 
-    original = keras3.saving.load_model(saved / "skip.keras", compile=False)
+    original = keras_3.saving.load_model(saved / "skip.keras", compile=False)
     rebuilt = keras3.rebuild(original)
     assert keras3.max_output_difference(original, rebuilt) <= keras3.TOLERANCE
     head = rebuilt.get_layer("head")

@@ -19,7 +19,7 @@ from edgekit.model_info import inspect_tflite
 class Reference:
     input_shape: tuple[int, ...]
     num_classes: int | None
-    macs: int  # published, MLPerf Tiny v0.5 reference submission (shared/calibration.md)
+    macs: int  # published, MLPerf Tiny v0.5 reference submission (mlcommons/tiny_results_v0.5)
     params: int  # after batch-norm folding, as the .tflite holds them
     keras_params: int  # count_params(): 4 more per batch-normalized channel (gamma, beta, mean, variance)
     ops: dict[str, int]  # TFLite op counts: no batch-norm MUL/ADD left over once folded

@@ -22,7 +22,6 @@ SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 VAL_FRACTION = 0.1  # of the whole; 1/8 of what is left once the test set is held out
 PIXEL_SCALE = 1 / 255  # 8-bit arrays are read as pixels
-PARTS = ("train", "val", "test")
 REGRESSION = "regression"  # the one task whose targets are values; every other task's are classes
 
 
@@ -147,8 +146,9 @@ def assemble(name: str, samples: Samples, input_shape: tuple[int, ...] | None = 
     parts["train"] = (x_train, y_train)
     if samples.standardize:
         parts = _standardize(parts, preprocessing)
-    arrays = [array for part in PARTS for array in parts[part]]
-    return Dataset(name, labels, *arrays, preprocessing=preprocessing, skipped=samples.skipped, task=task)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = parts["train"], parts["val"], parts["test"]
+    return Dataset(name, labels, x_train, y_train, x_val, y_val, x_test, y_test, preprocessing=preprocessing,
+                   skipped=samples.skipped, task=task)
 
 
 def split(name: str, x: np.ndarray, y: np.ndarray, labels: tuple[str, ...],
@@ -282,7 +282,7 @@ def _float_targets(source: str, parts: dict, names: tuple[str, ...] | None, name
                              f"y_train has {_target_count(train_shape)}")
         train_shape = y.shape[1:] if train_shape is None else train_shape
         encoded[part] = (x, y)
-    count = _target_count(train_shape)
+    count = _target_count(encoded["train"][1].shape[1:])  # every part has y_train's count (checked above)
     if names is None:
         names = ("y",) if count == 1 else tuple(f"y{i}" for i in range(count))
     elif len(names) != count:

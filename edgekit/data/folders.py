@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ def read_image_folder(folder: Path, files: dict[str, list[Path]], input_shape: t
             image = tf.image.resize(image, size, antialias=True).numpy()
             resized += 1
         x[i] = image
-    preprocessing = {"scale": PIXEL_SCALE, "offset": 0.0, "channels": channels}
+    preprocessing: dict[str, Any] = {"scale": PIXEL_SCALE, "offset": 0.0, "channels": channels}
     if resized:
         log.info("%s: resized %d of %d images to %s", folder, resized, len(decoded), shape_text(size))
         preprocessing["resize"] = {"size": list(size), "method": "bilinear, antialiased"}
@@ -101,7 +102,10 @@ def decode_files(folder: Path, files: dict[str, list[Path]], decode: Callable[[P
 
     `batch` turns each `batch_size` decoded items into one array as it goes (waveforms into features),
     so a large folder never holds every raw item at once."""
-    done, pending, labels, failures = [], [], [], []
+    done: list[np.ndarray] = []  # the batched arrays
+    pending: list[np.ndarray] = []  # decoded items not yet batched
+    labels: list[str] = []
+    failures: list[str] = []
     for name, paths in files.items():
         before = len(labels)
         for path in paths:
@@ -123,8 +127,7 @@ def decode_files(folder: Path, files: dict[str, list[Path]], decode: Callable[[P
     if failures:
         log.warning("%s: skipped %d of %d %s that could not be decoded (first: %s)", folder, len(failures), total,
                     what, failures[0])
-    if batch:
-        decoded = np.concatenate(done + ([batch(pending)] if pending else []))
-    else:
-        decoded = pending
+    # one array of the batches, or (without `batch`) the decoded items, which may differ in shape
+    decoded: np.ndarray | list[np.ndarray] = np.concatenate(done + ([batch(pending)] if pending else [])) \
+        if batch else pending
     return decoded, labels, len(failures)
