@@ -112,8 +112,9 @@ def _child_main(fmt: str, path: str, threads: int, batch_sizes: list[int]) -> No
 
         session = step("loading the model", lambda: onnx_session(path, threads))
         for batch in (1, *batch_sizes):
-            feed = {i.name: np.zeros(input_shape(i.shape, batch), ORT_TYPES.get(i.type, np.float32))
-                    for i in session.get_inputs()}
+            feed: dict[str, np.ndarray] = {
+                i.name: np.zeros(input_shape(i.shape, batch), ORT_TYPES.get(i.type, np.float32))
+                for i in session.get_inputs()}
             step(f"running the model on zeros (batch {batch})", lambda feed=feed: session.run(None, feed))
         report.emit(end=True)
         return

@@ -146,7 +146,6 @@ def _in_child(name: str, data: bytes, options: dict[str, Any], timeout_s: float,
 
 
 def _result(merged: dict[str, Any], arena_size: int, warmup: int) -> MicroResult:
-    common = {"arena_size": arena_size}
     if "failure" in merged:
         missing, error = tuple(merged.get("missing_ops", ())), merged["error"]
         if missing:  # the runtime names only the first op it lacks, and a custom one only as 'CUSTOM'
@@ -154,7 +153,8 @@ def _result(merged: dict[str, Any], arena_size: int, warmup: int) -> MicroResult
         return MicroResult(
             supported=False, missing_ops=missing, error=error,
             arena_bytes=None, arena_persistent_bytes=None, arena_nonpersistent_bytes=None, allocations={},
-            output=None, host_invoke_ms=None, failure=MicroFailure(merged["failure"]), **common)
+            output=None, host_invoke_ms=None, failure=MicroFailure(merged["failure"]),
+            arena_size=arena_size)
     log = tuple(merged["allocation_log"])
     arena = parse_allocations(log)
     times = np.asarray(merged.get("times_ns", ()), dtype=np.float64) / 1e6
@@ -166,7 +166,8 @@ def _result(merged: dict[str, Any], arena_size: int, warmup: int) -> MicroResult
         host_invoke_ms=float(np.median(times)) if times.size else None,
         arena_min_bytes=merged.get("arena_min_bytes"), allocation_log=log,
         host_invoke_p90_ms=float(np.percentile(times, 90)) if times.size else None,
-        host_invoke_runs=int(times.size), host_invoke_warmup=warmup if times.size else 0, **common)
+        host_invoke_runs=int(times.size), host_invoke_warmup=warmup if times.size else 0,
+        arena_size=arena_size)
 
 
 _ARENA_LINE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")

@@ -71,9 +71,9 @@ def _child_main(argv: list[str]) -> None:
         return
 
     report.begin("running the model")
-    outputs, failure = _run(interpreter, [inputs])
-    if failure is not None:
-        report.emit(**failure, end=True)
+    outputs, stopped = _run(interpreter, [inputs])
+    if stopped is not None:
+        report.emit(**stopped, end=True)
         return
 
     report.begin("printing the arena record")
@@ -226,7 +226,7 @@ def _isolated(task: Callable[[], Any]) -> tuple[bool, Any]:
 
 
 def _input_details(interpreter) -> list[dict]:
-    details = []
+    details: list[dict] = []
     with captured_stderr_fd():  # "Input index N out of range" ends the count
         while True:
             try:
