@@ -122,7 +122,7 @@ def test_board_bundle_holds_the_model_its_check_and_the_script(measured):
 
 
 def test_device_script_imports_neither_tensorflow_nor_edgekit():
-    source = (Path(__file__).parents[1] / "edgekit" / "device" / "bench_on_device.py").read_text()
+    source = (Path(__file__).parents[1] / "edgekit" / "export" / "device" / "bench_on_device.py").read_text()
     imports = {line.split()[1].split(".")[0] for line in source.splitlines()
                if line.strip().startswith(("import ", "from "))}
     assert imports <= {"__future__", "argparse", "hashlib", "json", "os", "platform", "resource", "sys", "time",
