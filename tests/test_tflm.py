@@ -254,12 +254,13 @@ def test_runtime_crash_is_one_clean_line(files):
     path = files["no-subgraph.tflite"]
     with pytest.raises(StageError) as caught:
         measure(path)
-    assert str(caught.value) == (f"tflite-micro failed: {path}: the runtime crashed (SIGSEGV) while loading the "
-                                 "model; the file may be truncated or corrupt")
+    assert str(caught.value) == (f"tflite-micro failed: {path}: TFLite Micro crashed (SIGSEGV) in a child process "
+                                 "while loading the model; the file may be truncated or corrupt")
 
 
 def test_timeout_is_one_clean_line(files):
-    with pytest.raises(StageError, match=r"^tflite-micro failed: .*conv4\.tflite: no result within 0\.01 s while"):
+    with pytest.raises(StageError, match=r"^tflite-micro failed: .*conv4\.tflite: no result from TFLite Micro "
+                                         r"within 0\.01 s while"):
         measure(files["conv4.tflite"], timeout_s=0.01)
 
 

@@ -5,9 +5,11 @@ by the runtime), the tensor arena the runtime recorded as used, the smallest are
 request the output for one input and the host time of `invoke()`.
 
 The runtime is native code, and a damaged model can crash it, so it always works in a child process
-(`python -m edgekit.runtimes.tflm MODEL OPTIONS`, this module, which writes JSON lines on stdout) under a
-timeout: a crash, a hang or an unexpected exit becomes one `StageError` line naming the file and what
-the runtime was doing. TensorFlow is never imported, in the child or here.
+(`python -m edgekit.runtimes.tflm_child MODEL OPTIONS`, which writes JSON lines on stdout) under a timeout,
+supervised by `edgekit.runtimes.child.run_child`: a crash, a hang or an unexpected exit becomes one
+`StageError` line naming the file and what the runtime was doing. TensorFlow is never imported, in the
+child or here. `measure` is the whole record for one model; `MicroRunner` is the same runtime behind the
+Runner protocol (float predictions over a batch, raw outputs), for comparing it with the other runtimes.
 
 Every figure comes from the runtime. The arena figures:
 
@@ -27,34 +29,25 @@ the reference kernels do not, and an arena buffer not aligned to 16 bytes loses 
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
-import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit._files import captured_stderr_fd
-from edgekit.errors import StageError, UsageError
-from edgekit.runtimes.child import phase as child_phase
-from edgekit.runtimes.child import records as child_records
-from edgekit.runtimes.child import signal_name
+from edgekit.errors import UsageError
+from edgekit.runtimes.base import dequantize, quantize
+from edgekit.runtimes.child import run_child
 
 STAGE = "tflite-micro"
 # Given to the runtime for the main run; the host only touches the pages the model uses.
 DEFAULT_ARENA_BYTES = 256 << 20
 HOST_TIMING = f"host ({platform.machine()}), TFLite Micro reference kernels; not a target figure"
-_TFLITE_IDENTIFIER = b"TFL3"
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+TFLITE_IDENTIFIER = b"TFL3"
 
 
 class MicroFailure(StrEnum):
@@ -114,14 +107,8 @@ def measure(model: bytes | str | Path, sample: np.ndarray | None = None, runs: i
     if not timeout_s > 0:
         raise UsageError(f"timeout_s must be positive, got {timeout_s!r}")
     options = {"arena_size": arena_size, "runs": runs, "warmup": warmup, "find_min_arena": find_min_arena}
-    with tempfile.TemporaryDirectory(prefix="edgekit-micro-") as folder:
-        path = Path(folder) / "model.tflite"
-        path.write_bytes(data)
-        if sample is not None:
-            np.save(Path(folder) / "sample.npy", np.asarray(sample), allow_pickle=False)
-            options["sample"] = str(Path(folder) / "sample.npy")
-        records = _run_child(name, path, options, timeout_s)
-    return _result(name, records, arena_size, warmup)
+    values, _ = _in_child(name, data, options, timeout_s, sample=sample)
+    return _result(values, arena_size, warmup)
 
 
 def _read(model: bytes | str | Path) -> tuple[str, bytes]:
@@ -135,41 +122,30 @@ def _read(model: bytes | str | Path) -> tuple[str, bytes]:
             raise UsageError(f"{name}: cannot read the file ({exc.strerror or exc})") from exc
     if not data:
         raise UsageError(f"{name}: not a TFLite model (empty file)")
-    if data[4:8] != _TFLITE_IDENTIFIER:
-        raise UsageError(f"{name}: not a TFLite model (no '{_TFLITE_IDENTIFIER.decode()}' at bytes 4:8)")
+    if data[4:8] != TFLITE_IDENTIFIER:
+        raise UsageError(f"{name}: not a TFLite model (no '{TFLITE_IDENTIFIER.decode()}' at bytes 4:8)")
     return name, data
 
 
-def _run_child(name: str, path: Path, options: dict, timeout_s: float) -> list[dict]:
-    command = [sys.executable, "-m", "edgekit.runtimes.tflm", str(path), json.dumps(options)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT),
-                                                                     os.environ.get("PYTHONPATH")]))}
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        records = child_records(exc.stdout)
-        raise StageError(STAGE, f"{name}: no result within {timeout_s:g} s while {child_phase(records)} "
-                                f"(the runtime hung, or the model is that slow on this host)") from None
-    records = child_records(done.stdout)
-    if done.returncode < 0:
-        how = signal_name(done.returncode)
-        raise StageError(STAGE, f"{name}: the runtime crashed ({how}) while {child_phase(records)}; "
-                                "the file may be truncated or corrupt")
-    if done.returncode != 0 or not records or "end" not in records[-1]:
-        last = (done.stderr.strip().splitlines() or ["no message"])[-1][:300]
-        raise StageError(STAGE, f"{name}: the runtime process exited with status {done.returncode} while "
-                                f"{child_phase(records)}: {last}")
-    return records
+def _in_child(name: str, data: bytes, options: dict[str, Any], timeout_s: float, **arrays: np.ndarray | None
+              ) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Run the child on `data` with `options` and the given arrays (`sample`, `samples`; saved for it as .npy
+    files, their paths in the options): (what it reported, merged; the outputs it saved for `samples`)."""
+    with tempfile.TemporaryDirectory(prefix="edgekit-micro-") as folder:
+        path, outputs = Path(folder) / "model.tflite", Path(folder) / "outputs.npy"
+        path.write_bytes(data)
+        options = {**options, "outputs": str(outputs)}
+        for key, array in arrays.items():
+            if array is not None:
+                options[key] = str(Path(folder) / f"{key}.npy")
+                np.save(options[key], np.asarray(array), allow_pickle=False)
+        done = run_child("edgekit.runtimes.tflm_child", [str(path), json.dumps(options)], model=name,
+                         runtime="TFLite Micro", stage=STAGE, timeout_s=timeout_s,
+                         crash_hint="the file may be truncated or corrupt")
+        return done.values, np.load(outputs, allow_pickle=False) if outputs.is_file() else None
 
 
-def _result(name: str, records: list[dict], arena_size: int, warmup: int) -> MicroResult:
-    merged: dict[str, Any] = {}
-    for record in records:
-        merged.update({k: v for k, v in record.items() if k != "begin"})
-    if "usage_error" in merged:
-        raise UsageError(f"{name}: {merged['usage_error']}")
-    common = {"arena_size": arena_size}
+def _result(merged: dict[str, Any], arena_size: int, warmup: int) -> MicroResult:
     if "failure" in merged:
         missing, error = tuple(merged.get("missing_ops", ())), merged["error"]
         if missing:  # the runtime names only the first op it lacks, and a custom one only as 'CUSTOM'
@@ -177,7 +153,8 @@ def _result(name: str, records: list[dict], arena_size: int, warmup: int) -> Mic
         return MicroResult(
             supported=False, missing_ops=missing, error=error,
             arena_bytes=None, arena_persistent_bytes=None, arena_nonpersistent_bytes=None, allocations={},
-            output=None, host_invoke_ms=None, failure=MicroFailure(merged["failure"]), **common)
+            output=None, host_invoke_ms=None, failure=MicroFailure(merged["failure"]),
+            arena_size=arena_size)
     log = tuple(merged["allocation_log"])
     arena = parse_allocations(log)
     times = np.asarray(merged.get("times_ns", ()), dtype=np.float64) / 1e6
@@ -189,7 +166,8 @@ def _result(name: str, records: list[dict], arena_size: int, warmup: int) -> Mic
         host_invoke_ms=float(np.median(times)) if times.size else None,
         arena_min_bytes=merged.get("arena_min_bytes"), allocation_log=log,
         host_invoke_p90_ms=float(np.percentile(times, 90)) if times.size else None,
-        host_invoke_runs=int(times.size), host_invoke_warmup=warmup if times.size else 0, **common)
+        host_invoke_runs=int(times.size), host_invoke_warmup=warmup if times.size else 0,
+        arena_size=arena_size)
 
 
 _ARENA_LINE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
@@ -210,270 +188,50 @@ def parse_allocations(lines: tuple[str, ...] | list[str]) -> dict[str, Any]:
     return figures
 
 
-# ---- the child process: everything below runs under `python -m edgekit.runtimes.tflm` -----------------------
-
-_NOT_FOUND = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
-_OUT_OF_RANGE = re.compile(r"Op builtin_code out of range: (\d+)")
-_NO_REGISTRATION = re.compile(r"Failed to get registration from op code")
-# Arena exhaustion, in each form the allocators and the memory planner report it.
-_NO_ROOM = re.compile(r"missing: \d+|bytes required|Too many buffers|"
-                      r"Failed to allocate (resource buffer|variable tensor)")
-_PREPARE_FAILED = re.compile(r"failed to prepare with status")
-_INVOKE_FAILED = re.compile(r"failed to invoke with status")
-_FILLER_OP = "ABS"  # every TFLM build registers it, and its parser ignores the options of the op it replaces
 
 
-class _BadSample(Exception):
-    pass
+class MicroRunner:
+    """TFLite Micro behind the Runner protocol (`edgekit.runtimes.base`): each `predict` or `run_raw` is one
+    child process that loads the model in an arena of `arena_size` bytes and invokes it once a sample, in
+    order (a model with state carries it from one sample to the next, as on a device). Inputs and outputs
+    are read from the file, without running anything here. It offers no `prepare`: the host time of
+    `invoke()` is timed in the child (`measure(..., runs=N)`). A model the runtime cannot run (a missing
+    op, an arena too small) is a UsageError with the runtime's reason."""
 
+    format = "tflite"
 
-def _child_main(argv: list[str]) -> None:
-    results = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # a stray native printf must not land among the JSON lines
+    def __init__(self, model: bytes | str | Path, arena_size: int = DEFAULT_ARENA_BYTES, timeout_s: float = 120.0):
+        from edgekit.model_info import inspect_tflite
 
-    def emit(**record) -> None:
-        results.write(json.dumps(record) + "\n")
-        results.flush()
+        self.name, self._content = _read(model)
+        info = inspect_tflite(model)
+        if len(info.inputs) != 1:
+            raise UsageError(f"{self.name}: the model has {len(info.inputs)} inputs; a runner feeds exactly one")
+        self._input, self._output = info.inputs[0], info.outputs[0]
+        self.arena_size, self.timeout_s = arena_size, timeout_s
 
-    path, options = argv[0], json.loads(argv[1])
-    emit(begin="importing the runtime")
-    with captured_stderr_fd():
-        from tflite_micro.python.tflite_micro import runtime
-    data = Path(path).read_bytes()
-    arena_size = options["arena_size"]
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's shape (no batch axis)."""
+        return self._input.shape[1:]
 
-    emit(begin="loading the model")
-    interpreter, log, error = _load(runtime, data, arena_size)
-    if interpreter is None:
-        failure = _classify(log, error)
-        emit(**failure)
-        if failure["failure"] == MicroFailure.MISSING_OP:
-            emit(begin="probing each op alone for the ones the runtime lacks")
-            missing = _probe_missing_ops(runtime, data, arena_size)
-            emit(missing_ops=missing or failure["missing_ops"])
-        emit(end=True)
-        return
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self._input.dtype)
 
-    emit(begin="setting the input")
-    try:
-        inputs = _feed(interpreter, options.get("sample"))
-    except _BadSample as exc:
-        emit(usage_error=str(exc), end=True)
-        return
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        return quantize(x, self.input_dtype, self._input.scale, self._input.zero_point)
 
-    emit(begin="running the model")
-    with captured_stderr_fd() as log:
-        try:
-            _invoke(interpreter, inputs)
-            output, error = interpreter.get_output(0), None
-        except Exception as exc:
-            error = exc
-    if error is not None:
-        emit(**_classify(log, error), end=True)
-        return
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return dequantize(self._run(self.quantize_input(x)), self._output.scale, self._output.zero_point)
 
-    emit(begin="printing the arena record")
-    with captured_stderr_fd() as record:
-        interpreter.print_allocations()
-    emit(output=output.tolist(), allocation_log=record)
+    def run_raw(self, sample: np.ndarray) -> np.ndarray:
+        """Output 0 for one batch-1 input already in the model's own dtype, as TFLite Micro gives it."""
+        return self._run(sample)
 
-    if options["runs"]:
-        emit(begin="timing invoke()")
-        emit(times_ns=_time_invoke(interpreter, options["runs"], options["warmup"]))
-    if options["find_min_arena"]:
-        emit(begin="searching the smallest arena")
-        total = parse_allocations(record)["total"]
-        if total is not None:
-            emit(arena_min_bytes=_smallest_arena(runtime, data, inputs, total, arena_size))
-    emit(end=True)
-
-
-def _load(runtime, data: bytes, arena_size: int):
-    """(interpreter or None, the runtime's log lines, the exception)."""
-    with captured_stderr_fd() as log:
-        try:
-            return runtime.Interpreter.from_bytes(data, arena_size=arena_size), log, None
-        except Exception as exc:
-            error = exc
-    return None, log, error
-
-
-def _classify(log: list[str], error: Exception) -> dict[str, Any]:
-    lines = list(dict.fromkeys(line.strip() for line in log if line.strip()))
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    text = "\n".join(lines)
-    if not lines and not isinstance(error, RuntimeError):  # raised while Python read the flatbuffer
-        kind = MicroFailure.INVALID_MODEL
-        reason = f"{type(error).__name__}: {reason}"
-    elif _NO_ROOM.search(text):
-        kind = MicroFailure.ARENA_TOO_SMALL
-    elif _NO_REGISTRATION.search(text) or _NOT_FOUND.search(text) or _OUT_OF_RANGE.search(text):
-        kind = MicroFailure.MISSING_OP
-    elif _PREPARE_FAILED.search(text):
-        kind = MicroFailure.OP_REJECTED
-    elif _INVOKE_FAILED.search(text) or "invocation failed" in reason:
-        kind = MicroFailure.INVOKE_FAILED
-    else:
-        kind = MicroFailure.FAILED
-    missing = _NOT_FOUND.findall(text) + [f"BUILTIN_{code}" for code in _OUT_OF_RANGE.findall(text)]
-    message = "; ".join([*lines, reason])
-    return {"failure": kind.value, "error": message if len(message) <= 500 else message[:497] + "...",
-            "missing_ops": missing}
-
-
-def _probe_missing_ops(runtime, data: bytes, arena_size: int) -> list[str]:
-    """The runtime stops at the first op it lacks and names a custom op only as 'CUSTOM'. So each op is
-    tried alone: a copy of the model with every other operator code turned into a filler op the runtime
-    has, and the op is missing when the runtime again fails to find its registration."""
-    import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if name.isupper()}
-    filler = getattr(schema.BuiltinOperator, _FILLER_OP)
-
-    def op_name(code) -> str:
-        number = max(code.builtinCode, code.deprecatedBuiltinCode)
-        if number == schema.BuiltinOperator.CUSTOM and code.customCode:
-            return code.customCode.decode(errors="replace") if isinstance(code.customCode, bytes) else code.customCode
-        return names.get(number, f"BUILTIN_{number}")
-
-    model = schema.ModelT.InitFromPackedBuf(data, 0)
-    ops = list(dict.fromkeys(op_name(code) for code in model.operatorCodes or ()))
-    missing = []
-    for op in ops:
-        probe = schema.ModelT.InitFromPackedBuf(data, 0)
-        kept = {i for i, code in enumerate(probe.operatorCodes) if op_name(code) == op}
-        for i, code in enumerate(probe.operatorCodes):
-            if i not in kept:
-                code.builtinCode = code.deprecatedBuiltinCode = filler
-                code.customCode, code.version = None, 1
-        for graph in probe.subgraphs or ():
-            for operator in graph.operators or ():
-                if operator.opcodeIndex not in kept:  # a builtin with custom options is refused before lookup
-                    operator.customOptions = None
-        builder = flatbuffers.Builder(len(data) + 1024)
-        builder.Finish(probe.Pack(builder), file_identifier=_TFLITE_IDENTIFIER)
-        finished, lacked = _isolated(partial(_lacks_an_op, runtime, bytes(builder.Output()), arena_size))
-        if finished and lacked:  # a probe that crashed got past the lookup, into the filler ops' Prepare
-            missing.append(op)
-    return missing
-
-
-def _lacks_an_op(runtime, data: bytes, arena_size: int) -> bool:
-    interpreter, log, error = _load(runtime, data, arena_size)
-    return interpreter is None and _classify(log, error)["failure"] == MicroFailure.MISSING_OP
-
-
-def _isolated(task: Callable[[], Any]) -> tuple[bool, Any]:
-    """Run `task` in a forked copy of this process, so that a crash costs only this try:
-    (whether it finished, what it returned). Without fork, it runs here."""
-    if not hasattr(os, "fork"):
-        return True, task()
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the copy: report and leave without running any of the parent's exit handlers
-        os.close(read)
-        code = 1
-        try:
-            with os.fdopen(write, "w") as pipe:
-                pipe.write(json.dumps(task()))
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        payload = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-        return True, json.loads(payload)
-    return False, None
-
-
-def _input_details(interpreter) -> list[dict]:
-    details = []
-    with captured_stderr_fd():  # "Input index N out of range" ends the count
-        while True:
-            try:
-                details.append(interpreter.get_input_details(len(details)))
-            except IndexError:
-                return details
-
-
-def _feed(interpreter, sample_path: str | None) -> list[np.ndarray]:
-    details = _input_details(interpreter)
-    if sample_path is None:
-        return [np.zeros(d["shape"], d["dtype"]) for d in details]
-    if len(details) != 1:
-        raise _BadSample(f"the model has {len(details)} inputs; a sample sets exactly one")
-    detail, sample = details[0], np.load(sample_path, allow_pickle=False)
-    shape, dtype = tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"])
-    if sample.shape == shape[1:]:
-        sample = sample[np.newaxis]
-    if sample.shape != shape:
-        raise _BadSample(f"the sample has shape {sample.shape}; the model input is {shape} (or {shape[1:]})")
-    if np.issubdtype(dtype, np.integer) and np.issubdtype(sample.dtype, np.floating):
-        scales, zero_points = detail["quantization_parameters"]["scales"], detail["quantization_parameters"][
-            "zero_points"]
-        if not len(scales):
-            raise _BadSample(f"the sample is {sample.dtype}; the model input is {dtype} without a scale to "
-                             "quantize it with")
-        info = np.iinfo(dtype)
-        sample = np.clip(np.round(sample / scales[0] + zero_points[0]), info.min, info.max)
-    elif not np.can_cast(sample.dtype, dtype, "same_kind"):
-        raise _BadSample(f"the sample is {sample.dtype}; the model input is {dtype}")
-    return [sample.astype(dtype)]
-
-
-def _invoke(interpreter, inputs: list[np.ndarray]) -> None:
-    for index, value in enumerate(inputs):
-        interpreter.set_input(value, index)
-    interpreter.invoke()
-
-
-def _time_invoke(interpreter, runs: int, warmup: int) -> list[int]:
-    for _ in range(warmup):
-        interpreter.invoke()
-    clock, samples = time.perf_counter_ns, []
-    for _ in range(runs):
-        started = clock()
-        interpreter.invoke()
-        samples.append(clock() - started)
-    return samples
-
-
-def _smallest_arena(runtime, data: bytes, inputs: list[np.ndarray], recorded: int, given: int) -> int:
-    """Bisect the arena size with fresh interpreters. The recorded total is where the search starts,
-    not a bound: kernels' temporary tensors while preparing can need more, alignment a few bytes less."""
-
-    def attempt(size: int) -> bool:
-        interpreter, _, _ = _load(runtime, data, size)
-        if interpreter is None:
-            return False
-        with captured_stderr_fd():
-            try:
-                _invoke(interpreter, inputs)
-                return True
-            except Exception:
-                return False
-
-    def runs_in(size: int) -> bool:
-        # Some kernels dereference the null a failed allocation returns (resource variables do), so an
-        # arena too small can crash the runtime instead of failing: that also means it does not run.
-        finished, ran = _isolated(lambda: attempt(size))
-        return finished and ran
-
-    low, high = recorded // 2, min(recorded, given)
-    while not runs_in(high):
-        if high == given:  # cannot happen after a run in `given`, unless the runtime is not deterministic
-            return given
-        low, high = high, min(given, high + max(high // 4, 64))
-    if runs_in(low):
-        low = 0
-    while high - low > 1:  # runs_in(high) and not runs_in(low)
-        middle = (low + high) // 2
-        low, high = (low, middle) if runs_in(middle) else (middle, high)
-    return high
-
-
-if __name__ == "__main__":
-    _child_main(sys.argv[1:])
+    def _run(self, samples: np.ndarray) -> np.ndarray:
+        options = {"arena_size": self.arena_size, "runs": 0, "warmup": 0, "find_min_arena": False}
+        values, outputs = _in_child(self.name, self._content, options, self.timeout_s, samples=samples)
+        if outputs is None:
+            raise UsageError(f"{self.name}: TFLite Micro cannot run it ({_result(values, self.arena_size, 0).error})")
+        return outputs
