@@ -51,9 +51,9 @@ def two_targets(tiny_build, tiny_recipe, tmp_path_factory):
 def test_one_training_judged_on_each_target(two_targets):
     _, _, _, report = two_targets
     cache = report["cache"]
-    # from the single-target folder beside it, rpi4's bench results too: the stage names do not depend on N
-    assert cache["reused"] == ["train", "baseline", "optimize", *(f"bench-rpi4-{v}" for v in ("float32", "int8", "onnx"))]
-    assert cache["computed"] == [f"bench-nucleo-l4r5zi-{v}" for v in ("float32", "int8", "onnx")]
+    assert cache["reused"] == ["train", "baseline", "optimize"]  # from the single-target folder beside it
+    # (its bench results were timed with other --runs, so they are measured again)
+    assert cache["computed"] == [f"bench-{t}-{v}" for v in ("float32", "int8", "onnx") for t in TARGETS]
     assert [t["target"] for t in report["targets"]] == list(TARGETS)
     for entry in report["targets"]:
         assert [v["name"] for v in entry["variants"]] == ["float32", "int8", "onnx"]

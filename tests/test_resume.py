@@ -17,10 +17,10 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit._files import folder_lock
-from edgekit.report.manifest import VARIES_BY_NATURE
 from edgekit.cache import Entry, StageCache
 from edgekit.cli import main
 from edgekit.errors import EdgekitError
+from edgekit.report.manifest import VARIES_BY_NATURE
 
 OPTIONS = ["--target", "rpi4", "--runs", "20", "--warmup", "2"]  # as the tiny_build fixture builds
 FOLDER = "tiny-digits-rpi4"
@@ -77,7 +77,8 @@ def _identical_files_match(directory: Path, reference: Path) -> None:
     expected = json.loads((reference / "manifest.json").read_text())
     identical = manifest["deterministic"]["identical"]
     if not _has_gpu():  # on a GPU, training is not deterministic and the manifest says so
-        assert {"float32.keras", "float32.tflite", "int8.tflite", "model.onnx", "bundle/rpi4/int8.tflite"} <= set(identical)
+        assert {"float32.keras", "float32.tflite", "int8.tflite", "model.onnx",
+                "bundle/rpi4/int8.tflite"} <= set(identical)
         assert set(manifest["deterministic"]["differ"]) == set(VARIES_BY_NATURE)
     for name in identical:
         assert manifest["files"][name]["sha256"] == expected["files"][name]["sha256"], name
