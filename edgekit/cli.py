@@ -83,8 +83,8 @@ _DISTRIBUTE = click.option(
               help="Dataset spec replacing the recipe's: builtin:NAME, synthetic:SHAPE:CLASSES[:COUNT], FILE.npz, "
                    "FILE.csv[#label=COLUMN] or a class FOLDER.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
-              show_default=True, help="Parent folder; the build goes to OUT/<recipe>-<target>/ (several targets: "
-                                      "OUT/<recipe>/).")
+              show_default=True, help="Parent folder; the build goes to OUT/<recipe>-<target>[-<target>...]/, the "
+                                      "targets in the order given.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and shuffling.")
 @click.option("--runs", type=click.IntRange(min=10), default=200, show_default=True,
               help="Timed batch-1 runs per artifact.")
@@ -103,9 +103,10 @@ def build(ctx, target_names, recipe_name, data_spec, out, seed, runs, warmup, th
     a change and it resumes from the first stage whose inputs changed (--force starts over). One build at a
     time per folder: a second one exits 1 naming the process that holds it. Ctrl-C exits 130.
 
-    With several targets the model is built once and benchmarked against each: one table across targets
-    (those that fit first, then by estimated latency), a verdict per target in report.html, and a bundle per
-    target in bundle/<target>/. Exit 3 names every target whose selected variant misses a budget."""
+    The model is built once and benchmarked against each target (one or several): the first target's variants,
+    one table across targets (those that fit first, then by estimated latency), a verdict per target in
+    report.html, and a bundle per target in bundle/<target>/. Exit 3, after the folder is complete and the
+    tables printed, names every target whose selected variant misses a budget, and a missed accuracy guard."""
     from edgekit import recipes, targets
 
     recipe = recipes.load(recipe_name)
