@@ -145,8 +145,7 @@ def _show_build(result, as_json: bool) -> None:
     _print_table(f"{result.recipe} for {lead.name} ({result.test_samples} test samples)",
                  columns(result.metric),
                  [variant_row(v.to_dict()) for v in lead.variants])
-    _print_table(f"{result.recipe} across {', '.join(t.name for t in result.targets)} ({result.metric} "
-                 f"{_metrics(result)})", CROSS_TARGET_COLUMNS,
+    _print_table(f"{result.recipe}: what each target ships ({result.metric} {_metrics(result)})", CROSS_TARGET_COLUMNS,
                  [cross_target_row(row) for row in cross_target(result.targets)])
     for target in result.targets:
         click.echo(f"Ship: {target.selection.variant} to {target.name} ({target.selection.reason})")
