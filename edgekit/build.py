@@ -178,9 +178,12 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
     files += _write_reports(result, recipe, seed, dataset, trained, baseline, optimized, quantized.name,
                             sparsity_ops, cache, strategy.get("distribute"), verified)
     metrics = {v.name: v.metric_value for v in result.lead.variants}
+    reference, measured = metrics["float32"], metrics[quantized.name]
+    guard = None
     try:
-        optimize.check_drop(recipe, quantized.name, metrics["float32"], metrics[quantized.name])
-        guard = None
+        if reference is None or measured is None:  # bench always runs the test split in a build
+            raise StageError("bench", "no test metric was measured")
+        optimize.check_drop(recipe, quantized.name, reference, measured)
     except BudgetError as e:  # reported after the folder is complete, as a missed budget is
         guard = str(e)
     if recipe.task in ("classification", "binary"):
@@ -265,7 +268,7 @@ def _bench_targets(cache: StageCache, conversions, verified: dict[str, str], dir
                                           metric=recipe.metric, trusted_sha256=artifact)
             fresh = {r.target: Entry(r.to_dict()) for r in results}
         for target in chosen:
-            entry = cache.run(names[target.name], keys[target.name], functools.partial(fresh.get, target.name))
+            entry = cache.run(names[target.name], keys[target.name], functools.partial(fresh.__getitem__, target.name))
             measured = bench.BenchResult.from_dict(entry.values)
             log.info("%s on %s: %s %.4f, median %.3f ms", conversion.name, target.name, recipe.metric,
                      measured.metric["value"] if measured.metric else float("nan"), measured.latency_ms.median)

@@ -187,3 +187,19 @@ def test_bench_json_is_one_result_a_target(tiny_build):
         result = CliRunner().invoke(main, arguments + [part for name in names for part in ("--target", name)])
         assert result.exit_code == 0, result.output
         assert [r["target"] for r in json.loads(result.stdout)] == names
+
+
+def test_compare_judges_a_measurement_against_the_target_it_ran_on(two_targets, tmp_path):
+    from edgekit.compare import compare
+    from edgekit.errors import UsageError
+
+    _, _, folder, report = two_targets
+    log = tmp_path / "serial.log"
+    log.write_text("".join(f'{{"run": {i}, "latency_ms": 40.0}}\n' for i in range(5)))
+    nucleo = next(t for t in report["targets"] if t["target"] == "nucleo-l4r5zi")
+    estimate = next(v for v in nucleo["variants"] if v["name"] == "int8")["target_latency"]["ms"]
+    comparison = compare(folder, log, "int8", "nucleo-l4r5zi")
+    assert comparison["target"] == "nucleo-l4r5zi" and comparison["estimate"]["ms"] == pytest.approx(estimate)
+    assert compare(folder, log, "int8")["target"] == "rpi4"  # the lead, by default
+    with pytest.raises(UsageError, match="not made for target 'esp32-s3'; it was for rpi4, nucleo-l4r5zi"):
+        compare(folder, log, "int8", "esp32-s3")
