@@ -13,6 +13,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from edgekit.errors import UsageError
 
@@ -165,7 +166,7 @@ def _without_timestamps(archive: bytes) -> bytes:
     return result.getvalue()
 
 
-def load_own_keras(path: Path):
+def load_own_keras(path: Path) -> Any:
     """A .keras file this process wrote itself (keras_bytes), loaded uncompiled without load_model's checks:
     safe mode still refuses Lambda code."""
     from edgekit._tf import keras
