@@ -57,7 +57,7 @@ def main() -> dict:
         dscnn = root / "kws-ds-cnn.int8.tflite"
         dscnn.write_bytes(reference_tflite("ds-cnn", (49, 10, 1), 12, (), "int8"))
         run(*EDGEKIT, "export", str(dscnn), "--target", MCU, "--out", str(root / "mcu-dscnn"), "--name", "kws_model")
-        board = build / "bundle"
+        board = build / "bundle" / BOARD
         board_files = listing(board)  # as the build wrote it, before the device script adds result.json
         run(sys.executable, "bench_on_device.py", "--model", "int8.tflite", "--out", "result.json", cwd=board)
         comparison = json.loads(run(*EDGEKIT, "compare", str(build), str(board / "result.json"), "--json"))

@@ -76,6 +76,14 @@ class BenchResult:
         data["fit"] = self.fit.to_dict()
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchResult:
+        """The inverse of to_dict: a result a build cached, read back."""
+        estimate = data["target_latency"]
+        return cls(**{**data, "latency_ms": LatencyStats(**data["latency_ms"]),
+                      "fit": fit.FitReport.from_dict(data["fit"]),
+                      "target_latency": LatencyEstimate.from_dict(estimate) if estimate else None})
+
 
 def precision_of(info: ModelInfo) -> str:
     """What the file itself says: int8 when its weights are int8, float16 for fp16 weights."""

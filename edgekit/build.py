@@ -4,7 +4,12 @@ Each stage is a plain function from the other modules; this module chains them, 
 failed, and writes the build folder (artifacts first, reports next, manifest.json last). The expensive
 stages (train, baseline conversions, optimize + convert, bench) go through edgekit.cache, so a re-run after
 a crash or a change starts at the first stage whose inputs changed; a lock keeps two builds out of one
-folder."""
+folder.
+
+One folder rule, for any number of targets: OUT/<recipe>-<target>[-<target>...], the targets in the order
+given, each bundle in bundle/<target>/. A build also reuses what the other folders of its recipe under OUT
+cached (entries are keyed by what they were computed from, so only results with the same inputs count):
+adding a target to a finished build, or building one of its targets alone, trains nothing again."""
 
 from __future__ import annotations
 
@@ -15,30 +20,24 @@ import logging
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from edgekit._files import folder_lock, write_atomic, write_json
 from edgekit.cache import Entry, StageCache, array_fingerprint
 from edgekit.errors import BudgetError, EdgekitError, StageError, UsageError
+from edgekit.model_files import keras_bytes, load_own_keras
 from edgekit.recipes import Recipe
-from edgekit.report import text as reports
-from edgekit.report.manifest import forget_manifest, write_manifest
-from edgekit.targets import Runtime, Target
+from edgekit.results import BuildResult, Variant, judge
+from edgekit.targets import Target
+from edgekit.verdict import check_capabilities
 
 log = logging.getLogger("edgekit")
 
 VERIFY_SAMPLES = 256  # validation inputs each conversion is checked on
 FLOAT_KERAS = "float32.keras"  # the trained float baseline, as tf_keras saved it
-BUNDLE = "bundle"  # the selected model's deployment files (edgekit export); bundle/<target>/ with several targets
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    directory: Path
-    report: dict[str, Any]
-    written: bool = True  # False on a multiworker cluster's non-chief worker, whose folder was temporary
+BUNDLE = "bundle"  # the deployment files of each target's selected model (edgekit export): bundle/<target>/
 
 
 @contextlib.contextmanager
@@ -57,69 +56,43 @@ def stage(name: str):
     log.debug("[%s] done in %.1f s", name, time.perf_counter() - started)
 
 
-def shippable_formats(target: Target) -> dict[str, tuple[str, ...]]:
-    """format -> precisions the target's runtime can load (TFLite Micro: int8 .tflite only)."""
-    precisions = tuple(p.value for p in target.precisions)
-    if target.runtime == Runtime.TFLM:
-        return {"tflite": tuple(p for p in precisions if p == "int8")}
-    return {"tflite": precisions}
-
-
-def check_capabilities(recipe: Recipe, target: Target) -> None:
-    """Fail before training when nothing this build produces could run on the target."""
-    shippable = shippable_formats(target)["tflite"]
-    produced = recipe.optimize.precision
-    if not {produced, "float32"} & set(shippable):
-        raise UsageError(f"target '{target.name}' runs {', '.join(shippable) or 'nothing'} with "
-                         f"{target.runtime.value}; this build produces {produced} and float32 TFLite models")
-
-
-def select(variants: list[dict[str, Any]], target: Target) -> tuple[str, str, bool]:
-    """The variant to ship: the target's most preferred precision that its runtime loads and that fits
-    every budget; when none fits, the most preferred one, reported as not fitting."""
-    candidates = [variant for fmt, precisions in shippable_formats(target).items() for precision in precisions
-                  for variant in variants if variant["format"] == fmt and variant["precision"] == precision]
-    if not candidates:
-        raise UsageError(f"no variant of this build runs on target '{target.name}'")
-    for variant in candidates:
-        if variant["fit"]["fits"]:
-            return variant["name"], (f"{variant['precision']} is {target.name}'s most preferred precision that "
-                                     f"{target.runtime.value} runs and that fits every budget"), True
-    return candidates[0]["name"], f"no variant fits {target.name}; {candidates[0]['name']} is the preferred one", False
-
-
 def build_folder(recipe: Recipe, target: Target | Sequence[Target], out: Path = Path("build")) -> Path:
-    """Where `build` writes: OUT/<recipe>-<target> for one target, OUT/<recipe> for several (the same folder
-    whichever targets, so adding one to a finished build reuses its training)."""
-    chosen = _targets(target)
-    return Path(out) / (f"{recipe.name}-{chosen[0].name}" if len(chosen) == 1 else recipe.name)
+    """Where `build` writes: OUT/<recipe>-<target>[-<target>...], the targets as `unique_targets` gives them."""
+    return Path(out) / "-".join([recipe.name, *(t.name for t in unique_targets(target))])
 
 
-def _targets(target: Target | Sequence[Target]) -> list[Target]:
-    """One target or several, each name once, in the order given."""
+def unique_targets(target: Target | Sequence[Target]) -> list[Target]:
+    """One target or several, each name once at its first occurrence: the first given leads the build."""
     chosen = [target] if isinstance(target, Target) else list(target)
     if not chosen:
         raise UsageError("no target given")
-    return list({t.name: t for t in reversed(chosen)}.values())[::-1]
+    unique: dict[str, Target] = {}
+    for each in chosen:
+        unique.setdefault(each.name, each)
+    return list(unique.values())
 
 
 def build(recipe: Recipe, target: Target | Sequence[Target], out: Path = Path("build"), seed: int = 0,
           runs: int = 200, warmup: int = 20, threads: int = 1, data_spec: str | None = None,
           force: bool = False, distribute: str | None = None) -> BuildResult:
     """The whole chain. `data_spec` (a `--data` spec) replaces the recipe's dataset. Stage results cached in
-    the folder by an earlier run with the same inputs are reused; `force` throws them away first.
+    the folder (or in another folder of the recipe under `out`) by an earlier run with the same inputs are
+    reused; `force` throws this folder's away first and looks nowhere else.
 
-    With several targets the model is trained, optimized and converted once and benchmarked against each;
-    every target's capabilities are checked before training. The report's top-level verdict is the first
-    target's, `targets` holds each one's and `cross_target` ranks them; each target gets bundle/<target>/.
-    A single-target build's folder and files are as they always were.
+    The model is trained, optimized and converted once and benchmarked against each target; every target's
+    capabilities are checked before training. Each target gets its verdict, its selected variant and its
+    bundle (bundle/<target>/); the first target given leads report.json's top level.
 
     `distribute` (mirrored or multiworker) trains and optimizes under that tf.distribute strategy
     (edgekit.distribute); on a multiworker cluster only the chief writes OUT, the other workers build in a
-    temporary folder that is removed afterwards."""
+    temporary folder that is removed afterwards.
+
+    Raises BudgetError (exit 3) after writing the complete folder when a target's selected variant misses a
+    budget or the quantized model misses the recipe's accuracy guard (max_drop); the error carries the
+    BuildResult."""
     from edgekit import distribute as distribution
 
-    chosen = _targets(target)
+    chosen = unique_targets(target)
     for each in chosen:
         check_capabilities(recipe, each)
     distribution.check(distribute)
@@ -135,18 +108,18 @@ def build(recipe: Recipe, target: Target | Sequence[Target], out: Path = Path("b
             directory.mkdir(parents=True)
             result = _build(recipe, chosen, directory, StageCache(directory), spec, seed, runs, warmup, threads,
                             distribute)
-        return BuildResult(result.directory, result.report, written=False)
+        return replace(result, written=False)
     directory = build_folder(recipe, chosen, out)
     directory.mkdir(parents=True, exist_ok=True)
     with folder_lock(directory) as stale:
         if stale is not None:
             log.info("taking over the lock of a build that stopped without releasing it (%s)",
                      ", ".join(f"{k} {v}" for k, v in stale.items()) or "no record")
+        from edgekit.report.manifest import forget_manifest
+
         forget_manifest(directory)
-        # A multi-target build also trusts the entries of the single-target builds of its targets (not with
-        # --force, which starts over).
-        others = [build_folder(recipe, t, out) for t in chosen] if len(chosen) > 1 and not force else []
-        cache = StageCache(directory, others)
+        siblings = [] if force else sorted({*Path(out).glob(f"{recipe.name}-*"), Path(out) / recipe.name})
+        cache = StageCache(directory, [folder for folder in siblings if folder.is_dir()])
         if force:
             cache.clear()
         return _build(recipe, chosen, directory, cache, spec, seed, runs, warmup, threads, distribute)
@@ -156,6 +129,7 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
            runs: int, warmup: int, threads: int, distribute: str | None = None) -> BuildResult:
     from edgekit import data, optimize, zoo
     from edgekit.distribute import describe
+    from edgekit.report.contract import pruned_sparsity
 
     with stage("data"):
         dataset = data.load(spec, input_shape=recipe.input_shape, task=recipe.task)
@@ -175,7 +149,7 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
     # Every later stage starts from the model as saved, whether it was trained now or in an earlier run, so
     # a resumed build computes exactly what an uninterrupted one does.
     write_atomic(directory / FLOAT_KERAS, trained.files[FLOAT_KERAS])
-    float_model = functools.cache(lambda: _load_keras(directory / FLOAT_KERAS))  # only when a stage runs
+    float_model = functools.cache(lambda: load_own_keras(directory / FLOAT_KERAS))  # only when a stage runs
     float_hash = hashlib.sha256(trained.files[FLOAT_KERAS]).hexdigest()
     check_inputs = dataset.x_val[:VERIFY_SAMPLES]
     baseline = cache.run("baseline", cache.key("baseline", model=float_hash, data=data_hash, task=recipe.task,
@@ -193,170 +167,126 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
     # every conversion was run in-process by the build that made it (its verification), and the cache hands
     # back exactly those bytes: opening them needs no child-process guard
     verified = {c.filename: hashlib.sha256(c.content).hexdigest() for c in conversions}
+    sparsity_ops, pruned = pruned_sparsity(quantized.content, optimized.values)
 
     with stage("bench"):
         judged = _bench_targets(cache, conversions, verified, directory, chosen, dataset, recipe, runs, warmup,
-                                threads)
-    target, variants = chosen[0], judged[chosen[0].name]
-    selections = {t.name: select(judged[t.name], t) for t in chosen}
-    selected, reason, fits = selections[target.name]
-    report = _report(recipe, target, seed, dataset, trained, baseline, optimized, quantized, variants,
-                     (selected, reason, fits), cache)
-    if len(chosen) > 1:
-        _add_targets(report, chosen, judged, selections, quantized.name)
-    if distribute:
-        report["distribute"] = strategy["distribute"]
-    from edgekit.report.html import model_confusion, write_html_report
-
-    if recipe.task in ("classification", "binary"):
-        chosen_variant = next(v for v in variants if v["name"] == selected)
-        report["confusion_matrix"] = model_confusion(directory / chosen_variant["file"], dataset.x_test,
-                                                     dataset.y_test, dataset.labels, selected,
-                                                     verified[chosen_variant["file"]])
-    write_json(directory / "report.json", report)
-    write_atomic(directory / "report.md", reports.to_markdown(report))
-    files = [c.filename for c in conversions] + [FLOAT_KERAS, "report.json", "report.md"]
-    with stage("report"):
-        files += write_html_report(directory, report)
-    metrics = {v["name"]: v["metric"]["value"] for v in variants}
-    optimize.check_drop(recipe, quantized.name, metrics["float32"], metrics[quantized.name])
+                                threads, {quantized.name: pruned})
+    result = BuildResult(directory, recipe.name, recipe.metric, len(dataset.x_test),
+                         tuple(judge(t, judged[t.name], f"{BUNDLE}/{t.name}") for t in chosen))
+    files = [c.filename for c in conversions] + [FLOAT_KERAS]
+    files += _write_reports(result, recipe, seed, dataset, trained, baseline, optimized, quantized.name,
+                            sparsity_ops, cache, strategy.get("distribute"), verified)
+    metrics = {v.name: v.metric_value for v in result.lead.variants}
+    reference, measured = metrics["float32"], metrics[quantized.name]
+    guard = None
+    try:
+        if reference is None or measured is None:  # bench always runs the test split in a build
+            raise StageError("bench", "no test metric was measured")
+        optimize.check_drop(recipe, quantized.name, reference, measured)
+    except BudgetError as e:  # reported after the folder is complete, as a missed budget is
+        guard = str(e)
     if recipe.task in ("classification", "binary"):
         write_atomic(directory / "labels.txt", "\n".join(dataset.labels) + "\n")
         files.append("labels.txt")
-    files += _write_bundles(directory, chosen, judged, selections, dataset, verified)
-    provenance = {"targets": [t.to_dict() for t in chosen],
-                  "fits": {t.name: {"selected": selections[t.name][0], "fits": selections[t.name][2]}
-                           for t in chosen}} if len(chosen) > 1 else {}
-    write_manifest(directory, files, recipe=recipe.to_dict(), target=target.to_dict(), seed=seed,
-                   dataset=dataset.describe(),
-                   metrics={v["name"]: {recipe.metric: v["metric"]["value"], "size_bytes": v["size_bytes"]}
-                            for v in variants},
-                   deterministic=determinism(files), **provenance)
-    if len(chosen) > 1:
-        missed = [f"{t.name} ({_misses(judged[t.name], selections[t.name][0])})" for t in chosen
-                  if not selections[t.name][2]]
-        if missed:
-            raise BudgetError(f"the build is complete in {directory}, but it does not fit {len(missed)} of "
-                              f"{len(chosen)} targets: {'; '.join(missed)}", BuildResult(directory, report))
-    elif not fits:
-        raise BudgetError(f"the build is complete in {directory}, but {selected} does not fit {target.name}: "
-                          f"{_misses(variants, selected)}", BuildResult(directory, report))
-    return BuildResult(directory, report)
+    files += _write_bundles(result, dataset.x_test[0], verified)
+    from edgekit.report.manifest import write_build_manifest
+
+    write_build_manifest(directory, files, result, recipe, seed, dataset.describe())
+    problems = [guard] if guard else []
+    problems += [f"{t.selection.variant} does not fit {t.name}: {t.misses()}" for t in result.missed]
+    if problems:
+        raise BudgetError(f"the build is complete in {directory}, but {'; '.join(problems)}", result)
+    return result
 
 
-def _misses(variants: list[dict[str, Any]], selected: str) -> str:
-    chosen = next(v for v in variants if v["name"] == selected)
-    return "; ".join(c["summary"] for c in chosen["fit"]["checks"] if c["ok"] is False)
+def _write_reports(result: BuildResult, recipe: Recipe, seed: int, dataset, trained: Entry, baseline: Entry,
+                   optimized: Entry, quantized: str, sparsity_ops: list[dict[str, Any]], cache: StageCache,
+                   distribute: dict[str, Any] | None, verified: dict[str, str]) -> list[str]:
+    """report.json, report.md, report.html and its plots; returns the files written."""
+    from edgekit.report.contract import build_report
+    from edgekit.report.html import model_confusion, write_html_report
+    from edgekit.report.text import to_markdown
+
+    directory, lead = result.directory, result.lead.selected
+    confusion = None
+    if recipe.task in ("classification", "binary"):
+        confusion = model_confusion(directory / lead.measured.file, dataset.x_test, dataset.y_test, dataset.labels,
+                                    lead.name, verified[lead.measured.file])
+    report = build_report(result, recipe, seed=seed, dataset=dataset.describe(), trained=trained.values,
+                          optimized=optimized.values, float_metric=baseline.values["float_metric"],
+                          sparsity_ops=sparsity_ops, quantized=quantized, cache=cache.record(),
+                          distribute=distribute, confusion_matrix=confusion)
+    write_json(directory / "report.json", report)
+    write_atomic(directory / "report.md", to_markdown(report))
+    with stage("report"):
+        return ["report.json", "report.md", *write_html_report(directory, report)]
+
+
+def _write_bundles(result: BuildResult, sample, verified: dict[str, str]) -> list[str]:
+    """The bundle of each target whose selected variant is a .tflite file, in its bundle folder; returns the
+    files written, relative to the build folder."""
+    import shutil
+
+    from edgekit.export import export
+
+    directory = result.directory
+    shutil.rmtree(directory / BUNDLE, ignore_errors=True)  # a target dropped since the last build leaves no bundle
+    labels = directory / "labels.txt"
+    files = []
+    for target in result.targets:
+        variant = target.selected
+        model = directory / variant.measured.file
+        if model.suffix == ".tflite" and target.bundle:
+            with stage(f"export {target.name}"):
+                bundle = export(model, target.target, directory / target.bundle, sample=sample,
+                                labels=labels if labels.is_file() else None,
+                                verified_sha256=verified[variant.measured.file], measured_ram=variant.measured.ram)
+            files += [f"{target.bundle}/{name}" for name in bundle.files]
+    return files
 
 
 def _bench_targets(cache: StageCache, conversions, verified: dict[str, str], directory: Path, chosen: list[Target],
-                   dataset, recipe: Recipe, runs: int, warmup: int, threads: int) -> dict[str, list[dict[str, Any]]]:
+                   dataset, recipe: Recipe, runs: int, warmup: int, threads: int,
+                   pruned: dict[str, tuple[float, str] | None]) -> dict[str, list[Variant]]:
     """target name -> its variants: each artifact measured once on the host for the targets whose result is
-    not cached, and judged against each. Cached per artifact and target, so adding a target to a finished
-    build benchmarks only for the new one."""
+    not cached, and judged against each. Cached per artifact and target (stage bench-<target>-<variant>), so
+    adding a target to a finished build benchmarks only for the new one. `pruned`: variant -> its sparsity
+    over the pruned layers (Variant.of)."""
     from edgekit import bench
 
-    judged: dict[str, list[dict[str, Any]]] = {t.name: [] for t in chosen}
+    judged: dict[str, list[Variant]] = {t.name: [] for t in chosen}
     for conversion in conversions:
         artifact = verified[conversion.filename]
         keys = {t.name: _bench_key(cache, artifact, t, dataset, recipe, runs, warmup, threads) for t in chosen}
-        names = {t.name: _bench_stage(conversion, t, chosen) for t in chosen}
+        names = {t.name: f"bench-{t.name}-{conversion.name}" for t in chosen}
         missing = [t for t in chosen if cache.load(names[t.name], keys[t.name]) is None]
         fresh: dict[str, Entry] = {}
         if missing:  # measured once for all of them
             results = bench.bench_targets(directory / conversion.filename, missing, dataset.x_test, dataset.y_test,
                                           runs=runs, warmup=warmup, threads=threads, task=recipe.task,
-                                          metric=recipe.metric,
-                                          trusted_sha256=artifact)
+                                          metric=recipe.metric, trusted_sha256=artifact)
             fresh = {r.target: Entry(r.to_dict()) for r in results}
         for target in chosen:
-            result = cache.run(names[target.name], keys[target.name], functools.partial(fresh.get, target.name)).values
-            log.info("%s%s: %s %.4f, median %.3f ms", conversion.name,
-                     f" on {target.name}" if len(chosen) > 1 else "", recipe.metric, result["metric"]["value"],
-                     result["latency_ms"]["median"])
-            judged[target.name].append({"name": conversion.name, **result, "verification": conversion.check})
+            entry = cache.run(names[target.name], keys[target.name], functools.partial(fresh.__getitem__, target.name))
+            measured = bench.BenchResult.from_dict(entry.values)
+            log.info("%s on %s: %s %.4f, median %.3f ms", conversion.name, target.name, recipe.metric,
+                     measured.metric["value"] if measured.metric else float("nan"), measured.latency_ms.median)
+            judged[target.name].append(Variant.of(conversion.name, measured, conversion.check,
+                                                  pruned.get(conversion.name)))
     return judged
-
-
-def _bench_stage(conversion, target: Target, chosen: list[Target]) -> str:
-    return f"bench-{conversion.name}" if len(chosen) == 1 else f"bench-{target.name}-{conversion.name}"
 
 
 def _bench_key(cache: StageCache, artifact: str, target: Target, dataset, recipe: Recipe, runs: int, warmup: int,
                threads: int) -> str:
     """What one variant's bench result (of the file whose sha256 is `artifact`) depends on. The host is part of
     it, since its timings are."""
+    from edgekit.report.text import host
+
     profile = {k: v for k, v in target.to_dict().items() if k != "file"}  # what it says, not where it lives
     return cache.key("bench", artifact=artifact, target=profile,
                      runs=runs, warmup=warmup, threads=threads, task=recipe.task, metric=recipe.metric,
-                     test_data=array_fingerprint(dataset.x_test, dataset.y_test), host=reports.host())
-
-
-def _add_targets(report: dict[str, Any], chosen: list[Target], judged: dict[str, list[dict[str, Any]]],
-                 selections: dict[str, tuple[str, str, bool]], quantized: str) -> None:
-    """report.json's `targets` (each target's variants, selection and budgets) and `cross_target` (one row a
-    target, ranked by fit then estimated latency)."""
-    first = next(v for v in report["variants"] if v["name"] == quantized)
-    for target in chosen[1:]:  # the quantized variant's sparsity over the pruned layers, as the first target's
-        variant = next(v for v in judged[target.name] if v["name"] == quantized)
-        variant.update({k: first[k] for k in ("sparsity", "sparsity_all_weights", "sparsity_basis") if k in first})
-    report["targets"] = [
-        {"target": t.name, "device_class": t.device_class.value, "runtime": t.runtime.value,
-         "selected": selections[t.name][0], "selection_reason": selections[t.name][1],
-         "fits": selections[t.name][2],
-         "budgets": asdict(t.budgets), "bundle": f"{BUNDLE}/{t.name}", "variants": judged[t.name]}
-        for t in chosen]
-    report["cross_target"] = reports.cross_target(report["targets"])
-
-
-def _write_bundles(directory: Path, chosen: list[Target], judged: dict[str, list[dict[str, Any]]],
-                   selections: dict[str, tuple[str, str, bool]], dataset, verified: dict[str, str]) -> list[str]:
-    """The bundle of each target whose selected variant is a .tflite file: bundle/ for one target,
-    bundle/<target>/ for each of several."""
-    import shutil
-
-    shutil.rmtree(directory / BUNDLE, ignore_errors=True)  # a target dropped since the last build leaves no bundle
-    single = len(chosen) == 1
-    files = []
-    for target in chosen:
-        selected = selections[target.name][0]
-        variant = next(v for v in judged[target.name] if v["name"] == selected)
-        model = directory / variant["file"]
-        if model.suffix == ".tflite":
-            with stage("export" if single else f"export {target.name}"):
-                files += _write_bundle(model, target, directory, dataset, verified[variant["file"]], variant["ram"],
-                                       BUNDLE if single else f"{BUNDLE}/{target.name}")
-    return files
-
-
-def _report(recipe: Recipe, target: Target, seed: int, dataset, trained: Entry, baseline: Entry, optimized: Entry,
-            quantized, variants: list[dict[str, Any]], selection: tuple[str, str, bool],
-            cache: StageCache) -> dict[str, Any]:
-    """report.json's content."""
-    float_metric = baseline.values["float_metric"]
-    training = {"float": _phase(trained.values["history"], trained.values["seconds"])}
-    for phase, history in optimized.values["history"].items():
-        training[phase] = _phase(history, optimized.values["seconds"][phase])
-    return {
-        "schema_version": reports.SCHEMA_VERSION,
-        "recipe": recipe.name,
-        "target": target.name,
-        "seed": seed,
-        "task": recipe.task,
-        "metric": recipe.metric,
-        "dataset": {k: v for k, v in dataset.describe().items() if k != "labels"},
-        "host": reports.host(),
-        "keras_test_metric": {"float": float_metric},
-        "training": training,
-        "optimization": _optimization_section(optimized.values, quantized, variants, float_metric, recipe),
-        "variants": variants,
-        "selected": selection[0],
-        "selection_reason": selection[1],
-        "fits": selection[2],
-        "budgets": {"latency_ms": target.budgets.latency_ms, "ram_kb": target.budgets.ram_kb,
-                    "flash_kb": target.budgets.flash_kb},
-        "cache": cache.record(),
-    }
+                     test_data=array_fingerprint(dataset.x_test, dataset.y_test), host=host())
 
 
 # --- The cached stages: each returns an Entry (JSON-friendly values + file bytes) -------------------------
@@ -436,139 +366,3 @@ def _conversion(record: dict[str, Any], files: dict[str, bytes]):
     return Conversion(record["name"], record["format"], record["precision"], files[record["filename"]],
                       record["check"])
 
-
-def keras_bytes(model) -> bytes:
-    """The model as a .keras file (weights and architecture: an uncompiled copy leaves the optimizer state
-    behind) whose bytes depend only on the model. tf_keras stamps the save time into metadata.json and into
-    one zip entry, which alone would make two identical trainings give different files."""
-    import tempfile
-
-    from edgekit.optimize import clone
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / FLOAT_KERAS
-        clone(model).save(path)
-        return _without_timestamps(path.read_bytes())
-
-
-def _without_timestamps(archive: bytes) -> bytes:
-    import io
-    import json
-    import zipfile
-
-    result = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(archive)) as source, zipfile.ZipFile(result, "w") as copy:
-        for info in source.infolist():
-            content = source.read(info)
-            if info.filename == "metadata.json":  # tf_keras writes it and never reads it back
-                metadata = json.loads(content)
-                metadata.pop("date_saved", None)
-                content = json.dumps(metadata).encode()
-            copy.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)), content,
-                          compress_type=info.compress_type)
-    return result.getvalue()
-
-
-def _load_keras(path: Path):
-    from edgekit._tf import keras
-
-    return keras.models.load_model(path, compile=False)  # safe mode: the file came from this build
-
-
-# --- What a rebuild reproduces ---------------------------------------------------------------------------
-
-# Files whose bytes differ between two builds of the same inputs by their nature, and why. Everything
-# else was measured byte-identical across two fresh CPU builds (benchmarks/resume.json).
-VARIES_BY_NATURE = {
-    "report.json": "host timings (latency percentiles, training and optimization seconds), the RAM the process "
-                   "measured, and which stages came from the cache",
-    "report.md": "the host timings of report.json",
-    "report.html": "the host timings and measured RAM of report.json, and the figures drawn from them",
-    "plots/host_latency.png": "host timings",
-    "plots/memory.png": "the RAM the process measured",
-}
-
-
-def determinism(files: list[str]) -> dict[str, Any]:
-    """The manifest's `deterministic` section: which files a rebuild with the same recipe, data, seed,
-    target, options and library versions reproduces byte for byte, and which differ and why."""
-    differ = {name: reason for name, reason in VARIES_BY_NATURE.items() if name in files}
-    if _trained_on_gpu():
-        reason = ("trained on a GPU, whose kernels TensorFlow does not run deterministically unless "
-                  "tf.config.experimental.enable_op_determinism() is on")
-        differ.update({name: reason for name in files if name not in differ and name != "labels.txt"})
-    return {"identical": sorted(name for name in files if name not in differ), "differ": differ,
-            "basis": "same recipe, data, seed, target, build options and library versions; TensorFlow trains "
-                     "deterministically on CPU, and float32.keras is saved without tf_keras's save time"}
-
-
-def _trained_on_gpu() -> bool:
-    from edgekit._tf import tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
-def _write_bundle(model: Path, target: Target, directory: Path, dataset, verified: str, ram: dict[str, Any],
-                  folder: str = BUNDLE) -> list[str]:
-    """The selected model's deployment bundle in `directory/folder` (what `edgekit export` writes), with a
-    test-set sample as its stored test input; returns the files, relative. `verified` is the sha256 of the
-    model's verified bytes, `ram` what bench measured for it (a microcontroller's arena is not measured again)."""
-    bundle = directory / folder  # emptied by _write_bundles: a bundle of an earlier build must not mix with this one
-    if target.device_class.value == "mcu":
-        from edgekit.export.mcu import export_mcu
-
-        export_mcu(model, target, bundle, sample=dataset.x_test[0],
-                   measured_arena={**ram, "sha256": verified} if ram.get("arena_bytes") is not None else None)
-    else:
-        from edgekit.export.boards import export_bundle
-
-        labels = directory / "labels.txt"
-        export_bundle(model, target, bundle, labels if labels.is_file() else None, sample=dataset.x_test[0],
-                      trusted_sha256=verified)
-    return sorted(f"{folder}/{f.name}" for f in bundle.iterdir() if f.is_file() and not f.name.startswith("."))
-
-
-def _optimization_section(optimized: dict[str, Any], quantized, variants: list[dict[str, Any]],
-                          float_metric: float, recipe: Recipe) -> dict[str, Any]:
-    """What each optimization step did, and what reached the files: size raw and gzip of the float and
-    quantized artifacts, and the sparsity of every weight op in the quantized one.
-
-    The quantized variant's `sparsity` becomes the share of zeros across the pruned layers' ops (the figure
-    the recipe's `sparsity` sets), because the first convolution and the last Dense layer are kept dense by
-    default; the share across every weight op stays in `sparsity_all_weights`."""
-    from edgekit.optimize import artifact_sparsity
-
-    by_name = {v["name"]: v for v in variants}
-    per_op = artifact_sparsity(quantized.content, optimized["prunable"])
-    pruned_ops = [row for row in per_op if row["layer"] in optimized["pruned_layers"]]
-    variant = by_name[quantized.name]
-    if pruned_ops:
-        zeros = sum(row["sparsity"] * row["weights"] for row in pruned_ops)
-        variant["sparsity_all_weights"] = variant["sparsity"]
-        variant["sparsity"] = zeros / sum(row["weights"] for row in pruned_ops)
-        variant["sparsity_basis"] = f"pruned layers: {', '.join(optimized['pruned_layers'])}"
-    settings = recipe.optimize
-    return {
-        "settings": {"sparsity": settings.sparsity, "quantize": optimized["quantize"],
-                     "qat_epochs": settings.qat_epochs if optimized["quantization_aware"] else 0,
-                     "clusters": settings.clusters},
-        "pruned_layers": optimized["pruned_layers"],
-        "kept_dense": optimized["kept_dense"],
-        "kept_dense_reasons": optimized["kept_dense_reasons"],
-        "left_to_converter": optimized["left_to_converter"],  # layers QAT could not wrap: calibrated by the converter
-        "steps": optimized["steps"],
-        "artifacts": {name: {"file": by_name[name]["file"], "size_bytes": by_name[name]["size_bytes"],
-                             "gzip_bytes": by_name[name]["gzip_bytes"],
-                             recipe.metric: by_name[name]["metric"]["value"]}
-                      for name in ("float32", quantized.name)},
-        "float_test_metric": float_metric,
-        "artifact_sparsity": {"file": quantized.filename, "ops": per_op},
-    }
-
-
-def _phase(history: dict[str, list[float]], seconds: float) -> dict[str, Any]:
-    def last(key: str) -> float | None:
-        return history[key][-1] if history.get(key) else None
-
-    return {"epochs": len(history.get("loss", [])), "seconds": round(seconds, 2), "loss": last("loss"),
-            "val_loss": last("val_loss"), "val_accuracy": last("val_accuracy"), "history": history}

@@ -56,9 +56,10 @@ def array_fingerprint(*arrays: np.ndarray) -> str:
 # Where what the cache keeps is computed; code_fingerprint follows their imports of edgekit modules from here.
 STAGE_MODULES = ("edgekit.build", "edgekit.cache", "edgekit.train", "edgekit.optimize", "edgekit.convert",
                  "edgekit.bench", "edgekit.data", "edgekit.zoo", "edgekit.tasks")
-# Imported by edgekit.build for the report stage, which is never cached: editing a plot keeps a trained model.
-# edgekit.progress draws the progress bars of the cached stages and changes none of their results.
-REPORT_ONLY = ("edgekit.report.html", "edgekit.report.plots", "edgekit.progress")
+# Imported by edgekit.build for the report and export stages, which are never cached: editing a plot keeps a
+# trained model. edgekit.progress draws the progress bars of the cached stages and changes none of their results.
+REPORT_ONLY = ("edgekit.report.html", "edgekit.report.plots", "edgekit.report.contract", "edgekit.export",
+               "edgekit.progress")
 
 
 @functools.lru_cache(maxsize=1)

@@ -83,8 +83,8 @@ _DISTRIBUTE = click.option(
               help="Dataset spec replacing the recipe's: builtin:NAME, synthetic:SHAPE:CLASSES[:COUNT], FILE.npz, "
                    "FILE.csv[#label=COLUMN] or a class FOLDER.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
-              show_default=True, help="Parent folder; the build goes to OUT/<recipe>-<target>/ (several targets: "
-                                      "OUT/<recipe>/).")
+              show_default=True, help="Parent folder; the build goes to OUT/<recipe>-<target>[-<target>...]/, the "
+                                      "targets in the order given.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and shuffling.")
 @click.option("--runs", type=click.IntRange(min=10), default=200, show_default=True,
               help="Timed batch-1 runs per artifact.")
@@ -103,24 +103,23 @@ def build(ctx, target_names, recipe_name, data_spec, out, seed, runs, warmup, th
     a change and it resumes from the first stage whose inputs changed (--force starts over). One build at a
     time per folder: a second one exits 1 naming the process that holds it. Ctrl-C exits 130.
 
-    With several targets the model is built once and benchmarked against each: one table across targets
-    (those that fit first, then by estimated latency), a verdict per target in report.html, and a bundle per
-    target in bundle/<target>/. Exit 3 names every target whose selected variant misses a budget."""
+    The model is built once and benchmarked against each target (one or several): the first target's variants,
+    one table across targets (those that fit first, then by estimated latency), a verdict per target in
+    report.html, and a bundle per target in bundle/<target>/. Exit 3, after the folder is complete and the
+    tables printed, names every target whose selected variant misses a budget, and a missed accuracy guard."""
     from edgekit import recipes, targets
 
     recipe = recipes.load(recipe_name)
-    chosen = [targets.load(n) for n in (targets.names() if "all" in target_names
-                                        else dict.fromkeys(target_names))]
-    target = chosen if len(chosen) > 1 else chosen[0]
+    chosen = [targets.load(n) for n in (targets.names() if "all" in target_names else target_names)]
     from edgekit.build import build as run_build
     from edgekit.build import build_folder
     from edgekit.errors import BudgetError
 
     try:
-        result = run_build(recipe, target, out, seed=seed, runs=runs, warmup=warmup, threads=threads,
+        result = run_build(recipe, chosen, out, seed=seed, runs=runs, warmup=warmup, threads=threads,
                            data_spec=data_spec, force=force, distribute=distribute)
     except KeyboardInterrupt:
-        click.echo(f"Interrupted: {build_folder(recipe, target, out)} is not finished (no manifest.json); run the "
+        click.echo(f"Interrupted: {build_folder(recipe, chosen, out)} is not finished (no manifest.json); run the "
                    "same command again to resume from the last finished stage, or add --force to start over",
                    err=True)
         ctx.exit(130)
@@ -135,25 +134,26 @@ def build(ctx, target_names, recipe_name, data_spec, out, seed, runs, warmup, th
 
 
 def _show_build(result, as_json: bool) -> None:
+    """The lead target's variants, the table across every target, and what to ship to each."""
+    from edgekit.report.contract import cross_target
     from edgekit.report.text import CROSS_TARGET_COLUMNS, columns, cross_target_row, variant_row
 
-    report = result.report
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(result.report, indent=2))
         return
-    if "cross_target" in report:
-        _print_table(f"{report['recipe']} on {len(report['targets'])} targets ({report['dataset']['test']} test "
-                     f"samples; {report['metric']} {_metrics(report)})", CROSS_TARGET_COLUMNS,
-                     [cross_target_row(row) for row in report["cross_target"]])
-    else:
-        _print_table(f"{report['recipe']} for {report['target']} ({report['dataset']['test']} test samples)",
-                     columns(report), [variant_row(v) for v in report["variants"]])
-        click.echo(f"Ship: {report['selected']} ({report['selection_reason']})")
+    lead = result.lead
+    _print_table(f"{result.recipe} for {lead.name} ({result.test_samples} test samples)",
+                 columns(result.metric),
+                 [variant_row(v.to_dict()) for v in lead.variants])
+    _print_table(f"{result.recipe}: what each target ships ({result.metric} {_metrics(result)})", CROSS_TARGET_COLUMNS,
+                 [cross_target_row(row) for row in cross_target(result.targets)])
+    for target in result.targets:
+        click.echo(f"Ship: {target.selection.variant} to {target.name} ({target.selection.reason})")
     click.echo(f"Build folder: {result.directory}")
 
 
-def _metrics(report) -> str:
-    return ", ".join(f"{v['name']} {v['metric']['value']:.4f}" for v in report["variants"])
+def _metrics(result) -> str:
+    return ", ".join(f"{v.name} {v.metric_value:.4f}" for v in result.lead.variants if v.metric_value is not None)
 
 
 @main.command("bench")
@@ -200,28 +200,27 @@ def bench_command(model, target_names, data_spec, task, runs, warmup, threads, l
         x, y = dataset.x_test, dataset.y_test
     from edgekit.recipes import METRICS
 
-    results = [r.to_dict() for r in bench_targets(model, chosen, x, y, runs, warmup, threads, task,
-                                                  METRICS[task][0])]
-    from edgekit.report.text import FIT_COLUMNS, bench_summary, fit_row, ranked
+    measured = bench_targets(model, chosen, x, y, runs, warmup, threads, task, METRICS[task][0])
+    from edgekit.report.contract import cross_target
+    from edgekit.report.text import CROSS_TARGET_COLUMNS, cross_target_row, model_lines, target_lines
+    from edgekit.results import of_file, ranked_targets
 
+    judged = ranked_targets([of_file(r, t) for r, t in zip(measured, chosen, strict=True)])
     if as_json:
-        click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
-    elif len(results) == 1:
-        click.echo("\n".join(bench_summary(results[0])))
+        click.echo(json.dumps([r.to_dict() for r in measured], indent=2))
     else:
-        click.echo("\n".join(bench_summary(results[0])[:3]))
-        rows = [fit_row(r) for r in ranked(results)]
-        _print_table(f"{model.name} against {len(results)} targets", FIT_COLUMNS, rows)
+        click.echo("\n".join(model_lines(measured[0])))
+        for target in judged:
+            click.echo("\n".join(target_lines(target.selected.measured)))
+        _print_table(f"{model.name} against {', '.join(t.name for t in chosen)}", CROSS_TARGET_COLUMNS,
+                     [cross_target_row(row) for row in cross_target(judged)])
     if html_path is not None:
-        from dataclasses import asdict
-
         from edgekit._files import write_atomic
         from edgekit.report.html import render_targets_html
 
-        write_atomic(html_path, render_targets_html(results, {t.name: asdict(t.budgets) for t in chosen}))
+        write_atomic(html_path, render_targets_html(judged))
         click.echo(f"HTML: {html_path}", err=True)
-    missed = [f"{r['target']} ({', '.join(c['budget'] for c in r['fit']['checks'] if c['ok'] is False)})"
-              for r in results if not r["fit"]["fits"]]
+    missed = [f"{r.target} ({', '.join(c.budget for c in r.fit.misses)})" for r in measured if not r.fit.fits]
     if missed:
         from edgekit.errors import BudgetError
 
@@ -306,20 +305,12 @@ def export_command(model, target_name, out, name, labels, data_spec):
         from edgekit.model_info import inspect_model
 
         sample = data.load(data_spec, input_shape=inspect_model(model).inputs[0].shape[1:]).x_test[0]
-    if target.device_class.value != "mcu":
-        from edgekit.export.boards import export_bundle
+    from edgekit.export import export
 
-        if labels is None and (model.parent / "labels.txt").is_file():
-            labels = model.parent / "labels.txt"
-        written = export_bundle(model, target, out, labels, sample=sample)
-        click.echo(f"{out}: {', '.join(written['files'])}")
-        return
-    from edgekit.export.mcu import export_mcu
-
-    written = export_mcu(model, target, out, name, sample=sample)
-    click.echo(f"{out}: model_data.h/.cc ({name}[], {written['bytes']:,} bytes), "
-               f"model_ops.h ({len(written['ops'])} ops), "
-               f"model_arena.h ({written['arena_bytes']:,} bytes), model.json, README.md")
+    if labels is None and (model.parent / "labels.txt").is_file():
+        labels = model.parent / "labels.txt"
+    bundle = export(model, target, out, name=name, labels=labels, sample=sample)
+    click.echo(f"{out}: {bundle.summary}")
 
 
 @main.command("compare")

@@ -140,18 +140,34 @@ def load_build(build_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return json.loads(report_path.read_text()), manifest
 
 
-def build_target(report: dict[str, Any], manifest: dict[str, Any]):
-    """The target the build was made for: its own file when that still exists, else the built-in name."""
+def target_entry(report: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    """report.json's `targets` entry of the target `name` (default: the lead, the first one built for)."""
+    entries = report["targets"]
+    if name is None:
+        return entries[0]
+    found = [entry for entry in entries if entry["target"] == name]
+    if not found:
+        raise UsageError(f"the build was not made for target '{name}'; it was for "
+                         f"{', '.join(entry['target'] for entry in entries)}")
+    return found[0]
+
+
+def build_target(report: dict[str, Any], manifest: dict[str, Any], name: str | None = None):
+    """A target the build was made for (default: the lead): its own file when that still exists, else the
+    built-in name."""
     from edgekit import targets
 
-    path = manifest.get("target", {}).get("file")
-    return targets.load(Path(path) if path and Path(path).is_file() else report["target"])
+    chosen = target_entry(report, name)["target"]
+    path = next((t.get("file") for t in manifest.get("targets", []) if t.get("name") == chosen), None)
+    return targets.load(Path(path) if path and Path(path).is_file() else chosen)
 
 
 def pick_variant(report: dict[str, Any], manifest: dict[str, Any], result: dict[str, Any],
-                 name: str | None = None) -> tuple[dict[str, Any], str]:
-    """The build variant the result measured, and how it was matched."""
-    variants = report["variants"]
+                 name: str | None = None, target: str | None = None) -> tuple[dict[str, Any], str]:
+    """The build variant the result measured, as judged on `target` (default: the lead), and how it was
+    matched."""
+    entry = target_entry(report, target)
+    variants = entry["variants"]
     if name:
         found = [v for v in variants if v["name"] == name]
         if not found:
@@ -166,22 +182,24 @@ def pick_variant(report: dict[str, Any], manifest: dict[str, Any], result: dict[
         found = [v for v in variants if v["file"] == result["model"]]
         if found:
             return found[0], "model file name"
-    selected = next(v for v in variants if v["name"] == report["selected"])
+    selected = next(v for v in variants if v["name"] == entry["selected"])
     if result.get("sha256") or result.get("model"):
         raise UsageError(f"the result measured '{result.get('model')}', which is none of the build's variants "
                          f"({', '.join(v['file'] for v in variants)}); say which with --variant")
     return selected, "the build's selected variant (the result does not name its model; --variant overrides)"
 
 
-def compare(build_dir: Path, result_path: Path, variant_name: str | None = None) -> dict[str, Any]:
-    """Estimate vs measured for the variant the result measured: latency and memory, with the error."""
+def compare(build_dir: Path, result_path: Path, variant_name: str | None = None,
+            target_name: str | None = None) -> dict[str, Any]:
+    """Estimate vs measured for the variant the result measured, on the target it ran on (`target_name`, one
+    the build was made for; default: the lead target): latency and memory, with the error."""
     from edgekit.estimate import estimate_latency
     from edgekit.model_info import inspect_model
 
     report, manifest = load_build(build_dir)
     result = read_result(result_path)
-    variant, matched = pick_variant(report, manifest, result, variant_name)
-    target = build_target(report, manifest)
+    variant, matched = pick_variant(report, manifest, result, variant_name, target_name)
+    target = build_target(report, manifest, target_name)
     model_path = Path(build_dir) / variant["file"]
     if model_path.is_file():
         from edgekit.validate import check_model_file

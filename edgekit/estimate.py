@@ -80,6 +80,10 @@ class LatencyEstimate:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LatencyEstimate:
+        return cls(**{**data, "per_op": tuple(OpEstimate(**op) for op in data["per_op"])})
+
 
 def estimate_latency(info: ModelInfo, target: Target, precision: str,
                      clock_mhz: float | None = None) -> LatencyEstimate | None:

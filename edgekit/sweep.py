@@ -23,11 +23,14 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit import _toml
 from edgekit._files import write_atomic, write_json
 from edgekit.errors import BudgetError, EdgekitError, UsageError
+
+if TYPE_CHECKING:
+    from edgekit.results import TargetResult
 
 log = logging.getLogger("edgekit")
 
@@ -121,36 +124,34 @@ def run_point(mapping: dict[str, Any], target_refs: list[str], out: str, seed: i
     """One point: one build judged on every target (edgekit.build with several targets), reduced to each
     target's verdict. Runs in a worker process (local pool or Ray): arguments and result are plain data."""
     from edgekit import build, recipes, targets
+    from edgekit.results import BuildResult
 
     recipe = recipes.from_mapping(mapping, mapping["name"])
     chosen = [targets.load(ref) for ref in target_refs]
     started = time.perf_counter()
     note = None
     try:
-        directory = build.build(recipe, chosen, Path(out), seed=seed, runs=runs, warmup=warmup,
-                                data_spec=spec, distribute=distribute).directory
+        result = build.build(recipe, chosen, Path(out), seed=seed, runs=runs, warmup=warmup, data_spec=spec,
+                             distribute=distribute)
     except BudgetError as error:  # the folder is complete; a budget or the accuracy guard failed it
-        directory, note = build.build_folder(recipe, chosen, Path(out)), str(error)
+        if not isinstance(error.result, BuildResult):
+            raise
+        result, note = error.result, str(error)
     except EdgekitError as error:
         return {"failed": str(error), "seconds": round(time.perf_counter() - started, 1)}
-    report = json.loads((directory / "report.json").read_text())
-    judged = ({entry["target"]: entry["variants"] for entry in report["targets"]} if "targets" in report
-              else {report["target"]: report["variants"]})
-    return {"build": str(directory), "note": note, "metric": recipe.metric,
-            "targets": {target.name: _verdict(judged[target.name], target) for target in chosen},
+    return {"build": str(result.directory), "note": note, "metric": recipe.metric,
+            "targets": {target.name: _verdict(target) for target in result.targets},
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def _verdict(variants: list[dict[str, Any]], target) -> dict[str, Any]:
-    from edgekit.build import select
-
-    name, reason, fits = select(variants, target)
-    chosen = next(v for v in variants if v["name"] == name)
-    latency = chosen.get("target_latency") or {}
-    return {"variant": name, "fits": fits, "reason": reason, "metric": chosen["metric"]["value"],
-            "latency_ms": latency.get("ms"), "ram_bytes": chosen["ram"].get("required_bytes"),
-            "flash_bytes": chosen["size_bytes"],
-            "misses": [f"{c['budget']}: {c['summary']}" for c in chosen["fit"]["checks"] if c["ok"] is False]}
+def _verdict(target: TargetResult) -> dict[str, Any]:
+    """A point's figures on one target: its selected variant's metric, estimated latency, RAM and flash."""
+    chosen = target.selected.measured
+    return {"variant": target.selection.variant, "fits": target.selection.fits, "reason": target.selection.reason,
+            "metric": target.selected.metric_value,
+            "latency_ms": chosen.target_latency.ms if chosen.target_latency else None,
+            "ram_bytes": chosen.ram.get("required_bytes"), "flash_bytes": chosen.size_bytes,
+            "misses": [f"{c.budget}: {c.summary}" for c in chosen.fit.misses]}
 
 
 # How far apart two latency or RAM figures must be before one point beats another on them. Both carry
@@ -237,7 +238,7 @@ def sweep(recipe_ref: str | Path, target_refs: list[str], grid_path: str | Path,
                     "check_seconds": round(sum(check_seconds.values()), 2)})
     write_json(out / "sweep.json", summary)
     write_atomic(out / "sweep.md", to_markdown(summary))
-    from edgekit.report.html import write_sweep_html
+    from edgekit.report.sweep_html import write_sweep_html
 
     write_sweep_html(out, summary)
     return summary

@@ -1,12 +1,17 @@
 """Does a model fit a target? Each budget as a check with its figure, its limit and the headroom, and
-whether the figure was measured or estimated. Pure: values in, a FitReport out."""
+whether the figure was measured or estimated. Pure: values in, a FitReport out. Also what a target's
+runtime can load at all, checked before a build trains anything."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgekit.targets import Target
+from edgekit.errors import UsageError
+from edgekit.targets import Runtime, Target
+
+if TYPE_CHECKING:
+    from edgekit.recipes import Recipe
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,29 @@ class FitReport:
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "fits": self.fits,
                 "checks": [{**asdict(c), "headroom": c.headroom} for c in self.checks]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FitReport:
+        """The inverse of to_dict (`fits` and each `headroom` are computed, not read)."""
+        return cls(data["target"], tuple(Check(**{k: v for k, v in check.items() if k != "headroom"})
+                                         for check in data["checks"]))
+
+
+def shippable_formats(target: Target) -> dict[str, tuple[str, ...]]:
+    """format -> precisions the target's runtime can load (TFLite Micro: int8 .tflite only)."""
+    precisions = tuple(p.value for p in target.precisions)
+    if target.runtime == Runtime.TFLM:
+        return {"tflite": tuple(p for p in precisions if p == "int8")}
+    return {"tflite": precisions}
+
+
+def check_capabilities(recipe: Recipe, target: Target) -> None:
+    """Fail before training when nothing this build produces could run on the target."""
+    shippable = shippable_formats(target)["tflite"]
+    produced = recipe.optimize.precision
+    if not {produced, "float32"} & set(shippable):
+        raise UsageError(f"target '{target.name}' runs {', '.join(shippable) or 'nothing'} with "
+                         f"{target.runtime.value}; this build produces {produced} and float32 TFLite models")
 
 
 def quantity(budget: str, value: float | None, limit: float | None, unit: str, basis: str) -> Check:

@@ -164,9 +164,10 @@ def test_each_kind_gets_a_different_message(tflite, tmp_path):
 def test_compare_refuses_a_damaged_model_in_the_build_folder(tflite, tmp_path):
     build = tmp_path / "build"
     build.mkdir()
+    variants = [{"name": "int8", "file": "int8.tflite", "precision": "int8"}]
     (build / "report.json").write_text(json.dumps({
-        "target": "rpi4", "selected": "int8", "variants": [{"name": "int8", "file": "int8.tflite",
-                                                             "precision": "int8"}]}))
+        "target": "rpi4", "selected": "int8", "variants": variants,
+        "targets": [{"target": "rpi4", "selected": "int8", "variants": variants}]}))
     (build / "int8.tflite").write_bytes(tflite[:len(tflite) - 300])
     log = tmp_path / "serial.log"
     log.write_text('{"run": 0, "latency_ms": 1.5}\n')

@@ -68,7 +68,7 @@ def test_fits_a_large_target_and_misses_a_small_one(wide_model):
 def test_json_holds_every_figure(wide_model):
     result = _bench(wide_model, "--target", "stm32h743", "--json")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    [report] = json.loads(result.stdout)  # one result a target
     assert report["structure"]["op_counts"] == {"FULLY_CONNECTED": 2, "SOFTMAX": 1}
     assert report["macs"] == 1200 * 1000 + 1000 * 10
     assert [op["macs"] for op in report["structure"]["ops"]] == [1_200_000, 10_000, 0]
@@ -92,7 +92,7 @@ def test_json_holds_every_figure(wide_model):
 def test_a_missing_micro_op_is_named(fft_model):
     result = _bench(fft_model, "--target", "nucleo-l4r5zi", "--json")
     assert result.exit_code == 3, result.output
-    report = json.loads(result.stdout)
+    [report] = json.loads(result.stdout)  # one result a target
     assert report["ops"]["supported"] is False
     assert report["ops"]["missing"] == ["RFFT2D", "COMPLEX_ABS"]
     assert "(ops)" in result.stderr

@@ -24,8 +24,10 @@ def test_manifest_lists_every_file_with_its_sha256(tiny_build):
     assert manifest["versions"]["tensorflow"].startswith("2.")
     assert not list(directory.glob("*.partial*")), "temporary files left behind"
     # rpi4 is a single-board computer: the bundle a developer copies to the Pi, listed like every other file
-    assert {"bundle/bench_on_device.py", "bundle/run.sh", "bundle/int8.tflite", "bundle/model.json",
-            "bundle/test_input.npy", "bundle/expected_output.npy"} <= set(manifest["files"])
+    assert {"bundle/rpi4/bench_on_device.py", "bundle/rpi4/run.sh", "bundle/rpi4/int8.tflite", "bundle/rpi4/model.json",
+            "bundle/rpi4/test_input.npy", "bundle/rpi4/expected_output.npy"} <= set(manifest["files"])
+    assert [t["name"] for t in manifest["targets"]] == ["rpi4"]
+    assert manifest["fits"] == {"rpi4": {"selected": "int8", "fits": True}}
 
 
 def test_report_has_the_contract_fields(tiny_build):
@@ -95,7 +97,7 @@ def test_markdown_report_and_terminal_table(tiny_build):
     markdown = (directory / "report.md").read_text()
     assert "| int8 | tflite | int8 |" in markdown
     assert "Ship `int8`" in markdown
-    assert "int8" in result.stdout and "Ship: int8" in result.stdout
+    assert "int8" in result.stdout and "Ship: int8 to rpi4" in result.stdout
     assert "train epoch" not in result.stdout, "progress belongs on stderr"
 
 
@@ -137,6 +139,39 @@ def test_a_build_that_misses_its_budget_is_complete_and_exits_3(tmp_path, tiny_r
     assert json.loads((directory / "report.json").read_text())["fits"] is False
 
 
+def test_the_accuracy_guard_exits_3_after_a_complete_folder_and_the_table(tiny_build, tiny_recipe, tmp_path,
+                                                                          monkeypatch):
+    """As a missed budget does: every file written (verify passes), the table printed, then one error line.
+    max_drop is lowered below any possible drop (past what a recipe file accepts) so the real guard fires."""
+    import dataclasses
+    import shutil
+
+    from click.testing import CliRunner
+
+    from edgekit.cli import main
+
+    _, directory, _ = tiny_build
+    shutil.copytree(directory, tmp_path / directory.name)  # every stage is cached: only the report runs
+    load = recipes.load
+
+    def strict(name):
+        recipe = load(name)
+        return dataclasses.replace(recipe, optimize=dataclasses.replace(recipe.optimize, max_drop=-101.0))
+
+    monkeypatch.setattr(recipes, "load", strict)
+    result = CliRunner().invoke(main, ["build", "--target", "rpi4", "--recipe", str(tiny_recipe),
+                                       "--out", str(tmp_path), "--runs", "20", "--warmup", "2"])
+    assert result.exit_code == 3, result.output
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"Error: the build is complete in {tmp_path / directory.name}, but int8 test accuracy ")
+    assert "points behind float" in result.stderr and "max_drop is -101" in result.stderr
+    assert "Ship: int8 to rpi4" in result.stdout and result.stdout.strip().endswith(f"{tmp_path / directory.name}")
+    manifest = json.loads((tmp_path / directory.name / "manifest.json").read_text())
+    assert {"labels.txt", "bundle/rpi4/run.sh"} <= set(manifest["files"])
+    verified = CliRunner().invoke(main, ["verify", str(tmp_path / directory.name)])
+    assert verified.exit_code == 0, verified.output
+
+
 def test_verify_finds_changed_missing_and_extra_files(tiny_build, tmp_path):
     import shutil
 
@@ -167,8 +202,8 @@ def test_verify_finds_changed_missing_and_extra_files(tiny_build, tmp_path):
 def test_a_fresh_build_records_its_cache_and_what_a_rebuild_reproduces(tiny_build):
     _, directory, report = tiny_build
     assert report["cache"]["resumed"] is False and report["cache"]["reused"] == []
-    assert report["cache"]["computed"] == ["train", "baseline", "optimize", "bench-float32", "bench-int8",
-                                           "bench-onnx"]
+    assert report["cache"]["computed"] == ["train", "baseline", "optimize", "bench-rpi4-float32", "bench-rpi4-int8",
+                                           "bench-rpi4-onnx"]
     manifest = json.loads((directory / "manifest.json").read_text())
     deterministic = manifest["deterministic"]
     assert sorted(deterministic["identical"] + list(deterministic["differ"])) == sorted(manifest["files"])

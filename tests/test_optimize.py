@@ -286,10 +286,11 @@ def test_int16x8_converts_and_runs_with_int16_activations(heavy_int16x8_build):
 
 
 def test_the_guard_fires_on_a_large_drop_and_names_what_to_try(heavy_int16x8_build):
-    result, _ = heavy_int16x8_build
+    result, directory = heavy_int16x8_build
     assert result.exit_code == 3, result.output
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: int16x8 test accuracy ") and "points behind float" in last
+    assert last.startswith(f"Error: the build is complete in {directory}, but int16x8 test accuracy ")
+    assert "points behind float" in last and (directory / "manifest.json").is_file()
     assert "max_drop is 0; try lower sparsity (sparsity = 0.75)" in last and "larger max_drop" in last
 
 

@@ -17,14 +17,14 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit._files import folder_lock
-from edgekit.build import VARIES_BY_NATURE
 from edgekit.cache import Entry, StageCache
 from edgekit.cli import main
 from edgekit.errors import EdgekitError
+from edgekit.report.manifest import VARIES_BY_NATURE
 
 OPTIONS = ["--target", "rpi4", "--runs", "20", "--warmup", "2"]  # as the tiny_build fixture builds
 FOLDER = "tiny-digits-rpi4"
-EVERY_STAGE = ["train", "baseline", "optimize", "bench-float32", "bench-int8", "bench-onnx"]
+EVERY_STAGE = ["train", "baseline", "optimize", "bench-rpi4-float32", "bench-rpi4-int8", "bench-rpi4-onnx"]
 # Where the kill loop stops the build: (stage, the stderr line it waits for, stages a re-run must find cached).
 # A random delay of up to 0.3 s follows each line, so the kill lands at a different point inside the stage.
 KILL_POINTS = [
@@ -33,8 +33,8 @@ KILL_POINTS = [
     ("baseline", "[baseline]", ["train"]),
     ("optimize", "prune epoch 1/", ["train", "baseline"]),
     ("convert", "[convert]", ["train", "baseline"]),  # optimize + convert are cached as one
-    ("bench", "float32: accuracy", ["train", "baseline", "optimize", "bench-float32"]),
-    ("export", "[export]", EVERY_STAGE),
+    ("bench", "float32 on rpi4: accuracy", ["train", "baseline", "optimize", "bench-rpi4-float32"]),
+    ("export", "[export rpi4]", EVERY_STAGE),
 ]
 
 
@@ -77,7 +77,8 @@ def _identical_files_match(directory: Path, reference: Path) -> None:
     expected = json.loads((reference / "manifest.json").read_text())
     identical = manifest["deterministic"]["identical"]
     if not _has_gpu():  # on a GPU, training is not deterministic and the manifest says so
-        assert {"float32.keras", "float32.tflite", "int8.tflite", "model.onnx", "bundle/int8.tflite"} <= set(identical)
+        assert {"float32.keras", "float32.tflite", "int8.tflite", "model.onnx",
+                "bundle/rpi4/int8.tflite"} <= set(identical)
         assert set(manifest["deterministic"]["differ"]) == set(VARIES_BY_NATURE)
     for name in identical:
         assert manifest["files"][name]["sha256"] == expected["files"][name]["sha256"], name
@@ -170,8 +171,8 @@ def test_a_changed_recipe_field_reruns_from_optimize(tmp_path, tiny_recipe, tiny
     assert "train: reused from cache (key " in result.stderr and "[train]" not in result.stderr
     report = json.loads((tmp_path / FOLDER / "report.json").read_text())
     # the float artifacts did not change, so their bench results still hold
-    assert report["cache"]["reused"] == ["train", "baseline", "bench-float32", "bench-onnx"]
-    assert report["cache"]["computed"] == ["optimize", "bench-int8"]
+    assert report["cache"]["reused"] == ["train", "baseline", "bench-rpi4-float32", "bench-rpi4-onnx"]
+    assert report["cache"]["computed"] == ["optimize", "bench-rpi4-int8"]
     assert report["training"]["qat"]["epochs"] == 2
 
 

@@ -72,7 +72,8 @@ def test_anomaly_autoencoder_reports_the_auc_of_the_reconstruction_error(tmp_pat
     assert variants["float32"]["metric"]["value"] - variants["int8"]["metric"]["value"] <= 0.05
     assert report["selected"] == "int8"
     assert not (tmp_path / "out" / "tiny-ad-nucleo-l4r5zi" / "labels.txt").exists()
-    bundle = tmp_path / "out" / "tiny-ad-nucleo-l4r5zi" / "bundle"  # a microcontroller's firmware files
+    # a microcontroller's firmware files
+    bundle = tmp_path / "out" / "tiny-ad-nucleo-l4r5zi" / "bundle" / "nucleo-l4r5zi"
     written = {f.name for f in bundle.iterdir()}
     assert {"model_data.cc", "model_ops.h", "model_arena.h", "main.cc", "test_data.cc"} <= written
 

@@ -1,2 +1,49 @@
 """Deployment bundles: microcontrollers (mcu: C array, op resolver, arena, application), boards and phones
-(boards), and the standalone scripts that run on a device (device/)."""
+(boards), and the standalone scripts that run on a device (device/). `export` picks the writer by the
+target's device class; `edgekit build` and `edgekit export` both call it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.targets import Target
+
+
+@dataclass(frozen=True)
+class Bundle:
+    folder: Path
+    files: tuple[str, ...]  # the files written, relative to `folder`, sorted
+    summary: str  # one line saying what the bundle holds
+
+
+def export(model: Path, target: Target, out: Path, *, name: str = "g_model", labels: Path | None = None,
+           sample: np.ndarray | None = None, verified_sha256: str | None = None,
+           measured_ram: dict[str, Any] | None = None) -> Bundle:
+    """Write the bundle a developer copies to `target` for `model` (.tflite) into `out`: a firmware project's
+    files for a microcontroller (`name` is the C array's identifier), a LiteRT bundle for a board or a phone
+    (with `labels` copied in). `sample` becomes the stored test input (default: a seeded random one).
+
+    `verified_sha256` is the sha256 of a file this process already ran safely (a build's own verified
+    artifact) and `measured_ram` what bench measured for it: a microcontroller's arena is then not bisected
+    again, and the file is not run once more in a child process first."""
+    model, out = Path(model), Path(out)
+    if target.device_class.value == "mcu":
+        from edgekit.export.mcu import export_mcu
+
+        arena = measured_ram or {}
+        measured = ({**arena, "sha256": verified_sha256}
+                    if verified_sha256 and arena.get("arena_bytes") is not None else None)
+        written = export_mcu(model, target, out, name, sample=sample, measured_arena=measured)
+        summary = (f"model_data.h/.cc ({name}[], {written['bytes']:,} bytes), model_ops.h ({len(written['ops'])} "
+                   f"ops), model_arena.h ({written['arena_bytes']:,} bytes), model.json, README.md")
+    else:
+        from edgekit.export.boards import export_bundle
+
+        written = export_bundle(model, target, out, labels, sample=sample, trusted_sha256=verified_sha256)
+        summary = ", ".join(written["files"])
+    files = tuple(sorted(f.name for f in out.iterdir() if f.is_file() and not f.name.startswith(".")))
+    return Bundle(out, files, summary)

@@ -14,14 +14,19 @@ import json
 import logging
 import struct
 from collections.abc import Sequence
+from dataclasses import asdict
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgekit.errors import EdgekitError, UsageError
 from edgekit.report import text as reports
+from edgekit.report.contract import SCHEMA_VERSION, cross_target
+
+if TYPE_CHECKING:
+    from edgekit.results import TargetResult
 
 log = logging.getLogger("edgekit")
 
@@ -98,9 +103,15 @@ def load_report(directory: Path) -> dict[str, Any]:
         report = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise UsageError(f"{path}: not readable JSON ({type(e).__name__}: {e})") from None
-    missing = [key for key in ("recipe", "target", "variants", "selected", "budgets") if key not in report]
-    if not isinstance(report, dict) or missing:
-        raise UsageError(f"{path}: not an edgekit report (missing {', '.join(missing) or 'everything'})")
+    if not isinstance(report, dict):
+        raise UsageError(f"{path}: not an edgekit report (a JSON {type(report).__name__})")
+    missing = [key for key in ("recipe", "target", "targets", "cross_target", "variants", "selected", "budgets")
+               if key not in report]
+    if missing:
+        raise UsageError(f"{path}: not an edgekit report (missing {', '.join(missing)})")
+    if report.get("schema_version") != SCHEMA_VERSION:
+        raise UsageError(f"{path}: report.json schema {report.get('schema_version')}, this edgekit reads "
+                         f"{SCHEMA_VERSION} (docs/report-json.md); run the build again to rewrite it")
     return report
 
 
@@ -145,8 +156,7 @@ def rebuild_html(directory: Path) -> list[str]:
 def render_html(report: dict[str, Any], figures: dict[str, bytes], notes: dict[str, str] | None = None) -> str:
     """The page for `report`, with `figures` (edgekit.report.plots.figures) embedded."""
     notes = notes or {}
-    names = [t["target"] for t in report.get("targets", [])] or [report["target"]]
-    title = f"edgekit build: {report['recipe']} for {', '.join(names)}"
+    title = f"edgekit build: {report['recipe']} for {', '.join(t['target'] for t in report['targets'])}"
     sections = [
         _verdict(report),
         _variants(report),
@@ -184,20 +194,18 @@ def _page(title: str, lead: str, sections: Sequence[str], footer: str) -> str:
     ])
 
 
-def render_targets_html(results: Sequence[dict[str, Any]], budgets: dict[str, dict[str, float | None]]) -> str:
-    """The page of `edgekit bench MODEL --target ... --html`: one model's bench results (BenchResult.to_dict(),
-    one a target) as the table across targets and a verdict card per target. `budgets`: target -> the
-    budgets it was judged against (latency_ms, ram_kb, flash_kb)."""
-    results = reports.ranked(list(results))  # the cards in the table's order
-    first = results[0]
-    views = [{"target": r["target"], "budgets": budgets[r["target"]], "variants": [{"name": r["file"], **r}],
-              "selected": r["file"], "selection_reason": "the model benchmarked"} for r in results]
-    latency = first["latency_ms"]
-    lead = escape(f"{first['file']}: {first['format']} {first['precision']}, {first['size_bytes']:,} bytes, "
-                  f"{first['macs']:,} MACs; host latency {latency['median']:.4g} ms median over {latency['runs']} "
+def render_targets_html(targets: Sequence[TargetResult]) -> str:
+    """The page of `edgekit bench MODEL --target ... --html`: one model file's verdict on each target
+    (edgekit.results.of_file) as the table across targets and a verdict card per target, in the table's order."""
+    views = [{"target": t.name, "budgets": asdict(t.target.budgets), "variants": [v.to_dict() for v in t.variants],
+              "selected": t.selection.variant, "selection_reason": t.selection.reason} for t in targets]
+    first = targets[0].selected.measured
+    latency = first.latency_ms
+    lead = escape(f"{first.file}: {first.format} {first.precision}, {first.size_bytes:,} bytes, "
+                  f"{first.macs:,} MACs; host latency {latency.median:.4g} ms median over {latency.runs} "
                   f"batch-1 runs on this machine (the targets' latencies are estimates).")
-    return _page(f"edgekit bench: {first['file']} on {len(results)} targets", lead,
-                 [_targets(views, reports.cross_target(views))],
+    return _page(f"edgekit bench: {first.file} on {', '.join(t.name for t in targets)}", lead,
+                 [_targets(views, cross_target(targets))],
                  f"Made by edgekit {escape(_version())} by <code>edgekit bench --html</code>. One file: no scripts, "
                  "nothing fetched.")
 
@@ -294,11 +302,8 @@ def _summary(report: dict[str, Any]) -> str:
 # --- Sections -----------------------------------------------------------------------------------------------
 
 def _verdict(report: dict[str, Any]) -> str:
-    """One card per target the build was judged against: does the selected variant fit, each budget as a
-    bar with its headroom, and every variant's verdict on that target. With several targets, the table
-    across them comes first."""
-    if not report.get("targets"):
-        return _section("verdict", "Verdict", _card(report, _selected(report)))
+    """The table across the targets the build was judged against, then one card per target: does the
+    selected variant fit, each budget as a bar with its headroom, and every variant's verdict on it."""
     return _targets([{**report, **target} for target in report["targets"]], report["cross_target"])
 
 
@@ -307,7 +312,7 @@ def _targets(views: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) ->
     target, variants, selected, selection_reason, budgets)."""
     table = _table(reports.CROSS_TARGET_COLUMNS, [reports.cross_target_row(row) for row in rows], text_columns=3)
     return "\n".join([
-        _section("targets", f"Across {len(rows)} targets", table,
+        _section("targets", f"Across targets ({len(rows)})", table,
                  _note("Each target's selected variant; those that fit every budget first, then by estimated "
                        "target latency. RAM and flash are measured; latency is the target profile's estimate.")),
         _section("verdict", "Verdict per target", *(_card(view, _selected(view)) for view in views)),
@@ -371,10 +376,9 @@ def _budget_line(report: dict[str, Any]) -> str:
 
 def _variants(report: dict[str, Any]) -> str:
     names = [v["name"] for v in report["variants"]]
-    table = _table(reports.columns(report), [reports.variant_row(v) for v in report["variants"]],
+    table = _table(reports.columns(report["metric"]), [reports.variant_row(v) for v in report["variants"]],
                    selected=names.index(report["selected"]), text_columns=3)
-    heading = f"Variants (target figures for {report['target']})" if report.get("targets") else "Variants"
-    return _section("variants", heading, table,
+    return _section("variants", f"Variants (target figures for {report['target']})", table,
                     _note("Sizes are the files as written and after gzip -9; sparsity is the share of zero weights; "
                           "host latency is batch 1 on this machine; the target latency is an estimate from the "
                           "target profile's cost model with its expected error."))
@@ -490,90 +494,3 @@ def _method(report: dict[str, Any]) -> str:
     ]
     return _section("method", "How these were measured", "<ul>" + "".join(f"<li>{escape(x)}</li>" for x in lines)
                     + "</ul>")
-
-
-# --- sweep.html (edgekit sweep) -----------------------------------------------------------------------------
-
-SWEEP_HTML = "sweep.html"
-
-
-def write_sweep_html(directory: Path, summary: dict[str, Any]) -> list[str]:
-    """Write sweep.html (self-contained, as report.html is) and its figures as plots/front_TARGET.png into the
-    sweep folder; returns the files written, relative to it."""
-    from edgekit._files import write_atomic
-    from edgekit.report import plots
-
-    directory = Path(directory)
-    figures = {}
-    for target in summary["targets"]:
-        png = plots.sweep_front(summary, target)
-        path = directory / PLOTS_DIR / f"front_{target}.png"
-        if png is None:
-            path.unlink(missing_ok=True)
-            continue
-        figures[f"front_{target}"] = png
-        write_atomic(path, png)
-    write_atomic(directory / SWEEP_HTML, render_sweep_html(summary, figures))
-    return [f"{PLOTS_DIR}/{name}.png" for name in figures] + [SWEEP_HTML]
-
-
-def render_sweep_html(summary: dict[str, Any], figures: dict[str, bytes]) -> str:
-    """The sweep's page: per target the best fitting point, the front plot, the points skipped before
-    training with their reasons, and the table of every point."""
-    title = f"edgekit sweep: {summary['recipe']} on {', '.join(summary['targets'])}"
-    built = sum(1 for row in summary["points"] if "targets" in row)
-    how = f"Ray ({summary['ray']})" if summary.get("ray") else f"{summary['workers']} local worker process(es)"
-    lead = (f"Data {summary['data']}, seed {summary['seed']}: {len(summary['points'])} points, {built} built, "
-            f"{summary['skipped_points']} skipped before training; {summary['seconds']:.0f} s with {how}"
-            + (f", trained with --distribute {summary['distribute']}" if summary.get("distribute") else "") + ".")
-    grid = _table(("recipe key", "values"), [(key, ", ".join(json.dumps(v) for v in values))
-                                             for key, values in summary["grid"].items()], text_columns=2)
-    saved = summary.get("skip_saved_s_estimate")
-    skip_note = (f"The early skip saved about {saved:.0f} s (estimate: {summary['skip_saved_method']})."
-                 if saved else "")
-    sections = [_section("grid", "Grid", grid, _note(skip_note))]
-    sections += [_sweep_target(summary, target, figures) for target in summary["targets"]]
-    sections.append(_section("method", "How these figures were made", _note(
-        "Each built point is one edgekit build judged against every target (a build for several targets). "
-        "Latency is edgekit's estimate for the target (not measured on the device); RAM is the "
-        "TFLite Micro arena or the LiteRT / ONNX Runtime memory measured on this host; the metric is on the test "
-        "split. The Pareto front holds the fitting points that no other fitting point beats on metric, "
-        "estimated latency and RAM at once (latency and RAM count only when more than 5% apart: they carry "
-        "measurement noise). A point is skipped before training when its untrained model, "
-        "converted, already misses a budget of every target.")))
-    return _page(title, escape(lead), sections, f"Made by edgekit {escape(_version())} from sweep.json by "
-                 "<code>edgekit sweep</code>. One file: no scripts, nothing fetched.")
-
-
-def _sweep_target(summary: dict[str, Any], target: str, figures: dict[str, bytes]) -> str:
-    verdict = summary["per_target"][target]
-    metric = summary.get("metric", "metric")
-    best = (f"Best fitting point: {verdict['best']} ({metric} {verdict['best_metric']:.4f})" if verdict["best"]
-            else "No point fits")
-    head = f"{best}. Pareto front (metric, estimated latency, RAM): {', '.join(verdict['front']) or 'empty'}."
-    skipped = [(row["point"], "; ".join(row["skipped"].get(target, [])) or "fits here, but no target is "
-                "left to build it for") for row in summary["points"] if "skipped" in row]
-    failed = [(row["point"], row["failed"]) for row in summary["points"] if "failed" in row]
-    rows = []
-    for row in summary["points"]:
-        changes = ", ".join(f"{key}={json.dumps(value)}" for key, value in row["changes"].items())
-        figures_here = row.get("targets", {}).get(target)
-        if figures_here is None:
-            status = "failed" if "failed" in row else "skipped before training"
-            rows.append((row["point"], changes, status, "-", "-", "-", "-", "-", "-", "-"))
-            continue
-        rows.append((row["point"], changes, "built", figures_here["variant"], "yes" if figures_here["fits"] else
-                     "no: " + "; ".join(figures_here["misses"]), f"{figures_here['metric']:.4f}",
-                     _ms(figures_here["latency_ms"]), _kb(figures_here["ram_bytes"]),
-                     _kb(figures_here["flash_bytes"]), "yes" if row["point"] in verdict["front"] else ""))
-    chosen = next((i for i, row in enumerate(summary["points"]) if row["point"] == verdict["best"]), None)
-    return _section(
-        f"target-{target}", target, f"<p>{escape(head)}</p>", _figure(figures, f"front_{target}"),
-        f"<h3>Skipped before training ({len(skipped)})</h3>"
-        + (f"<ul>{''.join(f'<li>{escape(p)}: {escape(why)}</li>' for p, why in skipped)}</ul>" if skipped
-           else _note("None: every point's untrained model fit some target.")),
-        (f"<h3>Failed ({len(failed)})</h3><ul>{''.join(f'<li>{escape(p)}: {escape(why)}</li>' for p, why in failed)}"
-         "</ul>") if failed else "",
-        f"<h3>Every point on {escape(target)}</h3>",
-        _table(("point", "changes", "status", "variant", "fits", metric, "latency est. ms", "RAM", "flash", "front"),
-               rows, selected=chosen, text_columns=5))

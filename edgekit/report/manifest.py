@@ -8,10 +8,14 @@ import json
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit._files import sha256, write_json
 from edgekit.errors import UsageError
+
+if TYPE_CHECKING:
+    from edgekit.recipes import Recipe
+    from edgekit.results import BuildResult
 
 MANIFEST = "manifest.json"
 PACKAGES = ("edgekit", "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
@@ -71,3 +75,48 @@ def write_manifest(directory: Path, files: list[str], **provenance: Any) -> dict
     }
     write_json(directory / MANIFEST, manifest)
     return manifest
+
+
+def write_build_manifest(directory: Path, files: list[str], result: BuildResult, recipe: Recipe, seed: int,
+                         dataset: dict[str, Any]) -> dict[str, Any]:
+    """A build folder's manifest: the provenance (recipe, every target with its selection, seed, data), the
+    lead target's metrics per variant, what a rebuild reproduces, and every file's sha256."""
+    lead = result.lead
+    return write_manifest(
+        directory, files, recipe=recipe.to_dict(), target=lead.target.to_dict(), seed=seed, dataset=dataset,
+        metrics={v.name: {recipe.metric: v.metric_value, "size_bytes": v.measured.size_bytes} for v in lead.variants},
+        deterministic=determinism(files), targets=[t.target.to_dict() for t in result.targets],
+        fits={t.name: {"selected": t.selection.variant, "fits": t.selection.fits} for t in result.targets})
+
+
+# --- What a rebuild reproduces ---------------------------------------------------------------------------
+
+# Files whose bytes differ between two builds of the same inputs by their nature, and why. Everything
+# else was measured byte-identical across two fresh CPU builds (benchmarks/resume.json).
+VARIES_BY_NATURE = {
+    "report.json": "host timings (latency percentiles, training and optimization seconds), the RAM the process "
+                   "measured, and which stages came from the cache",
+    "report.md": "the host timings of report.json",
+    "report.html": "the host timings and measured RAM of report.json, and the figures drawn from them",
+    "plots/host_latency.png": "host timings",
+    "plots/memory.png": "the RAM the process measured",
+}
+
+
+def determinism(files: list[str]) -> dict[str, Any]:
+    """The manifest's `deterministic` section: which files a rebuild with the same recipe, data, seed,
+    target, options and library versions reproduces byte for byte, and which differ and why."""
+    differ = {name: reason for name, reason in VARIES_BY_NATURE.items() if name in files}
+    if _trained_on_gpu():
+        reason = ("trained on a GPU, whose kernels TensorFlow does not run deterministically unless "
+                  "tf.config.experimental.enable_op_determinism() is on")
+        differ.update({name: reason for name in files if name not in differ and name != "labels.txt"})
+    return {"identical": sorted(name for name in files if name not in differ), "differ": differ,
+            "basis": "same recipe, data, seed, target, build options and library versions; TensorFlow trains "
+                     "deterministically on CPU, and float32.keras is saved without tf_keras's save time"}
+
+
+def _trained_on_gpu() -> bool:
+    from edgekit._tf import tf
+
+    return bool(tf.config.list_physical_devices("GPU"))

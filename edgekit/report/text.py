@@ -1,13 +1,14 @@
-"""Reports are pure: functions that turn build results into a dict (report.json, the contract later
-tools read), Markdown, and rows for the terminal table. Nothing here prints or writes."""
+"""Reports are pure: functions that turn report.json (edgekit.report.contract) into Markdown and rows for the
+terminal tables, and a bench result into the lines `edgekit bench` prints. Nothing here prints or writes."""
 
 from __future__ import annotations
 
 import os
 import platform
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from edgekit.bench import BenchResult
 
 COLUMNS = ("variant", "format", "precision", "size", "gzip", "sparsity", "metric", "host ms median / p90",
            "target ms (est.)", "fits")
@@ -25,9 +26,9 @@ def host() -> dict[str, Any]:
             "system": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
 
 
-def columns(report: dict[str, Any]) -> tuple[str, ...]:
+def columns(metric: str) -> tuple[str, ...]:
     """The variant table's header, with the recipe's metric named."""
-    return tuple(report.get("metric", "metric") if c == "metric" else c for c in COLUMNS)
+    return tuple(metric if c == "metric" else c for c in COLUMNS)
 
 
 def variant_row(variant: dict[str, Any]) -> tuple[str, ...]:
@@ -50,13 +51,13 @@ def _estimate(estimate: dict[str, Any] | None) -> str:
 def to_markdown(report: dict[str, Any]) -> str:
     data, host_info = report["dataset"], report["host"]
     lines = [
-        f"# edgekit build: {report['recipe']} for {report['target']}",
+        f"# edgekit build: {report['recipe']} for {', '.join(t['target'] for t in report['targets'])}",
         "",
         f"Dataset `{data['name']}`: {data['train']} train / {data['val']} validation / {data['test']} test "
         f"samples (every {report['metric']} below is on the same {data['test']} test samples). "
         f"Task {report['task']}. Seed {report['seed']}.",
         "",
-        "| " + " | ".join(columns(report)) + " |",
+        "| " + " | ".join(columns(report["metric"])) + " |",
         "|" + "---|" * len(COLUMNS),
         *("| " + " | ".join(variant_row(v)) + " |" for v in report["variants"]),
         "",
@@ -80,13 +81,11 @@ def to_markdown(report: dict[str, Any]) -> str:
           + (f", val accuracy {info['val_accuracy']:.4f}" if info.get("val_accuracy") is not None else "")
           + f", {info['seconds']:.1f} s" for phase, info in report["training"].items()),
     ]
-    if report.get("cross_target"):
-        lines[0] = f"# edgekit build: {report['recipe']} for {', '.join(t['target'] for t in report['targets'])}"
-        lines += ["", "## Across targets",
-                  f"The table above and the fit below are {report['target']}'s; every target's selected variant, "
-                  "those that fit first, then by estimated latency:", "",
-                  "| " + " | ".join(CROSS_TARGET_COLUMNS) + " |", "|" + "---|" * len(CROSS_TARGET_COLUMNS),
-                  *("| " + " | ".join(cross_target_row(row)) + " |" for row in report["cross_target"])]
+    lines += ["", "## Across targets",
+              f"The table above and the fit below are {report['target']}'s; every target's selected variant, "
+              "those that fit first, then by estimated latency:", "",
+              "| " + " | ".join(CROSS_TARGET_COLUMNS) + " |", "|" + "---|" * len(CROSS_TARGET_COLUMNS),
+              *("| " + " | ".join(cross_target_row(row)) + " |" for row in report["cross_target"])]
     if report.get("optimization"):
         lines += ["", "## Optimization", *(f"- {line}" for line in optimization_lines(report["optimization"]))]
     for check in report.get("checks", []):
@@ -120,64 +119,36 @@ def _size(count: int) -> str:
     return f"{count / 1024:.1f} KiB" if count >= 1024 else f"{count} B"
 
 
-FIT_COLUMNS = ("target", "fits", "latency (target, est.)", "RAM", "flash", "ops", "misses")
-
-
-def bench_summary(result: dict[str, Any]) -> list[str]:
-    """The lines `edgekit bench` prints for one model on one target."""
-    latency, estimate = result["latency_ms"], result.get("target_latency")
-    metric = result.get("metric")
-    verdict = result["fit"]
+def model_lines(result: BenchResult) -> list[str]:
+    """What `edgekit bench` prints about the model itself: the same on every target."""
+    latency, metric = result.latency_ms, result.metric
     lines = [
-        f"{result['file']}: {result['format']} {result['precision']}, {_size(result['size_bytes'])} "
-        f"(gzip {_size(result['gzip_bytes'])}), {result['params']:,} params, {result['macs']:,} MACs "
-        f"+ {result['element_ops']:,} element ops, "
-        f"weight sparsity {result['sparsity']:.1%}",
-        f"ops: {', '.join(f'{op} x{n}' for op, n in result['structure']['op_counts'].items())}",
-        f"host latency: {latency['median']:.3f} ms median, {latency['p90']:.3f} p90, {latency['p99']:.3f} p99 "
-        f"({latency['runs']} runs after {latency['warmup']} warm-up, {latency['threads']} thread(s), host)",
+        f"{result.file}: {result.format} {result.precision}, {_size(result.size_bytes)} "
+        f"(gzip {_size(result.gzip_bytes)}), {result.params:,} params, {result.macs:,} MACs "
+        f"+ {result.element_ops:,} element ops, weight sparsity {result.sparsity:.1%}",
+        f"ops: {', '.join(f'{op} x{n}' for op, n in result.structure['op_counts'].items())}",
+        f"host latency: {latency.median:.3f} ms median, {latency.p90:.3f} p90, {latency.p99:.3f} p99 "
+        f"({latency.runs} runs after {latency.warmup} warm-up, {latency.threads} thread(s), host)",
     ]
     if metric is not None:
         lines.append(f"{metric['name']}: {metric['value']:.4f} on the given test data (host)")
-    if estimate:
-        lines.append(f"target latency: {estimate['ms']:.3g} ms estimated ({estimate['low_ms']:.3g}-"
-                     f"{estimate['high_ms']:.3g} ms, ±{estimate['expected_error']:.0%}), {estimate['runtime']}")
-    lines.append(f"{result['target']}: {'FITS' if verdict['fits'] else 'DOES NOT FIT'}")
-    lines += [f"  {check['budget']:<9} {'ok  ' if check['ok'] else 'MISS' if check['ok'] is False else '-   '} "
-              f"{check['summary']}" for check in verdict["checks"]]
     return lines
 
 
-def ranked(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Bench results (one a target) in the order a cross-target table shows them: those that fit first, then
-    by estimated target latency (none last), then by name."""
-    def order(result: dict[str, Any]):
-        estimate = result.get("target_latency")
-        return (not result["fit"]["fits"], estimate["ms"] if estimate else float("inf"), result["target"])
-
-    return sorted(results, key=order)
+def target_lines(result: BenchResult) -> list[str]:
+    """What `edgekit bench` prints for the model on one target: the latency estimate and each budget."""
+    estimate, verdict = result.target_latency, result.fit
+    lines = []
+    if estimate:
+        lines.append(f"target latency on {result.target}: {estimate.ms:.3g} ms estimated ({estimate.low_ms:.3g}-"
+                     f"{estimate.high_ms:.3g} ms, ±{estimate.expected_error:.0%}), {estimate.runtime}")
+    lines.append(f"{result.target}: {'FITS' if verdict.fits else 'DOES NOT FIT'}")
+    lines += [f"  {check.budget:<9} {'ok  ' if check.ok else 'MISS' if check.ok is False else '-   '} "
+              f"{check.summary}" for check in verdict.checks]
+    return lines
 
 
 CROSS_TARGET_COLUMNS = ("target", "fits", "ship", "latency (target, est.)", "RAM", "flash", "ops", "misses")
-
-
-def cross_target(targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """report.json's `cross_target`: for each entry of a multi-target build's `targets`, its selected variant's
-    verdict (fits, estimated latency, RAM, flash, ops, missed budgets), ranked as `ranked` does."""
-    chosen = {t["target"]: next(v for v in t["variants"] if v["name"] == t["selected"]) for t in targets}
-    rows = []
-    for result in ranked(list(chosen.values())):
-        checks = {c["budget"]: c for c in result["fit"]["checks"]}
-        estimate = result.get("target_latency")
-        rows.append({"target": result["target"], "fits": result["fit"]["fits"], "selected": result["name"],
-                     "file": result["file"], "latency_ms_estimate": estimate["ms"] if estimate else None,
-                     "latency_expected_error": estimate["expected_error"] if estimate else None,
-                     "ram_bytes": result["ram"].get("required_bytes"), "flash_bytes": result["size_bytes"],
-                     "ops_supported": checks["ops"]["ok"],
-                     "misses": [c["budget"] for c in result["fit"]["checks"] if c["ok"] is False],
-                     "budgets": {f"{budget}_{unit}": checks.get(budget, {}).get("limit")
-                                 for budget, unit in (("latency", "ms"), ("ram", "kb"), ("flash", "kb"))}})
-    return rows
 
 
 def cross_target_row(row: dict[str, Any]) -> tuple[str, ...]:
@@ -203,18 +174,3 @@ def _of_kb(limit: float | None) -> str:
         if limit >= size:
             return f" of {limit / size:g} {unit}"
     return f" of {limit:g} KiB"
-
-
-def fit_row(result: dict[str, Any]) -> tuple[str, ...]:
-    checks = {c["budget"]: c for c in result["fit"]["checks"]}
-    estimate = result.get("target_latency")
-    ram = result["ram"].get("required_bytes")
-    return (
-        result["target"], "yes" if result["fit"]["fits"] else "NO",
-        f"{estimate['ms']:.3g} ms ±{estimate['expected_error']:.0%}{_of_ms(checks.get('latency', {}).get('limit'))}"
-        if estimate else "-",
-        _size(ram) + _of_kb(checks.get("ram", {}).get("limit")) if ram is not None else "-",
-        _size(result["size_bytes"]) + _of_kb(checks.get("flash", {}).get("limit")),
-        "ok" if checks["ops"]["ok"] else "NO",
-        ", ".join(c["budget"] for c in result["fit"]["checks"] if c["ok"] is False) or "-",
-    )
