@@ -31,7 +31,6 @@ log = logging.getLogger("edgekit")
 STRATEGIES = ("mirrored", "multiworker")
 CPU_DEVICES_ENV = "EDGEKIT_CPU_DEVICES"
 DOCS = "docs/distributed.md"
-_requested: set[str] = set()  # strategies asked for before TensorFlow started (see startup)
 
 
 def check(name: str | None) -> None:
@@ -43,7 +42,9 @@ def check(name: str | None) -> None:
     cpu_device_count()  # a bad EDGEKIT_CPU_DEVICES fails here rather than when TensorFlow starts
     if name == "multiworker":
         tf_config()
-        _requested.add(name)
+        from edgekit._tf import start
+
+        start(multiworker=True)  # starts TensorFlow with the strategy, or says it started without one
 
 
 def cpu_device_count(environ: dict[str, str] | None = None) -> int | None:
@@ -56,16 +57,15 @@ def cpu_device_count(environ: dict[str, str] | None = None) -> int | None:
     return int(value)
 
 
-def startup(tf) -> None:
-    """Called by edgekit._tf right after importing TensorFlow, before anything initialises its devices (after
-    that TensorFlow refuses both): split the first CPU into EDGEKIT_CPU_DEVICES logical devices, and create the
-    MultiWorkerMirroredStrategy when `check("multiworker")` asked for it, since its collective ops must be
-    configured at program start."""
+def startup(tf, multiworker: bool = False) -> None:
+    """Called by edgekit._tf.start right after importing TensorFlow, before anything initialises its devices
+    (after that TensorFlow refuses both): split the first CPU into EDGEKIT_CPU_DEVICES logical devices, and
+    create the MultiWorkerMirroredStrategy when asked, since its collective ops must be configured at start-up."""
     count = cpu_device_count()
     if count is not None and count > 1:
         cpus = tf.config.list_physical_devices("CPU")
         tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
-    if "multiworker" in _requested:
+    if multiworker:
         _strategy(tf, "multiworker")
 
 
@@ -129,14 +129,7 @@ def _strategy(tf, name: str):
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         made = tf.distribute.MirroredStrategy(devices=devices)
     else:
-        try:
-            made = tf.distribute.MultiWorkerMirroredStrategy()
-        except RuntimeError as error:
-            if "program startup" not in str(error):
-                raise
-            raise UsageError("distribute 'multiworker' has to be chosen before TensorFlow starts in this process "
-                             "(its collective ops are configured at start-up): call "
-                             "edgekit.distribute.check('multiworker') before anything imports TensorFlow") from None
+        made = tf.distribute.MultiWorkerMirroredStrategy()  # edgekit._tf.start made it first (check() asked)
     log.info("distribute %s: %d replica%s in sync (%s)", name, made.num_replicas_in_sync,
              "s" if made.num_replicas_in_sync != 1 else "", ", ".join(made.extended.worker_devices))
     if name == "mirrored" and made.num_replicas_in_sync == 1:
