@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from edgekit import cli_options as options
 from edgekit.errors import EdgekitError
 
 
@@ -35,7 +36,12 @@ def _print_table(title: str, columns, rows) -> None:
     Console(width=max(130, Console().width)).print(table)
 
 
-def _print_rows(title: str, rows: list[dict[str, str]]) -> None:
+def _print_list(title: str, items: list, as_json: bool) -> None:
+    """Targets or recipes: their dicts as JSON, or a table of their summaries."""
+    if as_json:
+        click.echo(json.dumps([item.to_dict() for item in items], indent=2))
+        return
+    rows = [item.summary() for item in items]
     _print_table(title, list(rows[0]) if rows else [], [list(row.values()) for row in rows])
 
 
@@ -58,74 +64,8 @@ def main(ctx, verbose: bool, quiet: bool) -> None:
         ctx.with_resource(progress.display())
 
 
-class _TargetType(click.ParamType):
-    """A built-in target name, a target TOML path, or (several=True) `all`: resolved to Targets, an unknown name
-    failing with edgekit's one line (targets.resolve). Several: the option's value is the list, each target once."""
-
-    name = "target"
-
-    def __init__(self, several: bool = True):
-        self.several = several
-
-    def convert(self, value, param, ctx):
-        from edgekit import targets
-
-        return tuple(targets.resolve([value])) if self.several else targets.load(value)
-
-
-def _target_option(help: str):
-    def unique(ctx, param, value):
-        from edgekit import targets
-
-        return targets.resolve(target for group in value for target in group)
-
-    return click.option("--target", "chosen", type=_TargetType(), multiple=True, default=["rpi4"], show_default=True,
-                        callback=unique, help=help)
-
-
-def _options(*decorators):
-    def apply(command):
-        for decorator in reversed(decorators):
-            command = decorator(command)
-        return command
-
-    return apply
-
-
-def _timing(runs: int = 200, warmup: int = 20, threads: bool = True):
-    return _options(
-        click.option("--runs", type=click.IntRange(min=10), default=runs, show_default=True,
-                     help="Timed batch-1 runs per artifact."),
-        click.option("--warmup", type=click.IntRange(min=0), default=warmup, show_default=True,
-                     help="Untimed runs before timing."),
-        *([click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-                        help="Threads for the host runtimes.")] if threads else []))
-
-
-def _json(help: str = "Print JSON instead of a table."):
-    return click.option("--json", "as_json", is_flag=True, help=help)
-
-
-def _distribute(choices=("mirrored", "multiworker"), help: str = (
-        "Train (and prune, QAT) under a tf.distribute strategy: mirrored = this machine's GPUs, or "
-        "EDGEKIT_CPU_DEVICES=N logical CPU devices; multiworker = the cluster in TF_CONFIG, only the chief writes. "
-        "batch_size stays global. See docs/distributed.md.")):
-    return click.option("--distribute", type=click.Choice(choices), default=None, help=help)
-
-
-def _task_option():
-    from edgekit.tasks import TASKS
-
-    return click.option("--task", type=click.Choice(list(TASKS)), default="classification", show_default=True,
-                        help="What the model's outputs mean: how --data is read and the outputs scored and compared.")
-
-
-_SEED = click.option("--seed", type=int, default=0, show_default=True,
-                     help="Seed for weights, shuffling and the calibration samples.")
-
-
 @main.command()
-@_target_option("Built-in target name (see `edgekit targets`) or path to a target TOML file; repeat it (or say "
+@options.target("Built-in target name (see `edgekit targets`) or path to a target TOML file; repeat it (or say "
                 "'all') to build once and judge the model on each.")
 @click.option("--recipe", "recipe_name", default="digits-cnn", show_default=True,
               help="Built-in recipe name (see `edgekit models`) or path to a recipe TOML file.")
@@ -135,11 +75,11 @@ _SEED = click.option("--seed", type=int, default=0, show_default=True,
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
               show_default=True, help="Parent folder; the build goes to OUT/<recipe>-<target>/ (several targets: "
                                       "OUT/<recipe>/).")
-@_SEED
-@_timing()
+@options.seed()
+@options.timing()
 @click.option("--force", is_flag=True, help="Rebuild every stage, ignoring the results an earlier run cached.")
-@_distribute()
-@_json("Print report.json instead of the table.")
+@options.distribute()
+@options.json("Print report.json instead of the table.")
 @click.pass_context
 def build(ctx, chosen, recipe_name, data_spec, out, seed, runs, warmup, threads, force, distribute, as_json):
     """Train, prune, int8-QAT, convert (TFLite float32 + int8, ONNX), verify and benchmark a model.
@@ -201,14 +141,14 @@ def _metrics(report) -> str:
 
 @main.command("bench")
 @click.argument("model", type=click.Path(path_type=Path))
-@_target_option("Target name or TOML path; repeat it, or say 'all' for every built-in target.")
+@options.target("Target name or TOML path; repeat it, or say 'all' for every built-in target.")
 @click.option("--data", "data_spec", default=None, help="Dataset spec; its test split measures the task metric.")
-@_task_option()
-@_timing()
+@options.task()
+@options.timing()
 @click.option("--latency-ms", type=float, default=None, help="Latency budget, overriding the profile's.")
 @click.option("--ram-kb", type=float, default=None, help="RAM budget in KB, overriding the profile's.")
 @click.option("--flash-kb", type=float, default=None, help="Flash budget in KB, overriding the profile's.")
-@_json("Print the whole result as JSON.")
+@options.json("Print the whole result as JSON.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the table across targets and a verdict card per target as one self-contained "
                    "HTML page to this file.")
@@ -274,11 +214,9 @@ def bench_command(model, chosen, data_spec, task, runs, warmup, threads, latency
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Output file. Default: MODEL's stem and the format's suffix, next to MODEL "
                    "(model.int16x8.tflite).")
-@click.option("--calibration-samples", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Training samples that calibrate the integer formats.")
-@_task_option()
-@click.option("--unsafe-load", is_flag=True,
-              help="Let Lambda layers load: their stored Python code runs. Only for models from a trusted source.")
+@options.calibration_samples()
+@options.task()
+@options.unsafe_load()
 def convert_command(model, fmt, data_spec, out, calibration_samples, task, unsafe_load):
     """Convert MODEL (a tf_keras .keras or .h5 file, or a SavedModel folder) to FORMAT, verify the result
     against MODEL (float formats within a tolerance, quantized ones by agreement; a miss exits 1) and write it."""
@@ -290,7 +228,7 @@ def convert_command(model, fmt, data_spec, out, calibration_samples, task, unsaf
 
 @main.command("export")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--target", required=True, type=_TargetType(several=False),
+@click.option("--target", required=True, type=options.TargetType(several=False),
               help="Target name or TOML path; the bundle fits its class.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Bundle folder.")
 @click.option("--name", default="g_model", show_default=True,
@@ -338,7 +276,7 @@ def export_command(model, target, out, name, labels, data_spec):
 @click.option("--calibrate", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a copy of the target profile, refitted so its estimate for this model is the "
                    "measurement, to this TOML file (then use it with --target).")
-@_json("Print the comparison as JSON.")
+@options.json("Print the comparison as JSON.")
 def compare_command(build_dir, result, variant, calibrate, as_json):
     """Compare a device RESULT (bench_on_device.py's JSON, a benchmark_model log or the microcontroller
     application's serial log) with the estimates in BUILD_DIR: latency and memory, with the error."""
@@ -358,30 +296,12 @@ def compare_command(build_dir, result, variant, calibrate, as_json):
 @click.option("--data", "data_spec", required=True, help="Dataset spec: trains, calibrates and measures the metric.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The optimized .tflite; a JSON report of what each step did is written beside it.")
-@_task_option()
-@click.option("--sparsity", default="0.5", show_default=True,
-              help="Share of weights pruned (0 = no pruning), or 2:4 for structured 2-of-4 sparsity.")
-@click.option("--schedule", type=click.Choice(["polynomial", "constant"]), default="polynomial", show_default=True)
-@click.option("--pruning-epochs", type=click.IntRange(min=0), default=2, show_default=True)
-@click.option("--prune-layers", multiple=True, help="Layer name patterns to prune (default: every conv and "
-              "dense layer but the first convolution and the last dense layer).")
-@click.option("--keep-dense", multiple=True, help="Layer name patterns never pruned.")
-@click.option("--quantize", type=click.Choice(["qat", "ptq", "int16x8"]), default="qat", show_default=True,
-              help="int8 quantization-aware training, int8 post-training quantization, or int16 activations.")
-@click.option("--qat-epochs", type=click.IntRange(min=0), default=2, show_default=True)
-@click.option("--clusters", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Weight clusters per kernel (0 = none), then cluster-preserving QAT.")
-@click.option("--cluster-epochs", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--max-drop", type=float, default=1.0, show_default=True,
-              help="Points of the metric the result may lose against the float model; more exits 3.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--learning-rate", type=float, default=0.0005, show_default=True,
-              help="For the pruning and QAT fine-tuning.")
-@click.option("--calibration-samples", type=click.IntRange(min=1), default=200, show_default=True)
-@_SEED
-@click.option("--unsafe-load", is_flag=True, help="Let Lambda layers load (their Python code runs).")
-@_distribute()
-@_json("Print the report as JSON.")
+@options.task()
+@options.optimize_settings()
+@options.seed()
+@options.unsafe_load()
+@options.distribute()
+@options.json("Print the report as JSON.")
 def optimize_command(model, data_spec, out, seed, unsafe_load, distribute, as_json, **options):
     """Prune, cluster and quantize a trained MODEL (.keras, .h5, SavedModel, or a Keras 3 file), convert it,
     and report size (raw and gzip), sparsity and the task metric before and after. The same MODEL, data and
@@ -401,7 +321,7 @@ def optimize_command(model, data_spec, out, seed, unsafe_load, distribute, as_js
 @main.command("sweep")
 @click.option("--recipe", "recipe_name", default="digits-cnn", show_default=True,
               help="Built-in recipe name or path to a recipe TOML file: the point every grid value changes.")
-@_target_option("Target name or TOML path; repeat it, or say 'all'. Each point is built once and judged on all.")
+@options.target("Target name or TOML path; repeat it, or say 'all'. Each point is built once and judged on all.")
 @click.option("--grid", "grid_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="TOML file with a [grid] table: dotted recipe key = [values], e.g. "
                    "\"optimize.sparsity\" = [0.0, 0.5].")
@@ -412,10 +332,10 @@ def optimize_command(model, data_spec, out, seed, unsafe_load, distribute, as_js
               help="Points built at once, each in its own process.")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
               help="Run the points as Ray tasks on this cluster ('local' starts one here; needs edgekit[ray]).")
-@_SEED
-@_timing(runs=100, warmup=10, threads=False)
-@_distribute(("mirrored",), "Train each point with tf.distribute.MirroredStrategy (see edgekit build --help).")
-@_json("Print sweep.json.")
+@options.seed()
+@options.timing(runs=100, warmup=10, threads=False)
+@options.distribute(("mirrored",), "Train each point with tf.distribute.MirroredStrategy (see edgekit build --help).")
+@options.json("Print sweep.json.")
 def sweep_command(recipe_name, chosen, grid_file, data_spec, out, workers, ray_address, seed, runs, warmup,
                   distribute, as_json):
     """Build every combination of the grid's recipe values and find, per target, the best point that fits and
@@ -445,7 +365,7 @@ def verify_command(build_dir):
 
 
 @main.group(invoke_without_command=True)
-@_json()
+@options.json()
 @click.pass_context
 def targets(ctx, as_json):
     """List the device targets (built-in profiles)."""
@@ -453,16 +373,12 @@ def targets(ctx, as_json):
         return
     from edgekit import targets as target_profiles
 
-    loaded = target_profiles.load_all()
-    if as_json:
-        click.echo(json.dumps([t.to_dict() for t in loaded], indent=2))
-        return
-    _print_rows("edgekit targets", [t.summary() for t in loaded])
+    _print_list("edgekit targets", target_profiles.load_all(), as_json)
 
 
 @targets.command("show")
 @click.argument("name")
-@_json("Print JSON.")
+@options.json("Print JSON.")
 def targets_show(name, as_json):
     """Print one target profile (a built-in NAME or a path to a TOML file)."""
     from edgekit import targets as target_profiles
@@ -475,16 +391,12 @@ def targets_show(name, as_json):
 
 
 @main.command()
-@_json()
+@options.json()
 def models(as_json):
     """List the model recipes."""
     from edgekit import recipes
 
-    loaded = recipes.load_all()
-    if as_json:
-        click.echo(json.dumps([r.to_dict() for r in loaded], indent=2))
-        return
-    _print_rows("edgekit models", [r.summary() for r in loaded])
+    _print_list("edgekit models", recipes.load_all(), as_json)
 
 
 @main.command("report")

@@ -230,7 +230,7 @@ def compare(build_dir: Path, result_path: Path, variant_name: str | None = None,
 COLUMNS = ("figure", "estimate", "measured", "error (estimate / measured - 1)", "within expected error")
 
 
-def text(comparison: dict[str, Any]) -> tuple[str, list[tuple[str, ...]], list[str]]:
+def text(comparison: dict[str, Any]) -> tuple[str, list[tuple[Any, ...]], list[str]]:
     """What `edgekit compare` prints: the table's title, its rows (COLUMNS), and the lines after it."""
     measured = comparison["result"]
     where = ", ".join(str(v) for v in (measured.get("device"), measured.get("os"), measured.get("runtime")) if v)

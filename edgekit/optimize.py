@@ -37,7 +37,7 @@ COMPRESSIBLE = ("Conv2D", "Dense")
 
 @dataclass
 class OptimizeResult:
-    model: object  # the QAT model, or the pruned / clustered float model when there is no QAT
+    model: Any  # the QAT model, or the pruned / clustered float model when there is no QAT
     quantization_aware: bool
     history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
