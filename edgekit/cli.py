@@ -25,15 +25,9 @@ class _Group(click.Group):
 
 
 def _print_table(title: str, columns, rows) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from edgekit.report.table import render_table
 
-    table = Table(title=title, title_justify="left")
-    for i, column in enumerate(columns):
-        table.add_column(column, no_wrap=i == 0)  # names stay whole, so they can be grepped and copied
-    for row in rows:
-        table.add_row(*row)
-    Console(width=max(130, Console().width)).print(table)
+    click.echo(render_table(title, columns, rows, styled=sys.stdout.isatty()), nl=False)
 
 
 def _print_list(title: str, items: list, as_json: bool) -> None:
@@ -243,28 +237,25 @@ def export_command(model, target, out, name, labels, data_spec):
     aligned C array, an op resolver with exactly its ops and the tensor arena size measured by the TFLite Micro
     runtime. Single-board computer: bench_on_device.py, requirements.txt and run.sh. Phone: bench_android.sh
     for TensorFlow Lite's benchmark_model. Every bundle has model.json and a README with the commands."""
+    from edgekit import data
     from edgekit.errors import UsageError
     from edgekit.validate import check_model_file
 
     if not model.is_file():
         raise UsageError(f"model file '{model}' does not exist")
     check_model_file(model)  # before --data reads its input shape: a bad file gets its own line
-    if data_spec:
-        from edgekit import data
+    sample = data.load_for_model(data_spec, model).x_test[0] if data_spec else None
+    if target.device_class.value == "mcu":
+        from edgekit.export.mcu import export_mcu
 
-        sample = data.load_for_model(data_spec, model).x_test[0]
-    if target.device_class.value != "mcu":
-        from edgekit.export.boards import export_bundle
-
-        labels = labels or (model.parent / "labels.txt" if (model.parent / "labels.txt").is_file() else None)
-        written = export_bundle(model, target, out, labels, sample=sample if data_spec else None)
-        click.echo(f"{out}: {', '.join(written['files'])}")
+        written = export_mcu(model, target, out, name, sample=sample)
+        click.echo(f"{out}: model_data.h/.cc ({name}[], {written['bytes']:,} bytes), model_ops.h ({len(written['ops'])}"
+                   f" ops), model_arena.h ({written['arena_bytes']:,} bytes), model.json, README.md")
         return
-    from edgekit.export.mcu import export_mcu
+    from edgekit.export.boards import export_bundle
 
-    written = export_mcu(model, target, out, name, sample=sample if data_spec else None)
-    click.echo(f"{out}: model_data.h/.cc ({name}[], {written['bytes']:,} bytes), model_ops.h ({len(written['ops'])} "
-               f"ops), model_arena.h ({written['arena_bytes']:,} bytes), model.json, README.md")
+    labels = labels or (model.parent / "labels.txt" if (model.parent / "labels.txt").is_file() else None)
+    click.echo(f"{out}: {', '.join(export_bundle(model, target, out, labels, sample=sample)['files'])}")
 
 
 @main.command("compare")
@@ -353,15 +344,12 @@ def sweep_command(recipe_name, chosen, grid_file, data_spec, out, workers, ray_a
 @click.argument("build_dir", type=click.Path(path_type=Path))
 def verify_command(build_dir):
     """Re-hash every file of a build folder against its manifest.json and say what differs (exit 1 if any)."""
-    from edgekit.errors import EdgekitError
     from edgekit.report.manifest import verify
 
     problems = verify(build_dir)
-    for line in problems:
-        click.echo(line)
+    click.echo("\n".join(problems) or f"{build_dir}: every file matches manifest.json")
     if problems:
         raise EdgekitError(f"{build_dir}: {len(problems)} file(s) differ from manifest.json")
-    click.echo(f"{build_dir}: every file matches manifest.json")
 
 
 @main.group(invoke_without_command=True)
@@ -369,11 +357,10 @@ def verify_command(build_dir):
 @click.pass_context
 def targets(ctx, as_json):
     """List the device targets (built-in profiles)."""
-    if ctx.invoked_subcommand:
-        return
     from edgekit import targets as target_profiles
 
-    _print_list("edgekit targets", target_profiles.load_all(), as_json)
+    if not ctx.invoked_subcommand:
+        _print_list("edgekit targets", target_profiles.load_all(), as_json)
 
 
 @targets.command("show")
@@ -384,10 +371,7 @@ def targets_show(name, as_json):
     from edgekit import targets as target_profiles
 
     target = target_profiles.load(name)
-    if as_json:
-        click.echo(json.dumps(target.to_dict(), indent=2))
-        return
-    click.echo(target.file.read_text())
+    click.echo(json.dumps(target.to_dict(), indent=2) if as_json else target.file.read_text())
 
 
 @main.command()
@@ -409,13 +393,12 @@ def report_command(build_dir, fmt):
     (figures embedded, nothing fetched); a classification build without a stored confusion matrix gets one
     computed from the folder's model and the test split, when the dataset still loads as the same data."""
     from edgekit.report.html import HTML, REPORT_JSON, load_report, rebuild_html
+    from edgekit.report.text import to_markdown
 
     if fmt == "json":
         load_report(build_dir)  # the same one-line error as the other formats for a folder that is not a build
         click.echo((build_dir / REPORT_JSON).read_text(), nl=False)
     elif fmt == "md":
-        from edgekit.report.text import to_markdown
-
         click.echo(to_markdown(load_report(build_dir)), nl=False)
     else:
         rebuild_html(build_dir)
