@@ -293,7 +293,7 @@ def compare_command(build_dir, result, variant, calibrate, as_json):
 @options.unsafe_load()
 @options.distribute()
 @options.json("Print the report as JSON.")
-def optimize_command(model, data_spec, out, seed, unsafe_load, distribute, as_json, **options):
+def optimize_command(model, data_spec, out, seed, unsafe_load, distribute, as_json, **settings):
     """Prune, cluster and quantize a trained MODEL (.keras, .h5, SavedModel, or a Keras 3 file), convert it,
     and report size (raw and gzip), sparsity and the task metric before and after. The same MODEL, data and
     --seed give the same file. Exit 3 when the metric drops more than --max-drop; nothing is written then."""
@@ -301,7 +301,7 @@ def optimize_command(model, data_spec, out, seed, unsafe_load, distribute, as_js
     from edgekit.optimize_file import optimize_file
     from edgekit.report.optimize_text import optimize_lines
 
-    report = optimize_file(model, recipes.from_optimize_options(model.stem, **options), data_spec, out, seed,
+    report = optimize_file(model, recipes.from_optimize_options(model.stem, **settings), data_spec, out, seed,
                            distribute, unsafe_load)
     if report is None:
         click.echo(f"Optimized as a non-chief worker of the TF_CONFIG cluster; the chief writes {out}.")
