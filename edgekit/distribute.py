@@ -2,10 +2,11 @@
 
 - `mirrored`: tf.distribute.MirroredStrategy over this machine's GPUs or, without a GPU, its logical CPU
   devices. A CPU is one device unless EDGEKIT_CPU_DEVICES=N asks TensorFlow for N logical CPU devices; that
-  has to happen before TensorFlow initialises its devices, so edgekit._tf reads the variable when it first
-  imports TensorFlow (set it in the environment, not from code that has already imported TensorFlow).
-- `multiworker`: tf.distribute.MultiWorkerMirroredStrategy, configured by the standard TF_CONFIG variable;
-  every worker runs the same command, and only the chief (task type "chief", or worker 0 when the cluster
+  has to happen before TensorFlow initialises its devices, so edgekit._tf.start reads the variable when it
+  starts TensorFlow (set it in the environment, not from code that has already started TensorFlow).
+- `multiworker`: tf.distribute.MultiWorkerMirroredStrategy, configured by the standard TF_CONFIG variable and
+  created as TensorFlow starts (`check` starts it so, or refuses once it started without); every worker runs
+  the same command, and only the chief (task type "chief", or worker 0 when the cluster
   has no chief) writes the build folder.
 
 `batch_size` stays the global batch: each step splits it across the replicas (Keras's rule for a strategy),
