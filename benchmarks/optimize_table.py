@@ -2,9 +2,9 @@
 MLPerf Tiny DS-CNN (keyword spotting architecture, on synthetic 49x10 inputs with 12 classes: Speech
 Commands cannot be downloaded here): size, gzip size, test metric and host latency of the file each makes.
 
-Each model is trained once; every row optimizes that same trained model through `edgekit.optimize`'s
-`optimize_model` (what `edgekit optimize` runs) and benchmarks the file with `edgekit.bench` (LiteRT, batch 1,
-one thread, warm-up discarded, median of the timed runs on this host).
+Each model is trained once; every row optimizes that same trained model through
+`edgekit.optimize_file.optimize_model` (what `edgekit optimize` runs) and benchmarks the file with `edgekit.bench`
+(LiteRT, batch 1, one thread, warm-up discarded, median of the timed runs on this host).
 
     python benchmarks/optimize_table.py   # writes benchmarks/optimize_table.json and docs/optimize.md (~4 min)
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edgekit import bench, convert, data, recipes, targets, train
 from edgekit._files import gzip_size, write_atomic
-from edgekit.optimize import optimize_model
+from edgekit.optimize_file import optimize_model
 from edgekit.report.text import host
 
 HERE = Path(__file__).resolve().parent

@@ -214,3 +214,33 @@ def _with_margin(ram: dict[str, Any], margin: float) -> dict[str, Any]:
         return ram
     required = math.ceil(base * (1 + margin) / ARENA_ALIGNMENT) * ARENA_ALIGNMENT
     return {**ram, "margin": margin, "required_bytes": required}
+
+
+def bench_file(path: Path, targets: list[Target], data_spec: str | None = None, task: str = "classification",
+               runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP, threads: int = 1) -> list[BenchResult]:
+    """`edgekit bench`: a model file from anywhere, checked before anything loads it, with the task's first
+    metric measured on the test split of `data_spec` (shaped for the model's input) when one is given."""
+    from edgekit.errors import UsageError
+    from edgekit.recipes import METRICS
+    from edgekit.validate import check_model_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"model file '{path}' does not exist")
+    check_model_file(path)  # before --data reads its input shape: a bad file gets its own line
+    x = y = None
+    if data_spec:
+        from edgekit import data
+
+        dataset = data.load_for_model(data_spec, path, task)
+        x, y = dataset.x_test, dataset.y_test
+    return bench_targets(path, targets, x, y, runs, warmup, threads, task, METRICS[task][0])
+
+
+def check_fits(model: str, measured: list[BenchResult]) -> None:
+    """Exit 3 for `edgekit bench`: one line naming every target the model misses, with the budgets it misses."""
+    missed = [f"{r.target} ({', '.join(c.budget for c in r.fit.misses)})" for r in measured if not r.fit.fits]
+    if missed:
+        from edgekit.errors import BudgetError
+
+        raise BudgetError(f"{model} does not fit {'; '.join(missed)}")

@@ -26,6 +26,7 @@ from typing import Any
 
 from edgekit._files import folder_lock, write_atomic, write_json
 from edgekit.cache import Entry, StageCache, array_fingerprint
+from edgekit.convert import CHECK_SAMPLES as VERIFY_SAMPLES  # validation inputs each conversion is checked on
 from edgekit.errors import BudgetError, EdgekitError, StageError, UsageError
 from edgekit.model_files import keras_bytes, load_own_keras
 from edgekit.recipes import Recipe
@@ -35,7 +36,6 @@ from edgekit.verdict import check_capabilities
 
 log = logging.getLogger("edgekit")
 
-VERIFY_SAMPLES = 256  # validation inputs each conversion is checked on
 FLOAT_KERAS = "float32.keras"  # the trained float baseline, as tf_keras saved it
 BUNDLE = "bundle"  # the deployment files of each target's selected model (edgekit export): bundle/<target>/
 
@@ -232,7 +232,6 @@ def _write_bundles(result: BuildResult, sample, verified: dict[str, str]) -> lis
 
     directory = result.directory
     shutil.rmtree(directory / BUNDLE, ignore_errors=True)  # a target dropped since the last build leaves no bundle
-    labels = directory / "labels.txt"
     files = []
     for target in result.targets:
         variant = target.selected
@@ -240,7 +239,6 @@ def _write_bundles(result: BuildResult, sample, verified: dict[str, str]) -> lis
         if model.suffix == ".tflite" and target.bundle:
             with stage(f"export {target.name}"):
                 bundle = export(model, target.target, directory / target.bundle, sample=sample,
-                                labels=labels if labels.is_file() else None,
                                 verified_sha256=verified[variant.measured.file], measured_ram=variant.measured.ram)
             files += [f"{target.bundle}/{name}" for name in bundle.files]
     return files
@@ -331,28 +329,11 @@ def _baseline(model, recipe: Recipe, dataset, check_inputs) -> Entry:
 def _optimize(model, recipe: Recipe, dataset, seed: int, check_inputs, distribute: str | None = None) -> Entry:
     """Optimize and convert, cached together: a tfmot QAT model does not survive a save and load intact, so
     the cache keeps its quantized file and what the report says about the optimization instead."""
-    from edgekit import convert, optimize
-    from edgekit._tf import keras
+    from edgekit.optimize import optimize_and_convert
 
-    with stage("optimize"):
-        # Reseeded here rather than carried over from training, so that optimizing a model trained in an
-        # earlier run shuffles and initialises exactly as it would straight after training.
-        keras.utils.set_random_seed(seed)
-        optimized = optimize.optimize(model, recipe, dataset, distribute)
-    with stage("convert"):
-        representative = dataset.representative(recipe.optimize.calibration_samples, seed)
-        if recipe.optimize.quantize == "int16x8":
-            quantized = convert.convert(optimized.model, "tflite-int16x8", representative, check_inputs, recipe.task)
-        else:
-            quantized = convert.tflite_int8(optimized.model, representative, check_inputs, recipe.task)
-    prunable = [getattr(layer, "layer", layer).name for layer in optimized.model.layers  # through QAT wrappers
-                if type(getattr(layer, "layer", layer)).__name__ in optimize.PRUNABLE]
-    values = {"quantized": _conversion_record(quantized), "prunable": prunable,
-              "quantization_aware": optimized.quantization_aware, "quantize": optimized.quantize,
-              "history": optimized.history, "seconds": optimized.seconds, "steps": optimized.steps,
-              "pruned_layers": optimized.pruned_layers, "kept_dense": optimized.kept_dense,
-              "kept_dense_reasons": optimized.kept_dense_reasons, "left_to_converter": optimized.left_to_converter}
-    return Entry(values, {quantized.filename: quantized.content})
+    done = optimize_and_convert(model, recipe, dataset, seed, distribute, check_inputs=check_inputs, stage=stage)
+    return Entry({"quantized": _conversion_record(done.conversion), **done.record()},
+                 {done.conversion.filename: done.conversion.content})
 
 
 def _conversion_record(conversion) -> dict[str, Any]:

@@ -190,9 +190,11 @@ def pick_variant(report: dict[str, Any], manifest: dict[str, Any], result: dict[
 
 
 def compare(build_dir: Path, result_path: Path, variant_name: str | None = None,
-            target_name: str | None = None) -> dict[str, Any]:
+            target_name: str | None = None, calibrate: Path | None = None) -> dict[str, Any]:
     """Estimate vs measured for the variant the result measured, on the target it ran on (`target_name`, one
-    the build was made for; default: the lead target): latency and memory, with the error."""
+    the build was made for; default: the lead target): latency and memory, with the error. `calibrate`: also
+    write there a copy of that target's profile, refitted (`refit`) so that its estimate for this model is the
+    measurement."""
     from edgekit.estimate import estimate_latency
     from edgekit.model_info import inspect_model
 
@@ -228,10 +230,36 @@ def compare(build_dir: Path, result_path: Path, variant_name: str | None = None,
     rows.append({"figure": "memory", "estimate": "-" if ram is None else f"{ram / 1024:,.0f} KB (host-measured)",
                  "measured": "-" if memory is None else f"{memory / 1024:,.0f} KB ({result['memory_what']})",
                  "error": "-" if memory_error is None else f"{memory_error:+.0%}", "within": "-", "expected": "-"})
-    return {"build": str(build_dir), "target": target.name, "variant": variant["name"], "file": variant["file"],
-            "precision": variant["precision"], "matched_by": matched, "result": result, "estimate": estimate,
-            "latency_error": error, "memory_error": memory_error, "rows": rows,
-            "model_path": str(model_path)}
+    comparison = {"build": str(build_dir), "target": target.name, "variant": variant["name"], "file": variant["file"],
+                  "precision": variant["precision"], "matched_by": matched, "result": result, "estimate": estimate,
+                  "latency_error": error, "memory_error": memory_error, "rows": rows,
+                  "model_path": str(model_path)}
+    if calibrate is not None:
+        from edgekit._files import write_atomic
+
+        write_atomic(calibrate, refit(target, inspect_model(model_path), measured, precision=variant["precision"],
+                                      model_name=variant["file"], result_file=Path(result_path).name,
+                                      threads=result.get("threads"), runtime=f"{result['runtime']} ({result['kind']})"))
+        comparison["calibrated_profile"] = str(calibrate)
+    return comparison
+
+
+COLUMNS = ("figure", "estimate", "measured", "error (estimate / measured - 1)", "within expected error")
+
+
+def text(comparison: dict[str, Any]) -> tuple[str, list[tuple[Any, ...]], list[str]]:
+    """What `edgekit compare` prints: the table's title, its rows (COLUMNS), and the lines after it."""
+    measured = comparison["result"]
+    where = ", ".join(str(v) for v in (measured.get("device"), measured.get("os"), measured.get("runtime")) if v)
+    title = (f"{comparison['file']} ({comparison['variant']}) on {comparison['target']}: estimate vs "
+             f"{measured['kind']} ({where or 'device not named'})")
+    rows = [(r["figure"], r["estimate"], r["measured"], r["error"],
+             r["within"] if r["expected"] == "-" else f"{r['within']} ({r['expected']})") for r in comparison["rows"]]
+    lines = [f"Matched to variant {comparison['variant']} by {comparison['matched_by']}."]
+    if "calibrated_profile" in comparison:
+        profile = comparison["calibrated_profile"]
+        lines.append(f"Refitted profile: {profile} (use it with --target {profile})")
+    return title, rows, lines
 
 
 # --- Refit: a copy of the target profile whose cost model gives the measurement ------------------------

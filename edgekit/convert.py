@@ -104,6 +104,30 @@ def convert(model, fmt: str, x_calibration: np.ndarray | None = None, x_check: n
                      inputs_from)
 
 
+def convert_file(model_path: Path, fmt: str, out: Path | None = None, data_spec: str | None = None,
+                 calibration_samples: int = 200, task: str = "classification",
+                 unsafe_load: bool = False) -> tuple[Path, Conversion]:
+    """`edgekit convert`: a Keras model file to `fmt`, calibrated on `calibration_samples` training samples of
+    `data_spec` and verified on its validation split (without data: on random inputs), written to `out`
+    (default: `default_output`). Returns (the file written, the conversion)."""
+    spec = check_request(fmt, data_spec is not None, task)
+    out = Path(out or default_output(model_path, fmt))
+    if out.suffix != spec.extension:
+        raise UsageError(f"--out '{out}' does not end in {spec.extension}, the suffix of {fmt} files")
+    from edgekit import data
+    from edgekit._files import write_atomic
+    from edgekit.model_files import load_model
+
+    model = load_model(model_path, unsafe=unsafe_load)
+    x_calibration = x_check = None
+    if data_spec:
+        dataset = data.load_for_model(data_spec, input_shape(model), task)
+        x_calibration, x_check = dataset.representative(calibration_samples), dataset.x_val[:CHECK_SAMPLES]
+    conversion = convert(model, fmt, x_calibration, x_check, task, inputs_from="validation")
+    write_atomic(out, conversion.content)
+    return out, conversion
+
+
 def check_request(fmt: str, has_calibration: bool, task: str = "classification") -> Format:
     """The Format for `fmt`, or the UsageError for an unknown name, task or missing calibration data: checked
     before any model is loaded."""

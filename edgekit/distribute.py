@@ -2,10 +2,11 @@
 
 - `mirrored`: tf.distribute.MirroredStrategy over this machine's GPUs or, without a GPU, its logical CPU
   devices. A CPU is one device unless EDGEKIT_CPU_DEVICES=N asks TensorFlow for N logical CPU devices; that
-  has to happen before TensorFlow initialises its devices, so edgekit._tf reads the variable when it first
-  imports TensorFlow (set it in the environment, not from code that has already imported TensorFlow).
-- `multiworker`: tf.distribute.MultiWorkerMirroredStrategy, configured by the standard TF_CONFIG variable;
-  every worker runs the same command, and only the chief (task type "chief", or worker 0 when the cluster
+  has to happen before TensorFlow initialises its devices, so edgekit._tf.start reads the variable when it
+  starts TensorFlow (set it in the environment, not from code that has already started TensorFlow).
+- `multiworker`: tf.distribute.MultiWorkerMirroredStrategy, configured by the standard TF_CONFIG variable and
+  created as TensorFlow starts (`check` starts it so, or refuses once it started without); every worker runs
+  the same command, and only the chief (task type "chief", or worker 0 when the cluster
   has no chief) writes the build folder.
 
 `batch_size` stays the global batch: each step splits it across the replicas (Keras's rule for a strategy),
@@ -31,7 +32,6 @@ log = logging.getLogger("edgekit")
 STRATEGIES = ("mirrored", "multiworker")
 CPU_DEVICES_ENV = "EDGEKIT_CPU_DEVICES"
 DOCS = "docs/distributed.md"
-_requested: set[str] = set()  # strategies asked for before TensorFlow started (see startup)
 
 
 def check(name: str | None) -> None:
@@ -43,7 +43,9 @@ def check(name: str | None) -> None:
     cpu_device_count()  # a bad EDGEKIT_CPU_DEVICES fails here rather than when TensorFlow starts
     if name == "multiworker":
         tf_config()
-        _requested.add(name)
+        from edgekit._tf import start
+
+        start(multiworker=True)  # starts TensorFlow with the strategy, or says it started without one
 
 
 def cpu_device_count(environ: dict[str, str] | None = None) -> int | None:
@@ -56,16 +58,15 @@ def cpu_device_count(environ: dict[str, str] | None = None) -> int | None:
     return int(value)
 
 
-def startup(tf) -> None:
-    """Called by edgekit._tf right after importing TensorFlow, before anything initialises its devices (after
-    that TensorFlow refuses both): split the first CPU into EDGEKIT_CPU_DEVICES logical devices, and create the
-    MultiWorkerMirroredStrategy when `check("multiworker")` asked for it, since its collective ops must be
-    configured at program start."""
+def startup(tf, multiworker: bool = False) -> None:
+    """Called by edgekit._tf.start right after importing TensorFlow, before anything initialises its devices
+    (after that TensorFlow refuses both): split the first CPU into EDGEKIT_CPU_DEVICES logical devices, and
+    create the MultiWorkerMirroredStrategy when asked, since its collective ops must be configured at start-up."""
     count = cpu_device_count()
     if count is not None and count > 1:
         cpus = tf.config.list_physical_devices("CPU")
         tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
-    if "multiworker" in _requested:
+    if multiworker:
         _strategy(tf, "multiworker")
 
 
@@ -129,14 +130,7 @@ def _strategy(tf, name: str):
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         made = tf.distribute.MirroredStrategy(devices=devices)
     else:
-        try:
-            made = tf.distribute.MultiWorkerMirroredStrategy()
-        except RuntimeError as error:
-            if "program startup" not in str(error):
-                raise
-            raise UsageError("distribute 'multiworker' has to be chosen before TensorFlow starts in this process "
-                             "(its collective ops are configured at start-up): call "
-                             "edgekit.distribute.check('multiworker') before anything imports TensorFlow") from None
+        made = tf.distribute.MultiWorkerMirroredStrategy()  # edgekit._tf.start made it first (check() asked)
     log.info("distribute %s: %d replica%s in sync (%s)", name, made.num_replicas_in_sync,
              "s" if made.num_replicas_in_sync != 1 else "", ", ".join(made.extended.worker_devices))
     if name == "mirrored" and made.num_replicas_in_sync == 1:

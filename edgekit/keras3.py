@@ -107,7 +107,7 @@ def max_output_difference(original, rebuilt, seed: int = 0) -> float:
 
 
 def _load_with_keras3(path: Path, unsafe: bool):
-    import edgekit._tf  # noqa: F401  (TF_USE_LEGACY_KERAS must be set before Keras 3 imports TensorFlow)
+    from edgekit._tf import tf  # noqa: F401  (TensorFlow started as edgekit starts it, before Keras 3 imports it)
 
     try:
         import keras

@@ -8,15 +8,18 @@ wrap, so pruning works on a clone.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
+from edgekit.convert import Conversion
 from edgekit.data import Dataset
 from edgekit.recipes import Recipe
 from edgekit.tasks import TASKS
@@ -34,7 +37,7 @@ COMPRESSIBLE = ("Conv2D", "Dense")
 
 @dataclass
 class OptimizeResult:
-    model: object  # the QAT model, or the pruned / clustered float model when there is no QAT
+    model: Any  # the QAT model, or the pruned / clustered float model when there is no QAT
     quantization_aware: bool
     history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -376,48 +379,55 @@ def artifact_sparsity(content: bytes, layers: list[str] | None = None) -> list[d
     return rows
 
 
-def optimize_model(model, recipe: Recipe, data: Dataset, distribute: str | None = None) -> tuple[Any, dict[str, Any]]:
-    """`edgekit optimize`: optimize a trained model as `recipe.optimize` asks, convert it to its quantized
-    format (verified against the optimized Keras model), and measure the task metric on the test split
-    before and after. Returns (conversion, report). A drop beyond `max_drop` raises BudgetError (exit 3)
-    with the figures and the settings to try next, and nothing is returned to be written."""
-    from edgekit import convert
-    from edgekit._files import gzip_size
-    from edgekit.runtimes.host import TFLiteRunner
+@dataclass(frozen=True)
+class OptimizedConversion:
+    """The quantized file, verified against the optimized model, and OptimizeResult's records (no model)."""
 
-    task = TASKS[recipe.task]
-    check_supported(model, recipe)
-    check = data.x_val[:256]
-    baseline = convert.tflite_float32(model, check)
-    float_metric = task.score(recipe.metric, model.predict(data.x_test, verbose=0), data.x_test, data.y_test)
-    result = optimize(model, recipe, data, distribute)
-    representative = data.representative(recipe.optimize.calibration_samples)
-    if recipe.optimize.quantize == "int16x8":
-        quantized = convert.convert(result.model, "tflite-int16x8", representative, check, recipe.task)
-    else:
-        quantized = convert.tflite_int8(result.model, representative, check, recipe.task)
-    quantized_metric = task.score(recipe.metric, TFLiteRunner(quantized.content).predict(data.x_test),
-                                  data.x_test, data.y_test)
-    prunable = [getattr(layer, "layer", layer).name for layer in result.model.layers
+    conversion: Conversion
+    prunable: list[str]  # the conv / dense layers in order, through QAT wrappers: names the file's weight ops
+    quantization_aware: bool
+    quantize: str  # what was done: qat, ptq or int16x8
+    history: dict[str, dict[str, list[float]]]
+    seconds: dict[str, float]
+    steps: list[dict[str, Any]]
+    pruned_layers: list[str]
+    kept_dense: list[str]
+    kept_dense_reasons: dict[str, str]
+    left_to_converter: list[dict[str, str]]
+
+    def record(self) -> dict[str, Any]:
+        """Every field but the conversion, JSON-ready (the build's cache keeps the conversion as a file)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "conversion"}
+
+
+def optimize_and_convert(model, recipe: Recipe, data: Dataset, seed: int, distribute: str | None = None, *,
+                         check_inputs: np.ndarray | None = None,
+                         stage: Callable[[str], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+                         ) -> OptimizedConversion:
+    """The one optimize-and-convert path of `edgekit build` and `edgekit optimize`: optimize a clone of the
+    trained `model` as `recipe.optimize` asks, then convert it to its quantized format, calibrated on seeded
+    training samples and verified against the optimized model on `check_inputs` (default: the first
+    convert.CHECK_SAMPLES validation inputs). The same model, data and seed give the same bytes on CPU.
+    `stage(name)` wraps the optimize and the convert steps (the build names a failed stage with it)."""
+    from edgekit import convert
+    from edgekit._tf import keras
+
+    with stage("optimize"):
+        check_supported(model, recipe)
+        # Seeded here rather than carried over from training, so that optimizing a model trained in an earlier
+        # run (or loaded from a file) shuffles and initialises exactly as it would straight after training.
+        keras.utils.set_random_seed(seed)
+        optimized = optimize(model, recipe, data, distribute)
+    with stage("convert"):
+        representative = data.representative(recipe.optimize.calibration_samples, seed)
+        inputs = data.x_val[:convert.CHECK_SAMPLES] if check_inputs is None else check_inputs
+        quantized = convert.convert(optimized.model, f"tflite-{recipe.optimize.precision}", representative, inputs,
+                                    recipe.task)
+    prunable = [getattr(layer, "layer", layer).name for layer in optimized.model.layers
                 if type(getattr(layer, "layer", layer)).__name__ in PRUNABLE]
-    report = {
-        "metric": recipe.metric, "task": recipe.task, "test_samples": len(data.x_test),
-        "before": {"format": "tflite-float32", "size_bytes": len(baseline.content),
-                   "gzip_bytes": gzip_size(baseline.content), recipe.metric: float_metric},
-        "after": {"format": quantized.name, "size_bytes": len(quantized.content),
-                  "gzip_bytes": gzip_size(quantized.content), recipe.metric: quantized_metric,
-                  "verification": quantized.check},
-        "drop_points": task.drop_points(recipe.metric, float_metric, quantized_metric),
-        "max_drop": recipe.optimize.max_drop,
-        "settings": {"sparsity": recipe.optimize.sparsity, "quantize": result.quantize,
-                     "clusters": recipe.optimize.clusters},
-        "pruned_layers": result.pruned_layers, "kept_dense": result.kept_dense,
-        "kept_dense_reasons": result.kept_dense_reasons, "left_to_converter": result.left_to_converter,
-        "steps": result.steps,
-        "artifact_sparsity": artifact_sparsity(quantized.content, prunable),
-    }
-    check_drop(recipe, quantized.name, float_metric, quantized_metric)
-    return quantized, report
+    return OptimizedConversion(quantized, prunable, optimized.quantization_aware, optimized.quantize,
+                               optimized.history, optimized.seconds, optimized.steps, optimized.pruned_layers,
+                               optimized.kept_dense, optimized.kept_dense_reasons, optimized.left_to_converter)
 
 
 def check_drop(recipe: Recipe, name: str, reference: float, quantized: float) -> None:

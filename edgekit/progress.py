@@ -153,3 +153,14 @@ class LogHandler(logging.StreamHandler):
                 self.handleError(record)
                 return
         super().emit(record)
+
+
+def setup_logging(stream: Any, verbose: bool = False, quiet: bool = False) -> None:
+    """The CLI's logging: edgekit's log lines to `stream` (above the bars while a display draws some), message
+    only; debug detail with `verbose`, warnings and errors only with `quiet`."""
+    handler = LogHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("edgekit")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import _toml
+from edgekit.tasks import TASKS
 
-TASKS = ("classification", "binary", "regression", "anomaly")
 # The first metric of each task is its default. Higher is better for accuracy and auc, lower for mae/rmse.
 METRICS = {"classification": ("accuracy",), "binary": ("accuracy", "auc"), "regression": ("mae", "rmse"),
            "anomaly": ("auc",)}
@@ -82,6 +82,13 @@ class Recipe:
         data["file"] = str(self.file) if self.file else None
         return data
 
+    def summary(self) -> dict[str, str]:
+        """One row of the `edgekit models` table."""
+        sparsity = self.optimize.sparsity
+        return {"recipe": self.name, "builder": self.builder, "dataset": self.dataset, "metric": self.metric,
+                "sparsity": sparsity if isinstance(sparsity, str) else f"{sparsity:.0%}",
+                "qat epochs": str(self.optimize.qat_epochs), "description": self.description}
+
     def with_changes(self, **changes: Any) -> Recipe:
         """A copy with top-level fields, or `train`/`optimize` sub-fields given as dicts, replaced."""
         for section in ("train", "optimize"):
@@ -107,6 +114,28 @@ def from_mapping(data: dict[str, Any], source: str) -> Recipe:
     return _parse(_toml.Table(data, path), path)
 
 
+def from_optimize_options(name: str, *, task: str, sparsity: str, schedule: str, pruning_epochs: int,
+                          prune_layers: tuple[str, ...], keep_dense: tuple[str, ...], quantize: str, qat_epochs: int,
+                          clusters: int, cluster_epochs: int, max_drop: float, batch_size: int, learning_rate: float,
+                          calibration_samples: int) -> Recipe:
+    """The recipe `edgekit optimize`'s options describe for a model trained elsewhere (builder `external`),
+    checked as a recipe file's [optimize] table is; messages name the command line. `sparsity` is the option as
+    typed (a share, or 2:4); pruning fine-tunes at `learning_rate`, QAT at half of it."""
+    try:
+        pruning: float | str = sparsity if sparsity in STRUCTURED_SPARSITY else float(sparsity)
+    except ValueError:
+        raise _toml.UsageError(f"--sparsity '{sparsity}': expected a number from 0 to 0.95, or 2:4") from None
+    return from_mapping({
+        "name": name, "task": task, "model": {"builder": "external"},
+        "train": {"epochs": 1, "batch_size": batch_size, "learning_rate": learning_rate},
+        "optimize": {"sparsity": pruning, "schedule": schedule, "pruning_epochs": pruning_epochs if pruning else 0,
+                     "prune_layers": list(prune_layers), "keep_dense": list(keep_dense), "quantize": quantize,
+                     "qat_epochs": qat_epochs, "clusters": clusters, "cluster_epochs": cluster_epochs,
+                     "max_drop": max_drop, "calibration_samples": calibration_samples,
+                     "pruning_learning_rate": learning_rate, "qat_learning_rate": learning_rate / 2},
+    }, "command line")
+
+
 def load_all() -> list[Recipe]:
     return [load(name) for name in names()]
 
@@ -115,7 +144,7 @@ def _parse(top: _toml.Table, path: Path) -> Recipe:
     name = top.get("name", str)
     if path.parent == _toml.builtin_dir("models") and name != path.stem:
         raise _toml.UsageError(f"{path}: key 'name': expected '{path.stem}' (the file name), got {name!r}")
-    task = top.choice("task", TASKS)
+    task = top.choice("task", tuple(TASKS))
     recipe_fields = dict(
         name=name,
         description=top.get("description", str, ""),

@@ -346,3 +346,13 @@ def to_markdown(summary: dict[str, Any]) -> str:
             lines.append(f"| {row['point']} | {changes} | {target} | {v['variant']} | {'yes' if v['fits'] else 'no'} | "
                          f"{v['metric']:.4f} | {latency} | {v['ram_bytes'] or '-'} | {v['flash_bytes']:,} |")
     return "\n".join(lines) + "\n"
+
+
+def summary_lines(summary: dict[str, Any], out: Path) -> list[str]:
+    """What `edgekit sweep` prints: per target the best point that fits and the front, then the counts."""
+    lines = []
+    for target, verdict in summary["per_target"].items():
+        best = f"{verdict['best']} ({verdict['best_metric']:.4f})" if verdict["best"] else "no point fits"
+        lines.append(f"{target}: best {best}; front: {', '.join(verdict['front']) or 'empty'}")
+    return [*lines, f"{len(summary['points'])} points, {summary['skipped_points']} skipped before training; "
+                    f"{Path(out) / 'sweep.md'}"]

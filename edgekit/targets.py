@@ -9,6 +9,7 @@ this module only checks that they are complete and consistent. It never imports 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -175,6 +176,21 @@ def load(name_or_path: str | Path) -> Target:
 
 def load_all() -> list[Target]:
     return [load(name) for name in names()]
+
+
+ALL = "all"  # on a command line: every built-in target
+
+
+def resolve(refs: Iterable[str | Target]) -> list[Target]:
+    """The targets a command line names: built-in names, TOML paths, `all` (every built-in target, in
+    `edgekit targets` order) or Targets already loaded; each target once, where it first appears
+    (`rpi4 nucleo-l4r5zi rpi4` is rpi4, nucleo-l4r5zi). An unknown name is a one-line UsageError with a
+    suggestion."""
+    chosen: dict[str, Target] = {}
+    for ref in refs:
+        for target in load_all() if ref == ALL else [ref if isinstance(ref, Target) else load(ref)]:
+            chosen.setdefault(target.name, target)
+    return list(chosen.values())
 
 
 def _parse(data: dict[str, Any], path: Path) -> Target:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 NORMAL_CLASS = 0
 
@@ -34,6 +36,7 @@ class Task:
 
     def score(self, metric: str, outputs: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
         """The task metric of model outputs for inputs x with labels y."""
+        import numpy as np  # here, so that the CLI reads the task names (click choices) without numpy
         if metric == "accuracy":
             return float(np.mean(outputs.argmax(-1) == y))
         if metric == "mae":
@@ -52,6 +55,7 @@ class Task:
     def agreement(self, expected: np.ndarray, actual: np.ndarray) -> float:
         """How closely an int8 model follows its Keras source: the share of samples with the same class,
         or, for outputs that are values, 1 - mean |difference| / the spread of the expected outputs."""
+        import numpy as np
         if self.name in ("classification", "binary"):
             return float(np.mean(expected.argmax(-1) == actual.argmax(-1)))
         spread = float(np.ptp(expected)) or 1.0
@@ -67,6 +71,7 @@ def _higher(metric: str) -> bool:
     return metric in ("accuracy", "auc")
 
 
+# The one task vocabulary: recipes' `task`, the data readers and every command's --task read these names.
 TASKS: dict[str, Task] = {
     "classification": Task("classification", "sparse_categorical_crossentropy", ("accuracy",), _higher),
     "binary": Task("binary", "sparse_categorical_crossentropy", ("accuracy",), _higher),

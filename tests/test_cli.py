@@ -86,3 +86,26 @@ def test_a_nan_loss_stops_the_build_with_one_line(tmp_path, tiny_recipe):
                         r"or check the input normalisation\)", last), last
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "tiny-digits-rpi4" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("args", [["build"], ["bench", "m.tflite"], ["sweep", "--grid", "g.toml"],
+                                  ["export", "m.tflite", "--out", "bundle"]], ids=lambda a: a[0])
+def test_every_target_option_reads_names_one_way(args, tmp_path):
+    """One parameter type: the same one-line error (exit 2) before any work, wherever a target is named."""
+    result = CliRunner().invoke(main, [*args, "--target", "rpi4", "--target", "rpi44"])
+    assert result.exit_code == 2
+    assert result.stderr == "Error: unknown target 'rpi44'; did you mean 'rpi4'? `edgekit targets` lists them\n"
+
+
+def test_export_takes_one_target_not_all():
+    result = CliRunner().invoke(main, ["export", "m.tflite", "--out", "bundle", "--target", "all"])
+    assert result.exit_code == 2 and result.stderr.startswith("Error: unknown target 'all'; valid: android-flagship")
+
+
+def test_every_task_option_offers_the_task_registry():
+    from edgekit.tasks import TASKS
+
+    offered = {name: parameter.type.choices for name, command in main.commands.items()
+               for parameter in command.params if parameter.name == "task"}
+    assert set(offered) == {"bench", "convert", "optimize"}
+    assert all(list(choices) == list(TASKS) for choices in offered.values()), offered

@@ -70,6 +70,17 @@ def test_digits_reshaped_to_the_model_input():
     assert data.load("builtin:digits", (64,)).input_shape == (64,)
 
 
+def test_load_for_model_reads_the_input_shape_of_a_model_file(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    tensor = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 16, 4, 1]) for name in ("x", "y")]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", tensor[:1], tensor[1:])
+    onnx.save(helper.make_model(graph), tmp_path / "identity.onnx")
+    assert data.load_for_model("digits", tmp_path / "identity.onnx").input_shape == (16, 4, 1)
+    assert data.load_for_model("digits", (64,)).x_test.shape[1:] == (64,)
+
+
 def test_synthetic_is_seeded_learnable_and_sized():
     first, second = data.load("synthetic:49x10x1:12:600"), data.load("synthetic:49x10x1:12:600")
     assert first.fingerprint() == second.fingerprint()

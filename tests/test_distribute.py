@@ -167,3 +167,34 @@ def test_a_bad_cpu_device_count_stops_a_mirrored_build_before_any_work(monkeypat
     assert result.output.strip().splitlines() == [
         "Error: EDGEKIT_CPU_DEVICES='two': expected a whole number of logical CPU devices from 1 to 64"]
     assert list(tmp_path.iterdir()) == []
+
+
+STARTED_WITHOUT = ("distribute 'multiworker' has to be chosen before TensorFlow starts (its collective ops are "
+                   "configured at start-up), and TensorFlow already started in this process without it; run the "
+                   "command in a fresh process")
+
+
+def test_multiworker_after_tensorflow_started_without_it_is_one_line(monkeypatch):
+    """Start-up does not depend on who imported TensorFlow first: it starts from its arguments and the environment,
+    and asking for multiworker once it started without it is an error, never a quietly different run."""
+    from edgekit._tf import tf  # noqa: F401  (starts TensorFlow with the defaults, as any earlier stage does)
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(UsageError) as error:
+        distribute.check("multiworker")
+    assert str(error.value) == STARTED_WITHOUT
+
+
+def test_multiworker_asked_first_starts_tensorflow_with_it(tmp_path):
+    code = ("from edgekit import distribute\n"
+            "distribute.check('multiworker')\n"
+            "from edgekit._tf import tf\n"  # a later import finds TensorFlow started, with the strategy
+            "distribute.check('multiworker')\n"
+            "print(distribute.strategy('multiworker').num_replicas_in_sync)\n")
+    config = json.dumps({"cluster": {"worker": [f"localhost:{_free_ports(1)[0]}"]},
+                         "task": {"type": "worker", "index": 0}})
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                            env={**os.environ, "TF_CONFIG": config})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "1"

@@ -64,3 +64,16 @@ def test_bad_sparsity_is_one_line(trained, tmp_path):
     result = _optimize(trained, tmp_path / "x.tflite", "--sparsity", "half")
     assert result.exit_code == 2
     assert result.stderr == "Error: --sparsity 'half': expected a number from 0 to 0.95, or 2:4\n"
+
+
+def test_the_same_seed_gives_the_same_bytes(trained, tmp_path):
+    """Pruning, QAT and the calibration samples are seeded: run twice, `edgekit optimize` writes the same file;
+    another seed trains and samples differently."""
+    files = {}
+    for name, seed in (("first", "3"), ("again", "3"), ("other", "4")):
+        files[name] = tmp_path / f"{name}.tflite"
+        result = _optimize(trained, files[name], "--max-drop", "100", "--seed", seed)
+        assert result.exit_code == 0, result.output
+    assert files["first"].read_bytes() == files["again"].read_bytes()
+    assert files["first"].read_bytes() != files["other"].read_bytes()
+    assert json.loads(files["first"].with_suffix(".json").read_text())["seed"] == 3

@@ -62,3 +62,29 @@ def test_malformed_recipes_name_the_file_and_key(tmp_path, change, message):
         recipes.load(path)
     assert str(error.value).startswith(str(path))
     assert message in str(error.value)
+
+
+OPTIONS = dict(task="classification", sparsity="0.5", schedule="polynomial", pruning_epochs=2, prune_layers=("c*",),
+               keep_dense=(), quantize="qat", qat_epochs=2, clusters=0, cluster_epochs=2, max_drop=1.0, batch_size=32,
+               learning_rate=0.001, calibration_samples=100)
+
+
+def test_optimize_options_become_a_checked_recipe():
+    recipe = recipes.from_optimize_options("cnn", **OPTIONS)
+    assert (recipe.name, recipe.builder, recipe.file.name) == ("cnn", "external", "command line")
+    settings = recipe.optimize
+    assert settings.sparsity == 0.5 and settings.prune_layers == ("c*",) and settings.calibration_samples == 100
+    assert settings.pruning_learning_rate == 0.001 and settings.qat_learning_rate == 0.0005
+    assert recipes.from_optimize_options("cnn", **{**OPTIONS, "sparsity": "2:4"}).optimize.structured
+    assert recipes.from_optimize_options("cnn", **{**OPTIONS, "sparsity": "0"}).optimize.pruning_epochs == 0
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"sparsity": "half"}, "--sparsity 'half': expected a number from 0 to 0.95, or 2:4"),
+    ({"sparsity": "0.99"}, "command line: key 'optimize.sparsity': expected a number from 0 to 0.95, got 0.99"),
+    ({"clusters": 1}, "command line: key 'optimize.clusters': expected 0 (off) or at least 2, got 1"),
+])
+def test_bad_optimize_options_are_one_line(change, message):
+    with pytest.raises(UsageError) as error:
+        recipes.from_optimize_options("cnn", **{**OPTIONS, **change})
+    assert str(error.value) == message

@@ -292,3 +292,13 @@ def test_loading_targets_does_not_import_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_resolve_keeps_the_first_of_each_target_in_the_order_given():
+    assert [t.name for t in targets.resolve(["rpi4", "nucleo-l4r5zi", "rpi4"])] == ["rpi4", "nucleo-l4r5zi"]
+    every = [t.name for t in targets.resolve(["rpi5", "all", "rpi4"])]
+    assert every == ["rpi5", *[name for name in targets.names() if name != "rpi5"]]
+    loaded = targets.load("esp32-s3")
+    assert targets.resolve([loaded, "esp32-s3"]) == [loaded]
+    with pytest.raises(UsageError, match=r"^unknown target 'rpi44'; did you mean 'rpi4'\? `edgekit targets` lists"):
+        targets.resolve(["all", "rpi44"])

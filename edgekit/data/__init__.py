@@ -39,10 +39,10 @@ from pathlib import Path
 from edgekit.data.builtin import DATASETS, dataset
 from edgekit.data.core import REGRESSION, SPLIT_SEED, TEST_FRACTION, VAL_FRACTION, Dataset, Samples, assemble, split
 from edgekit.errors import UsageError
-from edgekit.recipes import TASKS
+from edgekit.tasks import TASKS
 
 __all__ = ["DATASETS", "SPLIT_SEED", "TEST_FRACTION", "VAL_FRACTION", "Dataset", "Samples", "dataset", "load",
-           "split"]
+           "load_for_model", "split"]
 
 SPECS = "builtin:NAME, synthetic:SHAPE:CLASSES[:COUNT], FILE.npz, FILE.csv[#label=COLUMN], or a class FOLDER"
 REGRESSION_SPECS = ("an .npz with numeric y_train, a .csv with a numeric target column (FILE.csv#label=NAME), or "
@@ -67,6 +67,16 @@ def load(spec: str, input_shape: tuple[int, ...] | None = None, task: str = "cla
 
         return assemble(spec, read_synthetic(spec, task), input_shape, task)
     return assemble(spec, _read_path(spec, input_shape, task), input_shape, task)
+
+
+def load_for_model(spec: str, model: Path | tuple[int, ...], task: str = "classification") -> Dataset:
+    """`load` shaped for a model: `model` is its input shape without the batch dimension, or a .tflite or
+    .onnx file whose first input gives it (read statically, without running the model)."""
+    if isinstance(model, Path):
+        from edgekit.model_info import inspect_model
+
+        model = tuple(inspect_model(model).inputs[0].shape[1:])
+    return load(spec, input_shape=model, task=task)
 
 
 def _read_path(spec: str, input_shape: tuple[int, ...] | None, task: str) -> Samples:

@@ -25,12 +25,15 @@ def export(model: Path, target: Target, out: Path, *, name: str = "g_model", lab
            measured_ram: dict[str, Any] | None = None) -> Bundle:
     """Write the bundle a developer copies to `target` for `model` (.tflite) into `out`: a firmware project's
     files for a microcontroller (`name` is the C array's identifier), a LiteRT bundle for a board or a phone
-    (with `labels` copied in). `sample` becomes the stored test input (default: a seeded random one).
+    (with `labels` copied in; default: labels.txt beside `model`, when there is one, as in a build folder).
+    `sample` becomes the stored test input (default: a seeded random one).
 
     `verified_sha256` is the sha256 of a file this process already ran safely (a build's own verified
     artifact) and `measured_ram` what bench measured for it: a microcontroller's arena is then not bisected
     again, and the file is not run once more in a child process first."""
     model, out = Path(model), Path(out)
+    if labels is None and (model.parent / "labels.txt").is_file():
+        labels = model.parent / "labels.txt"
     if target.device_class.value == "mcu":
         from edgekit.export.mcu import export_mcu
 
