@@ -251,3 +251,14 @@ def test_compare_refuses_what_is_not_a_result(tiny_build, tmp_path):
     assert done.exit_code == 2 and "is not a device result" in done.stderr
     done = CliRunner().invoke(main, ["compare", str(tmp_path), str(junk)])
     assert done.exit_code == 2 and "has no report.json" in done.stderr
+
+
+def test_compare_names_the_target_the_result_ran_on(measured):
+    build_dir, bundles = measured
+    result = str(bundles["int8"] / "result.json")
+    named = CliRunner().invoke(main, ["compare", str(build_dir), result, "--target", "rpi4", "--json"])
+    assert named.exit_code == 0, named.output
+    assert json.loads(named.stdout)["target"] == "rpi4"
+    other = CliRunner().invoke(main, ["compare", str(build_dir), result, "--target", "nucleo-l4r5zi"])
+    assert other.exit_code == 2
+    assert "the build was not made for target 'nucleo-l4r5zi'; it was for rpi4" in other.stderr
