@@ -8,6 +8,9 @@ from calibration import estimated_ms, point_info
 
 from edgekit import targets
 
+# Whole builds or many trainings: outside the fast selection (pytest -m "not slow"), run by CI.
+pytestmark = pytest.mark.slow
+
 POINTS = [(t.name, i) for t in targets.load_all() for i in range(len(t.latency.calibration))]
 
 

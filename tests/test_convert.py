@@ -267,6 +267,7 @@ print(convert(), convert())
 """
 
 
+@pytest.mark.slow
 def test_onnx_bytes_are_the_same_in_any_process_and_for_a_second_conversion_in_one(tmp_path):
     """tf2onnx's names depend on the process (a process-wide counter; merged constants named by set order,
     which string hashing varies): two hash seeds and two conversions in one process give one file."""

@@ -21,6 +21,9 @@ from edgekit import distribute
 from edgekit.cli import main
 from edgekit.errors import UsageError
 
+# Whole builds or many trainings: outside the fast selection (pytest -m "not slow"), run by CI.
+pytestmark = pytest.mark.slow
+
 
 def _edgekit(args: list[str], cwd: Path, **env: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edgekit", *args], cwd=cwd, env={**os.environ, **env},

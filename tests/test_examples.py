@@ -15,6 +15,9 @@ import pytest
 
 from edgekit import data, targets
 
+# Whole builds or many trainings: outside the fast selection (pytest -m "not slow"), run by CI.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

@@ -8,6 +8,11 @@ import importlib.util
 import time
 from pathlib import Path
 
+import pytest
+
+# 300 bench runs: outside the fast selection (pytest -m "not slow"), run by CI.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("edgekit_benchmarks_fuzz", ROOT / "benchmarks" / "fuzz.py")
 fuzz = importlib.util.module_from_spec(_spec)

@@ -65,6 +65,7 @@ def _blocks_along_input(kernel: np.ndarray, input_axis: int) -> np.ndarray:
     return np.moveaxis(kernel, input_axis, -1).reshape(-1, 4)
 
 
+@pytest.mark.slow
 def test_unstructured_sparsity_holds_through_qat_into_the_tflite(unstructured):
     result, content = unstructured
     assert result.quantization_aware and result.pruned_layers == PRUNED
@@ -87,6 +88,7 @@ def test_unstructured_sparsity_holds_through_qat_into_the_tflite(unstructured):
     assert inspect_tflite(content).weight_sparsity == pytest.approx(expected, abs=0.01)
 
 
+@pytest.mark.slow
 def test_every_step_records_time_and_the_validation_metric(unstructured):
     result, _ = unstructured
     assert [s["step"] for s in result.steps] == ["prune", "qat"]
@@ -96,6 +98,7 @@ def test_every_step_records_time_and_the_validation_metric(unstructured):
     assert result.steps[1]["metric"]["before"] == result.steps[0]["metric"]["after"]
 
 
+@pytest.mark.slow
 def test_two_by_four_pattern_holds_in_keras_and_in_the_int8_file(two_four):
     result, content = two_four
     prune_step = next(s for s in result.steps if s["step"] == "prune")
@@ -111,6 +114,7 @@ def test_two_by_four_pattern_holds_in_keras_and_in_the_int8_file(two_four):
         assert (np.sum(_blocks_along_input(op["values"], -1) == 0, axis=1) >= 2).all(), op["tensor"]
 
 
+@pytest.mark.slow
 def test_clustered_kernels_keep_at_most_n_values_into_the_int8_file(clustered):
     result, content = clustered
     assert [s["step"] for s in result.steps] == ["cluster", "qat"]
@@ -268,6 +272,7 @@ def heavy_int16x8_build(tmp_path_factory):
     return result, out / "tiny-digits-rpi4"
 
 
+@pytest.mark.slow
 def test_int16x8_converts_and_runs_with_int16_activations(heavy_int16x8_build):
     from ai_edge_litert.interpreter import Interpreter
 

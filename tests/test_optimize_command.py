@@ -10,6 +10,9 @@ from click.testing import CliRunner
 from edgekit.cli import main
 from edgekit.model_info import inspect_model
 
+# Whole builds or many trainings: outside the fast selection (pytest -m "not slow"), run by CI.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

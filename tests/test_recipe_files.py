@@ -80,6 +80,7 @@ def test_builder_makes_the_expected_model(name, built):
     check_supported(model, recipe)  # what the build refuses before training (QAT after Dense + batch-norm)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", recipes.names())
 def test_recipe_trains_one_step_on_synthetic_data(name, built):
     from edgekit._tf import keras

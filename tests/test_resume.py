@@ -22,6 +22,9 @@ from edgekit.cli import main
 from edgekit.errors import EdgekitError
 from edgekit.report.manifest import VARIES_BY_NATURE
 
+# Whole builds or many trainings: outside the fast selection (pytest -m "not slow"), run by CI.
+pytestmark = pytest.mark.slow
+
 OPTIONS = ["--target", "rpi4", "--runs", "20", "--warmup", "2"]  # as the tiny_build fixture builds
 FOLDER = "tiny-digits-rpi4"
 EVERY_STAGE = ["train", "baseline", "optimize", "bench-rpi4-float32", "bench-rpi4-int8", "bench-rpi4-onnx"]

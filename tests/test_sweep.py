@@ -15,6 +15,9 @@ from test_report_html import Page, _pixels
 from edgekit import sweep as sweeps
 from edgekit.cli import main
 
+# Whole builds or many trainings: outside the fast selection (pytest -m "not slow"), run by CI.
+pytestmark = pytest.mark.slow
+
 TARGET = "nucleo-l4r5zi"  # TFLite Micro: its arena is measured exactly, so fronts compare exactly
 GRID = '[grid]\n"model.args.dense_units" = [16, 32]\n"optimize.sparsity" = [0.0, 0.5]\n'
 QUICK = (TINY_RECIPE.replace("epochs = 6", "epochs = 2").replace("pruning_epochs = 2", "pruning_epochs = 1"))

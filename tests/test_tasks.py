@@ -12,6 +12,9 @@ from click.testing import CliRunner
 from edgekit import data
 from edgekit.cli import main
 
+# Whole builds or many trainings: outside the fast selection (pytest -m "not slow"), run by CI.
+pytestmark = pytest.mark.slow
+
 AUTOENCODER = """
 name = "tiny-ad"
 task = "anomaly"

@@ -116,6 +116,7 @@ def converted():
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", REFERENCES)
 def test_mlperf_tiny_models_have_the_published_macs_and_params(converted, name):
     reference = REFERENCES[name]
