@@ -145,7 +145,8 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
     sample = x_test[0] if x_test is not None else np.zeros(info.inputs[0].shape[1:], np.float32)
     host_latency = measure_latency(runner.prepare(sample), runs, warmup, threads, f"bench {path.name}")
     value = measured = None
-    if y_test is not None:  # every metric of the task (binary: accuracy and AUC; regression: MAE and RMSE)
+    # every metric of the task (binary: accuracy and AUC; regression: MAE and RMSE)
+    if y_test is not None and x_test is not None:
         from edgekit.recipes import METRICS
 
         outputs = runner.predict(x_test)

@@ -207,10 +207,10 @@ def compare(build_dir: Path, result_path: Path, variant_name: str | None = None,
         from edgekit.validate import check_model_file
 
         check_model_file(model_path)  # a build folder can be copied about; say plainly if a model was damaged
-        estimate = estimate_latency(inspect_model(model_path), target, variant["precision"])
+        latency = estimate_latency(inspect_model(model_path), target, variant["precision"])
     else:
-        estimate = None
-    estimate = estimate.to_dict() if estimate else variant.get("target_latency")
+        latency = None
+    estimate: dict[str, Any] | None = latency.to_dict() if latency else variant.get("target_latency")
     measured = result["latency_ms"]
     rows = []
     if estimate:
@@ -346,7 +346,11 @@ def _check_refit(text: str, target, model_info, precision: str, measured_ms: flo
         path = Path(folder) / "refit.toml"
         path.write_text(text)
         refitted = targets.load(path)
-    ms = estimate_latency(model_info, refitted, precision).ms
+    estimate = estimate_latency(model_info, refitted, precision)
+    if estimate is None:
+        raise UsageError(f"{target.file}: its refitted copy has no latency constants for {precision}; write the "
+                         f"tables one key a line")
+    ms = estimate.ms
     if abs(ms / measured_ms - 1) > 1e-3:
         raise UsageError(f"{target.file}: could not refit its [latency] table line by line (estimate {ms:.4g} ms "
                          f"after refitting, measured {measured_ms:.4g} ms); write the tables one key a line")

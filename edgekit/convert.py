@@ -366,7 +366,7 @@ def _canonical_names(proto) -> None:
         for name in node.input:
             users[name] = users.get(name, 0) + 1
     initializers = {i.name for i in graph.initializer}
-    shared = {}
+    shared: dict[str, str] = {}
     for node in graph.node:
         for name in node.input:
             if name in initializers and users[name] > 1 and name not in shared:

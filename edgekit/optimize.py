@@ -23,7 +23,7 @@ from edgekit.convert import Conversion
 from edgekit.data import Dataset
 from edgekit.recipes import Recipe
 from edgekit.tasks import TASKS
-from edgekit.train import fit, make_optimizer
+from edgekit.train import TrainResult, fit, make_optimizer
 
 log = logging.getLogger("edgekit")
 
@@ -49,6 +49,21 @@ class OptimizeResult:
     kept_dense_reasons: dict[str, str] = field(default_factory=dict)  # layer -> why it was left dense
     left_to_converter: list[dict[str, str]] = field(default_factory=list)  # {layer, type} QAT could not wrap
     quantize: str = "qat"  # what the build does next: qat (done here), ptq or int16x8 (at conversion)
+
+
+@dataclass
+class PruneResult(TrainResult):
+    """The pruning phase's training result, with the layers it pruned and the ones it left dense (and why)."""
+
+    pruned_layers: list[str] = field(default_factory=list)
+    kept_dense: dict[str, str] = field(default_factory=dict)  # layer -> why it was left dense
+
+
+@dataclass
+class QATResult(TrainResult):
+    """The quantization-aware training phase's result, with the layers left to the converter's calibration."""
+
+    left_to_converter: list[dict[str, str]] = field(default_factory=list)  # {layer, type} QAT could not wrap
 
 
 def optimize(model, recipe: Recipe, data: Dataset, distribute: str | None = None) -> OptimizeResult:
@@ -213,7 +228,7 @@ def prune_selection(model, settings) -> tuple[list[str], dict[str, str]]:
     return chosen, kept
 
 
-def prune(model, recipe: Recipe, data: Dataset):
+def prune(model, recipe: Recipe, data: Dataset) -> PruneResult:
     from edgekit._tf import keras, tfmot
 
     sparsity = tfmot().sparsity.keras
@@ -221,7 +236,7 @@ def prune(model, recipe: Recipe, data: Dataset):
     batch = recipe.train.batch_size
     steps_per_epoch = -(-len(TASKS[recipe.task].training_pairs(data.x_train, data.y_train)[0]) // batch)
     chosen, kept = prune_selection(model, settings)
-    if settings.structured:
+    if isinstance(settings.sparsity, str):  # settings.structured: "m:n"
         m, n = (int(v) for v in settings.sparsity.split(":"))
         frequency = max(1, settings.pruning_epochs * steps_per_epoch // 20)
         options = {"sparsity_m_by_n": (m, n),
@@ -236,9 +251,8 @@ def prune(model, recipe: Recipe, data: Dataset):
     result = fit(wrapped, data, recipe.task, settings.pruning_epochs, batch,
                  make_optimizer(recipe.train, settings.pruning_learning_rate), phase="prune",
                  callbacks=[sparsity.UpdatePruningStep()])
-    result.model = sparsity.strip_pruning(wrapped)
-    result.pruned_layers, result.kept_dense = chosen, kept
-    return result
+    return PruneResult(model=sparsity.strip_pruning(wrapped), history=result.history, seconds=result.seconds,
+                       pruned_layers=chosen, kept_dense=kept)
 
 
 def _rebuilt(layer):
@@ -269,7 +283,8 @@ def cluster(model, recipe: Recipe, data: Dataset, preserve_sparsity: bool):
     return result
 
 
-def quantize_aware(model, recipe: Recipe, data: Dataset, preserve_sparsity: bool, preserve_clusters: bool = False):
+def quantize_aware(model, recipe: Recipe, data: Dataset, preserve_sparsity: bool,
+                   preserve_clusters: bool = False) -> QATResult:
     """Int8 quantization-aware training. The layers tfmot cannot wrap (Rescaling, LSTM, custom layers, ...) are
     left unannotated: the converter calibrates them on the representative samples instead, and
     `result.left_to_converter` names them."""
@@ -285,11 +300,12 @@ def quantize_aware(model, recipe: Recipe, data: Dataset, preserve_sparsity: bool
     qat_model, left_out = _quantize_apply(model, scheme)
     result = fit(qat_model, data, recipe.task, recipe.optimize.qat_epochs, recipe.train.batch_size,
                  make_optimizer(recipe.train, recipe.optimize.qat_learning_rate), phase="qat")
-    result.left_to_converter = [{"layer": layer.name, "type": type(layer).__name__}
-                                for layer in model.layers if layer.name in left_out]
+    left_to_converter = [{"layer": layer.name, "type": type(layer).__name__}
+                         for layer in model.layers if layer.name in left_out]
     if left_out:
         log.info("qat: left to the converter's calibration: %s", ", ".join(sorted(left_out)))
-    return result
+    return QATResult(model=result.model, history=result.history, seconds=result.seconds,
+                     left_to_converter=left_to_converter)
 
 
 _UNSUPPORTED = re.compile(r"Layer (?P<name>[^:\s]+):<class '[^']+'> is not supported")
@@ -446,7 +462,7 @@ def next_settings(recipe: Recipe) -> str:
     settings, tries = recipe.optimize, []
     if settings.clusters:
         tries.append(f"more clusters (clusters = {settings.clusters * 2})")
-    if settings.structured:
+    if isinstance(settings.sparsity, str):  # settings.structured
         tries.append("unstructured pruning (sparsity = 0.5) instead of 2:4")
     elif settings.sparsity:
         tries.append(f"lower sparsity (sparsity = {max(0.0, round(settings.sparsity - 0.2, 2)):g})")

@@ -297,10 +297,10 @@ def _save(out: Path, point: Point, result: dict[str, Any]) -> dict[str, Any]:
 
 def _summarise(points: list[Point], results: dict[str, dict[str, Any]], target_names: list[str],
                higher_is_better: bool) -> dict[str, Any]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for point in points:
         result = results[point.name]
-        row = {"point": point.name, "changes": point.changes, "seconds": result.get("seconds")}
+        row: dict[str, Any] = {"point": point.name, "changes": point.changes, "seconds": result.get("seconds")}
         if "skipped" in result:
             row["skipped"] = {t: v["misses"] for t, v in result["skipped"].items()}
             row["seconds"] = result.get("check_seconds")  # the early check: all the time a skipped point cost

@@ -237,6 +237,8 @@ def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=Non
                          f"{target.name}`")
     base = (known["arena_min_bytes"] or known["arena_bytes"]) if known else (measured.arena_min_bytes
                                                                              or measured.arena_bytes)
+    if base is None:
+        raise UsageError(f"{model}: TFLite Micro ran it but recorded no tensor arena size")
     arena = math.ceil(base * (1 + target.memory.arena_margin) / 16) * 16
     header, source = c_array(Path(model).read_bytes(), name)
     ops = [op.op for op in info.ops]

@@ -11,12 +11,15 @@ from __future__ import annotations
 import functools
 import io
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 DPI = 100
 MAX_OPS = 40  # a taller per-op chart stops being readable; the most expensive ops are kept
 MAX_ANNOTATED_CLASSES = 30  # above this the confusion matrix cells are too small for their counts
-STYLE = {
+STYLE: dict[RcKeyType, Any] = {
     "font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10, "axes.titleweight": "bold",
     "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
     "axes.axisbelow": True, "legend.fontsize": 8, "legend.frameon": False, "figure.facecolor": "white",
