@@ -129,6 +129,7 @@ def test_mlperf_tiny_models_have_the_published_macs_and_params(converted, name):
     assert info.outputs[0].shape == (1, reference.num_classes or reference.input_shape[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", REFERENCES)
 def test_mlperf_tiny_macs_per_op(converted, name):
     _, info = converted(name)
