@@ -32,7 +32,8 @@ from edgekit.errors import BudgetError
 from edgekit.model_info import inspect_model
 from edgekit.report.text import host
 from edgekit.runtimes import tflm as micro
-from edgekit.runtimes.host import OnnxRunner, TFLiteRunner
+from edgekit.runtimes.litert import TFLiteRunner
+from edgekit.runtimes.onnx import OnnxRunner
 
 HERE = Path(__file__).resolve().parent
 SYNTHETIC = 600  # samples of every synthetic build (train + validation + test)

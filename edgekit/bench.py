@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import verdict as fit
+from edgekit import verdict
 from edgekit._files import gzip_size
 from edgekit.estimate import LatencyEstimate, estimate_latency
 from edgekit.model_info import ModelInfo, inspect_model
-from edgekit.runtimes.host import BATCH, litert_memory, open_runner
+from edgekit.runtimes.base import BATCH
+from edgekit.runtimes.host import litert_memory, open_runner
 from edgekit.targets import Runtime, Target
 
 DEFAULT_RUNS = 200
@@ -68,7 +69,7 @@ class BenchResult:
     ram: dict[str, Any]
     flash: dict[str, Any]
     ops: dict[str, Any]
-    fit: fit.FitReport
+    fit: verdict.FitReport
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k not in ("fit", "target_latency")}
@@ -81,7 +82,7 @@ class BenchResult:
         """The inverse of to_dict: a result a build cached, read back."""
         estimate = data["target_latency"]
         return cls(**{**data, "latency_ms": LatencyStats(**data["latency_ms"]),
-                      "fit": fit.FitReport.from_dict(data["fit"]),
+                      "fit": verdict.FitReport.from_dict(data["fit"]),
                       "target_latency": LatencyEstimate.from_dict(estimate) if estimate else None})
 
 
@@ -166,7 +167,7 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
         ram, ops = memory[target.runtime]
         ram = _with_margin(ram, target.memory.arena_margin) if target.runtime is Runtime.TFLM else ram
         target_latency = estimate_latency(info, target, precision)
-        verdict = fit.evaluate(
+        judged = verdict.evaluate(
             target, precision=precision, flash_bytes=info.size_bytes, ram_bytes=ram.get("required_bytes"),
             ram_basis=ram.get("basis", "measured"),
             latency_ms=target_latency.ms if target_latency else None, latency_basis="estimated",
@@ -178,7 +179,7 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
             element_ops=info.element_ops, accuracy=value if metric == "accuracy" else None, metric=measured,
             latency_ms=host_latency,
             structure=structure, target=target.name,
-            target_latency=target_latency, ram=ram, flash=flash, ops=ops, fit=verdict,
+            target_latency=target_latency, ram=ram, flash=flash, ops=ops, fit=judged,
         ))
     return results
 

@@ -63,13 +63,12 @@ def build_folder(recipe: Recipe, target: Target | Sequence[Target], out: Path = 
 
 def unique_targets(target: Target | Sequence[Target]) -> list[Target]:
     """One target or several, each name once at its first occurrence: the first given leads the build."""
-    chosen = [target] if isinstance(target, Target) else list(target)
+    from edgekit.targets import resolve
+
+    chosen = resolve([target] if isinstance(target, Target) else target)
     if not chosen:
         raise UsageError("no target given")
-    unique: dict[str, Target] = {}
-    for each in chosen:
-        unique.setdefault(each.name, each)
-    return list(unique.values())
+    return chosen
 
 
 def build(recipe: Recipe, target: Target | Sequence[Target], out: Path = Path("build"), seed: int = 0,

@@ -21,7 +21,8 @@ import numpy as np
 
 from edgekit._files import captured_stderr_fd
 from edgekit.errors import StageError, UsageError, unknown_name
-from edgekit.runtimes.host import OnnxRunner, TFLiteRunner
+from edgekit.runtimes.litert import TFLiteRunner
+from edgekit.runtimes.onnx import OnnxRunner
 
 log = logging.getLogger("edgekit")
 

@@ -42,7 +42,7 @@ def optimize_model(model, recipe: Recipe, data: Dataset, seed: int = 0,
     `max_drop` raises BudgetError (exit 3) with the figures and the settings to try next."""
     from edgekit import convert
     from edgekit._files import gzip_size
-    from edgekit.runtimes.host import TFLiteRunner
+    from edgekit.runtimes.litert import TFLiteRunner
 
     task = TASKS[recipe.task]
     done = optimize_and_convert(model, recipe, data, seed, distribute)

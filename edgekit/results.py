@@ -116,10 +116,6 @@ def rank_key(result: BenchResult) -> tuple[bool, float, str]:
     return (not result.fit.fits, estimate.ms if estimate else math.inf, result.target)
 
 
-def ranked(results: Sequence[BenchResult]) -> list[BenchResult]:
-    return sorted(results, key=rank_key)
-
-
 def ranked_targets(targets: Sequence[TargetResult]) -> list[TargetResult]:
     """Targets in the order the table across them shows: by their selected variant's rank_key."""
     return sorted(targets, key=lambda t: rank_key(t.selected.measured))

@@ -1,14 +1,14 @@
 """Check a model file before any native runtime reads it: is it what its name says, and is it whole?
 
 `check_model_file(path)` is the one gate for files that come from outside a build: `edgekit bench`,
-`export` and `compare`, and `runtime.open_runner`, call it first. Each kind of bad file gets its own
+`export` and `compare`, and `runtimes.host.open_runner`, call it first. Each kind of bad file gets its own
 `UsageError` line, naming the file, what is wrong and what to do: an empty file, a name without the
 .tflite or .onnx suffix, an ONNX, Keras, HDF5 or text file where a model of the other kind was expected,
 unrecognised (random) bytes, a truncated file, a corrupt one.
 
 TFLite: the flatbuffers verifier (`tflite::VerifyModelBuffer`) has no Python binding in ai-edge-litert,
 tflite-micro or tensorflow.lite; LiteRT's Interpreter runs it when it loads a model, which edgekit does
-first in a child process (`runtime.smoke_run`). So the check here is structural, with the schema
+first in a child process (`runtimes.host.smoke_run`). So the check here is structural, with the schema
 ai-edge-litert ships (`schema_py_generated`): the 'TFL3' identifier at bytes 4:8, a root table and
 the tables and vectors it reaches inside the file (the Python reader fails on a number or vector read
 past the end, though not on a string cut short: LiteRT's verifier in the child catches that), schema

@@ -123,7 +123,7 @@ def test_export_stores_a_test_set_sample_with_data(tiny_build, tmp_path):
     import numpy as np
 
     from edgekit import data
-    from edgekit.runtimes.host import TFLiteRunner
+    from edgekit.runtimes.litert import TFLiteRunner
 
     _, directory, _ = tiny_build
     model = directory / "int8.tflite"

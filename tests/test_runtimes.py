@@ -15,7 +15,9 @@ import pytest
 from edgekit.errors import StageError, UsageError
 from edgekit.runtimes.base import BATCH, InProcessRunner, Runner
 from edgekit.runtimes.child import run_child
-from edgekit.runtimes.host import OnnxRunner, TFLiteRunner, open_runner
+from edgekit.runtimes.host import open_runner
+from edgekit.runtimes.litert import TFLiteRunner
+from edgekit.runtimes.onnx import OnnxRunner
 from edgekit.runtimes.tflm import MicroRunner, measure
 
 FEATURES, CLASSES = 8, 4

@@ -188,7 +188,7 @@ def test_more_channels_need_a_bigger_arena(conv):
 def test_output_matches_litert(files):
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgekit.runtimes.host import TFLiteRunner
+    from edgekit.runtimes.litert import TFLiteRunner
 
     content = files["conv4.tflite"].read_bytes()
     floats = np.random.default_rng(3).random(SHAPE, dtype=np.float32)

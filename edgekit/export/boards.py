@@ -27,7 +27,7 @@ def export_bundle(model: Path, target, out: Path, labels: Path | None = None, sa
                   trusted_sha256: str | None = None) -> dict[str, Any]:
     """Write the bundle for a phone or single-board-computer `target` into `out`; returns model.json's
     content plus the list of files written. `sample` is one float input (a test-set sample) stored as the
-    test input; without it, a seeded random one. `trusted_sha256`: as in runtime.open_runner."""
+    test input; without it, a seeded random one. `trusted_sha256`: as in runtimes.host.open_runner."""
     from edgekit.model_info import inspect_model
     from edgekit.validate import check_model_file
 

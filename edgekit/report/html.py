@@ -62,7 +62,7 @@ def model_confusion(model: Path, x_test: np.ndarray, y_test: np.ndarray, classes
                    variant: str, trusted_sha256: str | None = None) -> dict[str, Any]:
     """Run `model` (a .tflite or .onnx file) on the test split and return report.json's `confusion_matrix`
     section: the variant, the split, and `confusion` of its predictions. `trusted_sha256`: as in
-    runtime.open_runner."""
+    runtimes.host.open_runner."""
     from edgekit.runtimes.host import open_runner
 
     predicted = open_runner(model, trusted_sha256=trusted_sha256).predict(x_test).argmax(-1)

@@ -3,7 +3,7 @@ then run once in a supervised child process (`python -m edgekit.runtimes.host`, 
 process loads it; and LiteRT's peak memory, which that child measures.
 
 The runners themselves live with their runtimes (`litert.TFLiteRunner`, `onnx.OnnxRunner`) and follow the
-Runner protocol (`edgekit.runtimes.base`); they and BATCH are importable from here too.
+Runner protocol (`edgekit.runtimes.base`, which also holds BATCH).
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ from typing import Any
 import numpy as np
 
 from edgekit._files import captured_stderr_fd
-from edgekit.runtimes.base import BATCH
 from edgekit.runtimes.child import Reporter, run_child
 from edgekit.runtimes.litert import TFLiteRunner
 from edgekit.runtimes.onnx import ORT_TYPES, OnnxRunner, input_shape
-
-__all__ = ["BATCH", "OnnxRunner", "TFLiteRunner", "litert_memory", "open_runner", "smoke_run"]
 
 
 def open_runner(path: str | Path, threads: int = 1, batch_sizes: tuple[int, ...] = (),
