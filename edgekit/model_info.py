@@ -145,6 +145,15 @@ def _tflite(name: str, data: bytes | mmap.mmap) -> ModelInfo:
     return _guard(name, "TFLite", lambda: _tflite_info(model, data))
 
 
+def tflite_graph_ops(source: str | Path | bytes) -> list[str]:
+    """The op of every operator in every subgraph of a .tflite file (initialisation and loop bodies too):
+    what a TFLite Micro op resolver must register. VAR_HANDLE appears once per resource variable."""
+    name, data = _read(source)
+    model = check_tflite(data, name)
+    op_names = [_tflite_op_name(code) for code in model.operatorCodes]
+    return [op_names[op.opcodeIndex] for graph in model.subgraphs for op in graph.operators or []]
+
+
 def inspect_onnx(source: str | Path | bytes) -> ModelInfo:
     name, data = _read(source)
     model = _parse_onnx(name, data, "not an ONNX model", "not")

@@ -1,0 +1,175 @@
+"""Run a .tflite model on an emulated Cortex-M core: the real TensorFlow Lite Micro and CMSIS-NN, compiled
+for the core, in the program `edgekit export` writes, on QEMU's model of an Arm board, counting the
+instructions the core executes per op.
+
+What comes back is counted, not timed: executed instructions in the application's timed window (one
+`Invoke()` and the input copy) and per op (TFLite Micro's profiler events), exact and the same on every
+run; the tensor arena the 32-bit allocator used (`arena_used_bytes()`, with CMSIS-NN's scratch buffers);
+and the output bytes, which must equal the host TFLite Micro runtime's for the run to count. Turning
+instructions into milliseconds is `edgekit.latency`'s job (a fitted cycles-per-instruction), not this one's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import StageError
+from edgekit.toolchains import sources, tools
+from edgekit.toolchains.cores import Core
+
+STAGE = "emulation"
+_MISSING = re.compile(r"missing: (\d+)")
+
+
+class SetupFailed(StageError):
+    """The program ran but TFLite Micro did not set the model up (AllocateTensors or a kernel's Prepare);
+    `log` is what TFLite Micro printed about it."""
+
+    def __init__(self, reason: str, log: str):
+        super().__init__(STAGE, reason)
+        self.log = log
+STACK_AND_HEAP = 192 << 10  # RAM kept out of the default arena: stack, heap (stdio buffers), .data, the event log
+
+
+@dataclass(frozen=True)
+class OpCount:
+    index: int  # position in subgraph 0's execution order
+    op: str
+    instructions: int
+
+
+@dataclass(frozen=True)
+class EmulatedRun:
+    core: str
+    board: str
+    instructions: int  # the timed window of the first run: one Invoke() and the input copy
+    per_op: tuple[OpCount, ...]
+    arena_bytes: int  # arena_used_bytes() on the 32-bit core
+    arena_given_bytes: int  # the arena constant the program was built with
+    output_matches: bool  # output bytes identical to the host TFLite Micro runtime's
+    output_hex: str
+    qemu: str
+    compiler: str
+    sources: dict[str, str]  # tflite-micro, cmsis_nn, ... -> commit
+    wall_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def emulable_core(target) -> Core | None:
+    """The core a microcontroller target's `cpu.core` is emulated as; None for other targets and cores
+    (Xtensa, RISC-V: they keep a cost model)."""
+    from edgekit.toolchains.cores import emulated_core
+
+    return emulated_core(target.cpu.core) if target.device_class == "mcu" else None
+
+
+def core_for(target) -> Core | None:
+    """`emulable_core(target)` when the cross compiler and QEMU are installed, else None (see `unavailable`)."""
+    return emulable_core(target) if not tools.missing() else None
+
+
+def unavailable(target) -> str | None:
+    """One line on why a target that could be emulated is not (tools missing), or None."""
+    missing = tools.missing()
+    if emulable_core(target) is None or not missing:
+        return None
+    return f"not emulated: {tools.install_hint(missing)}; the latency shown is the cost model's estimate"
+
+
+def checked(run: EmulatedRun, model: Path) -> EmulatedRun:
+    """`run`, when its output bytes equal the host runtime's; a StageError otherwise."""
+    if not run.output_matches:
+        raise StageError(STAGE, f"{Path(model).name} on an emulated {run.core} gave output {run.output_hex[:32]} where "
+                                "the host TFLite Micro runtime gave other bytes: the run does not count")
+    return run
+
+
+def default_arena(core: Core) -> int:
+    return (core.ram.length - STACK_AND_HEAP) // 16 * 16
+
+
+def run_model(model: Path, core: Core, raw_input: np.ndarray, expected: np.ndarray, arena_bytes: int | None = None,
+              arena_note: str = "", timeout: float = 120, keep: Path | None = None) -> EmulatedRun:
+    """Build the bundle's program for `model` (the arena `arena_bytes`, default: what the board's RAM leaves)
+    and run it once on `core`. `raw_input` is the model's input in its own type, `expected` the host TFLite
+    Micro output for it. `keep`: a folder to build in (and leave), else a temporary one."""
+    from edgekit.export.mcu import program_sources
+    from edgekit.model_info import tflite_graph_ops
+    from edgekit.toolchains import firmware, qemu, tflm_library
+
+    started = time.perf_counter()
+    arena = arena_bytes or default_arena(core)
+    files = program_sources(Path(model).read_bytes(), tflite_graph_ops(model), "g_model", raw_input, expected, arena,
+                            arena_note or f"edgekit's emulated {core.name} run: {arena} bytes offered.")
+    library = tflm_library.library(core)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(keep) if keep else Path(scratch)
+        elf = firmware.build_program(library, files, folder)
+        run = qemu.run(core, elf, timeout=timeout)
+    lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    error = next((line["error"] for line in lines if "error" in line), None)
+    if error:
+        log = " ".join(line.strip() for line in run.stderr.splitlines() if line.strip())
+        raise SetupFailed(f"{Path(model).name} on an emulated {core.name}: {log or error}", log)
+    first = next((line for line in lines if line.get("run") == 0), None)
+    events = next((line for line in lines if "edgekit_events" in line), None)
+    output = next((line["output_hex"] for line in lines if "output_hex" in line), None)
+    if first is None or events is None or output is None:
+        raise StageError(STAGE, f"{Path(model).name} on an emulated {core.name} stopped before its first run "
+                                f"finished (exit status {run.exit_status})")
+    if events["lost"] or len(events["edgekit_events"]) != len(run.marks):
+        raise StageError(STAGE, f"{len(run.marks)} counts for {len(events['edgekit_events'])} events: the "
+                                "instruction counts cannot be paired with the ops")
+    instructions, per_op = _window(events["edgekit_events"], run.marks)
+    return EmulatedRun(core.name, core.board, instructions, per_op, int(first["arena_used"]), arena,
+                       output == np.ascontiguousarray(expected).tobytes().hex(), output, run.qemu,
+                       tools.version(tools.require("arm-none-eabi-g++")), sources.commits(),
+                       time.perf_counter() - started)
+
+
+def _window(events: list[str], marks: tuple[int, ...]) -> tuple[int, tuple[OpCount, ...]]:
+    """The first timed window (between the first two timer reads) and its top-level ops."""
+    timers = [i for i, event in enumerate(events) if event == "T"]
+    if len(timers) < 2:
+        raise StageError(STAGE, "the program read its timer fewer than twice: no timed window to count")
+    start, end = timers[0], timers[1]
+    per_op, depth, begun, op = [], 0, 0, ""
+    for i in range(start + 1, end):
+        if events[i].startswith("B:"):
+            if depth == 0:
+                begun, op = i, events[i][2:]
+            depth += 1
+        elif events[i] == "E":
+            depth -= 1
+            if depth == 0:
+                per_op.append(OpCount(len(per_op), op, marks[i] - marks[begun]))
+    return marks[end] - marks[start], tuple(per_op)
+
+
+def smallest_arena(model: Path, core: Core, raw_input: np.ndarray, expected: np.ndarray, used: int,
+                   note: str = "", tries: int = 4) -> EmulatedRun:
+    """The run of the program built with the smallest arena constant that loads the model on the core: first
+    `used` (arena_used_bytes() of a run with room to spare) rounded up to 16 bytes; when TFLite Micro says
+    it is short ("missing: N", temporary allocations made while kernels prepare are not in `used`), that
+    much more, until it loads."""
+    arena = math.ceil(used / 16) * 16
+    for _ in range(tries):
+        try:
+            return run_model(model, core, raw_input, expected, arena_bytes=arena, arena_note=note.format(arena=arena))
+        except SetupFailed as failure:
+            missing = [int(n) for n in _MISSING.findall(failure.log)]
+            if not missing:
+                raise
+            arena = math.ceil((arena + max(missing)) / 16) * 16
+    raise StageError(STAGE, f"{Path(model).name}: no arena up to {arena} bytes loaded on the emulated {core.name}")

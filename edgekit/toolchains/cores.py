@@ -1,0 +1,90 @@
+"""The Cortex-M cores edgekit builds TensorFlow Lite Micro for and runs on QEMU's Arm MPS2/MPS3 boards.
+
+Each core carries the compiler flags of TFLM's `cortex_m_generic` target for it (tflite-micro's
+`tensorflow/lite/micro/tools/make/targets/cortex_m_generic_makefile.inc`), the board QEMU emulates it on
+and that board's memory map (QEMU's MPS2/MPS3 documentation; checked by running programs on each).
+CMSIS-NN is built for every core: it has SIMD paths for the DSP extension (M4, M7, M33) and MVE (M55),
+and plain C for cores without them (M0+, M3), which is what TFLM runs there too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgekit.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Region:
+    origin: int
+    length: int
+
+
+@dataclass(frozen=True)
+class Core:
+    name: str  # as a target profile names it: "Cortex-M4"
+    mcpu: str  # gcc's -mcpu
+    float_abi: str  # soft | softfp | hard
+    fpu: str | None  # gcc's -mfpu, when the core has one
+    cmsis_device: str  # ARMCM4, ...: TFLM's -DCPU_M4 / CMSIS device naming
+    board: str  # QEMU machine
+    code: Region  # where code and read-only data go (and the vector table, when `boot` is None)
+    ram: Region  # data, the tensor arena, heap and stack
+    features: tuple[str, ...]  # what the kernels can use: dsp, mve, fpu-sp, fpu-dp
+    enable_fpu: bool  # the start-up code must enable CP10/CP11 in CPACR
+    boot: Region | None = None  # where the board reads the vector table, when not at the start of `code`
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        flags = [f"-mcpu={self.mcpu}", "-mthumb", f"-mfloat-abi={self.float_abi}", "-mlittle-endian"]
+        if self.fpu:
+            flags.append(f"-mfpu={self.fpu}")
+        return tuple(flags)
+
+
+_MPS2_CODE, _MPS2_RAM = Region(0x00000000, 4 << 20), Region(0x20000000, 4 << 20)
+CORES = {
+    core.name: core for core in (
+        # ARMv6-M: runs unchanged on the Cortex-M3 board (v6-M is a subset of v7-M), so its instructions are
+        # counted there; TFLM's cortex-m0plus flags.
+        Core("Cortex-M0+", "cortex-m0plus", "soft", None, "ARMCM0plus", "mps2-an385", _MPS2_CODE, _MPS2_RAM, (), False),
+        Core("Cortex-M3", "cortex-m3", "soft", None, "ARMCM3", "mps2-an385", _MPS2_CODE, _MPS2_RAM, (), False),
+        Core("Cortex-M4", "cortex-m4", "hard", "auto", "ARMCM4", "mps2-an386", _MPS2_CODE, _MPS2_RAM,
+             ("dsp", "fpu-sp"), True),
+        Core("Cortex-M7", "cortex-m7", "hard", "auto", "ARMCM7", "mps2-an500", _MPS2_CODE, _MPS2_RAM,
+             ("dsp", "fpu-sp", "fpu-dp"), True),
+        # Boots secure: code in SSRAM1's secure alias, data in SSRAM3's.
+        Core("Cortex-M33", "cortex-m33", "hard", "auto", "ARMCM33", "mps2-an505", Region(0x10000000, 4 << 20),
+             Region(0x38000000, 2 << 20), ("dsp", "fpu-sp"), True),
+        # ITCM is 512 KB, too small for a large model beside the code: code and data go to the 2 MB SRAM
+        # (secure alias); the DTCM holds data. soft float would disable MVE, so hard (TFLM: FLOAT=hard).
+        Core("Cortex-M55", "cortex-m55", "hard", "auto", "ARMCM55", "mps3-an547", Region(0x11000000, 2 << 20),
+             Region(0x30000000, 512 << 10), ("dsp", "mve", "fpu-sp", "fpu-dp"), True,
+             boot=Region(0x10000000, 512 << 10)),
+    )
+}
+# A profile's core name -> the core whose code it runs: an M4F is an M4, an M85 runs M55 code, an M0 v6-M code.
+ALIASES = {"cortex-m0": "Cortex-M0+", "cortex-m0+": "Cortex-M0+", "cortex-m0plus": "Cortex-M0+",
+           "cortex-m4f": "Cortex-M4", "cortex-m7f": "Cortex-M7", "cortex-m33f": "Cortex-M33",
+           "cortex-m85": "Cortex-M55", "cortex-m55": "Cortex-M55"}
+# Which of these a profile's core runs as, said where a figure is shown.
+RUNS_AS = {"cortex-m0": "Cortex-M0 code is ARMv6-M, counted as Cortex-M0+ code",
+           "cortex-m85": "a Cortex-M85 runs Cortex-M55 (Armv8.1-M with MVE) code"}
+
+
+def emulated_core(name: str | None) -> Core | None:
+    """The core a profile's `cpu.core` is emulated as, or None when edgekit cannot emulate it (Xtensa, RISC-V,
+    Cortex-A)."""
+    if not name:
+        return None
+    key = name.strip().lower()
+    if key in ALIASES:
+        return CORES[ALIASES[key]]
+    return next((core for core in CORES.values() if core.name.lower() == key), None)
+
+
+def core(name: str) -> Core:
+    found = emulated_core(name)
+    if found is None:
+        raise UsageError(f"unknown core '{name}'; edgekit emulates {', '.join(CORES)} (and Cortex-M0, M4F, M7F, M85)")
+    return found
