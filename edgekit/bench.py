@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import verdict
+from edgekit import emulate, verdict
 from edgekit._files import gzip_size
 from edgekit.estimate import LatencyEstimate, estimate_latency
 from edgekit.model_info import ModelInfo, inspect_model
@@ -159,18 +159,23 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
                  "outputs": [asdict(t) for t in info.outputs], "ops": [asdict(op) for op in info.ops]}
     flash = {"model_bytes": info.size_bytes, "basis": "measured",
              "note": "the model file; the runtime's own code is in the profile's memory reserve"}
-    memory: dict[Runtime, tuple[dict, dict]] = {}
+    memory: dict[Runtime, tuple[dict, dict, Any]] = {}
+    raw_sample = runner.quantize_input(np.asarray(sample, np.float32)[np.newaxis])[0]
+    emulations = emulate.Emulations(path, info, raw_sample)
     results = []
     for target in targets:
         if target.runtime not in memory:
-            memory[target.runtime] = _ram_and_ops(path, info, target.runtime, threads, runner.smoke)
-        ram, ops = memory[target.runtime]
+            memory[target.runtime] = _ram_and_ops(path, info, target.runtime, threads, runner.smoke, raw_sample)
+        ram, ops, host_output = memory[target.runtime]
         ram = _with_margin(ram, target.memory.arena_margin) if target.runtime is Runtime.TFLM else ram
         target_latency = estimate_latency(info, target, precision)
+        if target.runtime is Runtime.TFLM and info.format == "tflite" and ops["supported"]:
+            ram, ops, target_latency = emulations.judge(target, precision, host_output, ram, ops, target_latency)
         judged = verdict.evaluate(
             target, precision=precision, flash_bytes=info.size_bytes, ram_bytes=ram.get("required_bytes"),
             ram_basis=ram.get("basis", "measured"),
-            latency_ms=target_latency.ms if target_latency else None, latency_basis="estimated",
+            latency_ms=target_latency.ms if target_latency else None,
+            latency_basis=target_latency.basis if target_latency else "estimated",
             ops_supported=ops["supported"], ops_detail=ops["detail"],
         )
         results.append(BenchResult(
@@ -185,29 +190,30 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
 
 
 def _ram_and_ops(path: Path, info: ModelInfo, runtime: Runtime, threads: int,
-                 smoke: dict | None) -> tuple[dict, dict]:
+                 smoke: dict | None, raw_sample: np.ndarray) -> tuple[dict, dict, Any]:
+    """RAM and op support on the runtime, and (TFLite Micro) its output for `raw_sample`."""
     if info.format != "tflite":
         return ({"basis": "not measured", "note": "RAM is measured for .tflite files"},
                 {"supported": False, "missing": [], "checked_with": None,
-                 "detail": f"{runtime.value} loads .tflite files, not {info.format}"})
+                 "detail": f"{runtime.value} loads .tflite files, not {info.format}"}, None)
     if runtime is Runtime.TFLM:
         from edgekit.runtimes import tflm as micro
 
-        result = micro.measure(path)
+        result = micro.measure(path, sample=raw_sample)
         ops = {"supported": result.supported, "missing": list(result.missing_ops), "checked_with": "tflite-micro",
                "detail": "runs in the TFLite Micro runtime" if result.supported else
                (f"TFLite Micro lacks {', '.join(result.missing_ops)}" if result.missing_ops else result.error)}
         if result.arena_bytes is None:
-            return {"basis": "not measured", "note": result.error}, ops
+            return {"basis": "not measured", "note": result.error}, ops, None
         return ({"arena_bytes": result.arena_bytes, "persistent_bytes": result.arena_persistent_bytes,
                  "nonpersistent_bytes": result.arena_nonpersistent_bytes, "arena_min_bytes": result.arena_min_bytes,
                  "allocations": result.allocations, "basis": "measured",
                  "method": "the smallest arena the TFLite Micro runtime loads and runs the model in on this host "
                            "(bisected; the arena it records in print_allocations leaves out kernels' temporary "
-                           "buffers), plus the profile's margin, rounded up to 16 bytes"}, ops)
+                           "buffers), plus the profile's margin, rounded up to 16 bytes"}, ops, result.output)
     memory = litert_memory(path, threads, figures=smoke)  # the smoke run measured it, with the same threads
     return ({**memory, "required_bytes": memory["rss_rise_bytes"]},
-            {"supported": True, "missing": [], "checked_with": "litert", "detail": "runs in LiteRT on this host"})
+            {"supported": True, "missing": [], "checked_with": "litert", "detail": "runs in LiteRT on this host"}, None)
 
 
 def _with_margin(ram: dict[str, Any], margin: float) -> dict[str, Any]:

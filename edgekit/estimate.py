@@ -61,7 +61,8 @@ class OpEstimate:
     macs: int
     bytes: int
     ms: float
-    bound: str  # compute | memory | overhead
+    bound: str  # compute | memory | overhead; counted: instructions counted on an emulated core x CPI
+    instructions: int | None = None  # executed by this op on the emulated core (exact), when emulated
 
 
 @dataclass(frozen=True)
@@ -75,13 +76,24 @@ class LatencyEstimate:
     expected_error: float
     method: str
     per_op: tuple[OpEstimate, ...] = field(repr=False)
-    basis: str = "estimated"
+    basis: str = "estimated"  # estimated: a cost model; emulated: instructions counted on an emulated core x CPI
+    # Emulated figures: the executed instructions of one inference (exact, repeatable), the multiplicative
+    # error band (the truth within ms / error_factor .. ms x error_factor), and what produced the count.
+    instructions: int | None = None
+    error_factor: float | None = None
+    emulation: dict[str, Any] | None = None
+
+    @property
+    def band(self) -> str:
+        """The stated error as text: `x/÷1.3` (multiplicative) or `±30%`."""
+        return f"x/÷{self.error_factor:.2g}" if self.error_factor else f"±{self.expected_error:.0%}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "band": self.band}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LatencyEstimate:
+        data = {k: v for k, v in data.items() if k != "band"}
         return cls(**{**data, "per_op": tuple(OpEstimate(**op) for op in data["per_op"])})
 
 

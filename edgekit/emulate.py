@@ -1,0 +1,83 @@
+"""`edgekit bench` on a microcontroller target whose core edgekit can emulate: run the bundle's program
+on the emulated core (edgekit.runtimes.emulated) and take from it the figures a cost model would otherwise
+guess: the latency (counted instructions x the core's fitted CPI, edgekit.cycles), the tensor arena the
+32-bit allocator used with the core's kernels, and whether the op set runs at all (only if the program ran
+it and its output bytes equal the host TFLite Micro runtime's).
+
+Without the cross compiler or QEMU, one warning says what to install and the cost model's estimate stays,
+labelled as such. A core edgekit cannot emulate (Xtensa) keeps its cost model without a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import StageError
+from edgekit.estimate import LatencyEstimate
+from edgekit.model_info import ModelInfo
+from edgekit.targets import Target
+
+log = logging.getLogger("edgekit")
+ALIGNMENT = 16
+
+
+class Emulations:
+    """The emulated runs of one model file, one per core, made when a target first asks for its core."""
+
+    def __init__(self, path: Path, info: ModelInfo, raw_sample: np.ndarray):
+        self.path, self.info, self.raw_sample = path, info, raw_sample
+        self.runs: dict[str, Any] = {}
+        self.warned = False
+
+    def judge(self, target: Target, precision: str, host_output: Any, ram: dict[str, Any], ops: dict[str, Any],
+              estimate: LatencyEstimate | None) -> tuple[dict[str, Any], dict[str, Any], LatencyEstimate | None]:
+        """(ram, ops, latency) for `target`, from its core's emulated run when there is one; else as given."""
+        from edgekit.cycles import emulated_latency
+        from edgekit.runtimes import emulated
+
+        reason = emulated.unavailable(target)
+        if reason:
+            if not self.warned:
+                log.warning("%s: %s", target.name, reason)
+                self.warned = True
+            return ram, ops, _noted(estimate, reason)
+        core = emulated.core_for(target)
+        if core is None or host_output is None:
+            return ram, ops, estimate
+        if core.name not in self.runs:
+            expected = np.asarray(host_output, dtype=np.dtype(self.info.outputs[0].dtype))
+            try:
+                self.runs[core.name] = emulated.run_model(self.path, core, self.raw_sample, expected)
+            except emulated.SetupFailed as failure:
+                self.runs[core.name] = failure
+        run = self.runs[core.name]
+        if isinstance(run, emulated.SetupFailed):
+            if "missing:" in run.log:  # the arena did not fit the emulated board: a limit of the board, not the device
+                return ram, ops, _noted(estimate, f"not emulated: the tensor arena does not fit the RAM of QEMU's "
+                                                  f"{core.board} ({run.log.strip()[:160]})")
+            return ram, {**ops, "supported": False, "checked_with": f"tflite-micro on an emulated {core.name}",
+                         "detail": f"the bundle's program did not set the model up on an emulated {core.name}: "
+                                   f"{run.log.strip() or run.reason}"}, estimate
+        if not run.output_matches:
+            raise StageError("emulation", f"{self.path.name} on an emulated {core.name} gave other output bytes than "
+                                          "the host TFLite Micro runtime: the run does not count")
+        arena = math.ceil(run.arena_bytes / ALIGNMENT) * ALIGNMENT
+        ram = {**ram, "arena_host_bytes": ram.get("arena_min_bytes") or ram.get("arena_bytes"),
+               "arena_bytes": run.arena_bytes, "required_bytes": arena, "margin": 0.0, "basis": "emulated",
+               "method": f"the arena TFLite Micro used (arena_used_bytes()) running the bundle's program on an emulated "
+                         f"{core.name} (32-bit, CMSIS-NN kernels), rounded up to 16 bytes; no margin"}
+        ops = {**ops, "checked_with": f"tflite-micro on an emulated {core.name}",
+               "detail": f"the bundle's program ran it on an emulated {core.name}, output bytes identical to the "
+                         "host TFLite Micro runtime's"}
+        return ram, ops, emulated_latency(run, self.info, target, precision)
+
+
+def _noted(estimate: LatencyEstimate | None, reason: str) -> LatencyEstimate | None:
+    from dataclasses import replace
+
+    return replace(estimate, method=f"{reason}. {estimate.method}") if estimate else None
