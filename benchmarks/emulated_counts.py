@@ -51,7 +51,9 @@ def count(spec: tuple, core_name: str, folder: Path) -> dict:
     for op in run.per_op:
         kinds[op.op] += op.instructions
     return {"core": run.core, "board": run.board, "macs": info.macs, "instructions": run.instructions,
-            "instructions_by_op": dict(kinds), "per_op": [[op.op, op.instructions] for op in run.per_op],
+            "instructions_by_op": dict(kinds),
+            "per_op": [{"op": op.op, "instructions": op.instructions, "kind": info.ops[op.index].kind,
+                        "macs": info.ops[op.index].macs, "bytes": info.ops[op.index].bytes} for op in run.per_op],
             "arena_emulated_bytes": run.arena_bytes, "arena_host_bytes": host.arena_bytes,
             "arena_host_min_bytes": host.arena_min_bytes, "output_matches": run.output_matches,
             "wall_s": round(run.wall_s, 2), "qemu": run.qemu, "compiler": run.compiler, "sources": run.sources}

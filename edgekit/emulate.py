@@ -69,8 +69,8 @@ class Emulations:
         arena = math.ceil(run.arena_bytes / ALIGNMENT) * ALIGNMENT
         ram = {**ram, "arena_host_bytes": ram.get("arena_min_bytes") or ram.get("arena_bytes"),
                "arena_bytes": run.arena_bytes, "required_bytes": arena, "margin": 0.0, "basis": "emulated",
-               "method": f"the arena TFLite Micro used (arena_used_bytes()) running the bundle's program on an emulated "
-                         f"{core.name} (32-bit, CMSIS-NN kernels), rounded up to 16 bytes; no margin"}
+               "method": f"the arena TFLite Micro used (arena_used_bytes()) running the bundle's program on an "
+                         f"emulated {core.name} (32-bit, CMSIS-NN kernels), rounded up to 16 bytes; no margin"}
         ops = {**ops, "checked_with": f"tflite-micro on an emulated {core.name}",
                "detail": f"the bundle's program ran it on an emulated {core.name}, output bytes identical to the "
                          "host TFLite Micro runtime's"}

@@ -145,13 +145,18 @@ def _tflite(name: str, data: bytes | mmap.mmap) -> ModelInfo:
     return _guard(name, "TFLite", lambda: _tflite_info(model, data))
 
 
-def tflite_graph_ops(source: str | Path | bytes) -> list[str]:
+def tflite_graph_ops(source: str | Path | bytes) -> tuple[list[str], int]:
     """The op of every operator in every subgraph of a .tflite file (initialisation and loop bodies too):
-    what a TFLite Micro op resolver must register. VAR_HANDLE appears once per resource variable."""
+    what a TFLite Micro op resolver must register; and the number of resource variables the model makes
+    (distinct container and shared name of its VAR_HANDLE ops: an initialiser and the main graph each
+    hold a handle to the same variable)."""
     name, data = _read(source)
     model = check_tflite(data, name)
     op_names = [_tflite_op_name(code) for code in model.operatorCodes]
-    return [op_names[op.opcodeIndex] for graph in model.subgraphs for op in graph.operators or []]
+    operators = [op for graph in model.subgraphs for op in graph.operators or []]
+    variables = {(_text(op.builtinOptions.container), _text(op.builtinOptions.sharedName)) for op in operators
+                 if op_names[op.opcodeIndex] == "VAR_HANDLE" and op.builtinOptions is not None}
+    return [op_names[op.opcodeIndex] for op in operators], len(variables)
 
 
 def inspect_onnx(source: str | Path | bytes) -> ModelInfo:

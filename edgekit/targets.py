@@ -18,6 +18,8 @@ from typing import Any
 from edgekit import _toml
 from edgekit.errors import UsageError
 from edgekit.estimate import LatencyModel, parse_latency
+from edgekit.toolchains.cores import Core as EmulatedCore
+from edgekit.toolchains.cores import emulated_core
 
 
 class DeviceClass(StrEnum):
@@ -56,6 +58,8 @@ FEATURES: dict[str, str] = {
 # On A-profile cores Advanced SIMD and floating point come together, so 'neon' implies an FPU.
 FPU_FEATURES = ("fpu-sp", "fpu-dp", "neon")
 
+NO_RESERVE = ("none given in the profile: all of the RAM and flash is counted as available to the model; give "
+              "memory.ram_available_kb and flash_available_kb to keep some for the firmware")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _LIST_COMMAND = "edgekit targets"
 
@@ -196,12 +200,19 @@ def resolve(refs: Iterable[str | Target]) -> list[Target]:
 def _parse(data: dict[str, Any], path: Path) -> Target:
     top = _toml.Table(data, path)
     name = _name(top, path)
-    title = top.get("title", str)
-    device_class = DeviceClass(top.choice("class", [c.value for c in DeviceClass]))
-    runtime = Runtime(top.choice("runtime", [r.value for r in Runtime]))
-    precisions = _precisions(top)
-    cpu = _cpu(top.table("cpu"))
-    memory = _memory(top.table("memory"))
+    # A profile whose core edgekit emulates (a Cortex-M) needs only the core, its clock and the memory:
+    # the rest has defaults from the core, and latency comes from running the model on the emulated core.
+    cpu_data = data.get("cpu")
+    core = emulated_core(cpu_data.get("core")) if isinstance(cpu_data, dict) and \
+        isinstance(cpu_data.get("core"), str) else None
+    title = top.get("title", str, ... if core is None else name)
+    device_class = DeviceClass(top.choice("class", [c.value for c in DeviceClass],
+                                          ... if core is None else DeviceClass.MCU.value))
+    runtime = Runtime(top.choice("runtime", [r.value for r in Runtime], ... if core is None else Runtime.TFLM.value))
+    default_precisions = None if core is None else ["int8"] + (["float32"] if core.enable_fpu else [])
+    precisions = _precisions(top, default_precisions)
+    cpu = _cpu(top.table("cpu"), core)
+    memory = _memory(top.table("memory"), core is not None)
     budgets = _budgets(top.table("budgets", required=False), memory)
     latency_table = top.table("latency", required=False)
     latency = parse_latency(latency_table) if latency_table.data else None
@@ -231,21 +242,23 @@ def _name(top: _toml.Table, path: Path) -> str:
     return name
 
 
-def _precisions(top: _toml.Table) -> tuple[Precision, ...]:
+def _precisions(top: _toml.Table, default: list[str] | None = None) -> tuple[Precision, ...]:
     valid = [p.value for p in Precision]
-    values = top.strings("precisions")
+    values = top.strings("precisions") if default is None or "precisions" in top.data else tuple(default)
     if not values or any(v not in valid for v in values) or len(set(values)) != len(values):
         expected = "a non-empty list without repeats of " + ", ".join(repr(v) for v in valid)
         raise _error(top, "precisions", expected, list(values))
     return tuple(Precision(v) for v in values)
 
 
-def _cpu(table: _toml.Table) -> Cpu:
-    arch = table.get("arch", str)
+def _cpu(table: _toml.Table, emulated: EmulatedCore | None) -> Cpu:
+    """`emulated`: the core edgekit emulates for this profile's cpu.core; its arch and features are the
+    defaults (a profile may still say them: an M4 without its FPU)."""
+    arch = table.get("arch", str, ... if emulated is None else emulated.arch)
     core = table.get("core", str)
     clock_mhz = _positive(table, "clock_mhz")
-    cores = table.integer("cores", minimum=1)
-    features = table.strings("features")
+    cores = table.integer("cores", ... if emulated is None else 1, minimum=1)
+    features = table.strings("features") if emulated is None or "features" in table.data else emulated.features
     table.done()
     for feature in features:
         if feature not in FEATURES:
@@ -256,12 +269,14 @@ def _cpu(table: _toml.Table) -> Cpu:
     return Cpu(arch=arch, core=core, clock_mhz=clock_mhz, cores=cores, features=features)
 
 
-def _memory(table: _toml.Table) -> Memory:
+def _memory(table: _toml.Table, minimal: bool = False) -> Memory:
+    """`minimal`: ram_kb and flash_kb are enough; without a reserve all of it counts as available, and the
+    profile says so."""
     ram_kb = table.integer("ram_kb", minimum=1)
-    ram_available_kb = table.integer("ram_available_kb", minimum=1)
+    ram_available_kb = table.integer("ram_available_kb", ram_kb if minimal else ..., minimum=1)
     flash_kb = table.integer("flash_kb", None, minimum=1)
-    flash_available_kb = table.integer("flash_available_kb", None, minimum=1)
-    reserve_reason = table.get("reserve_reason", str)
+    flash_available_kb = table.integer("flash_available_kb", flash_kb if minimal else None, minimum=1)
+    reserve_reason = table.get("reserve_reason", str, NO_RESERVE if minimal else ...)
     arena_margin = table.number("arena_margin", 0.0, minimum=0.0, maximum=1.0)
     table.done()
     if ram_available_kb > ram_kb:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import main
+
+# The pinned TFLM, CMSIS-NN, ... archives this project's tests build from (edgekit fetches the same commits
+# for users; offline, EDGEKIT_SOURCES names such a folder). Set unless the environment already says.
+VENDOR = Path(__file__).resolve().parents[1].parent / "shared" / "vendor"
+if VENDOR.is_dir():
+    os.environ.setdefault("EDGEKIT_SOURCES", str(VENDOR))
 
 # The default recipe shrunk to seconds: fewer filters and epochs, same stages.
 TINY_RECIPE = """

@@ -60,13 +60,24 @@ def test_resolver_names_follow_tflite_micro():
     assert {op: resolver_method(op) for op in expected} == expected
 
 
-def test_the_arena_comes_from_the_runtime_with_the_margin(bundle):
+def test_the_arena_is_the_smallest_the_program_loads_in_on_the_emulated_core(bundle):
     _, out = bundle
     described = json.loads((out / "model.json").read_text())
-    assert described["arena_measured_bytes"] > 0 and described["arena_margin"] == 0.2
-    assert described["arena_bytes"] % 16 == 0
-    assert described["arena_bytes"] >= described["arena_measured_bytes"] * 1.2
+    assert described["arena_basis"] == "emulated Cortex-M4" and described["arena_margin"] == 0
+    assert described["arena_bytes"] % 16 == 0 and described["arena_bytes"] >= described["arena_measured_bytes"] > 0
     assert f"constexpr int kDigitsModelArenaSize = {described['arena_bytes']};" in (out / "model_arena.h").read_text()
+    assert "emulated Cortex-M4" in (out / "model_arena.h").read_text()
+
+
+def test_on_a_core_edgekit_cannot_emulate_the_arena_is_the_hosts_with_the_margin(tiny_build, tmp_path):
+    _, directory, _ = tiny_build
+    result = CliRunner().invoke(main, ["export", str(directory / "int8.tflite"), "--target", "esp32-s3",
+                                       "--out", str(tmp_path), "--name", "digits_model"])
+    assert result.exit_code == 0, result.output
+    described = json.loads((tmp_path / "model.json").read_text())
+    assert described["arena_basis"] == "host" and described["arena_margin"] == 0.2
+    assert described["arena_bytes"] >= described["arena_measured_bytes"] * 1.2
+    assert "on the host" in (tmp_path / "model_arena.h").read_text()
 
 
 def test_model_json_describes_the_model_as_every_bundle_does(bundle):
@@ -146,11 +157,11 @@ def test_the_arena_bench_measured_is_reused_for_the_same_file_only(bundle, tmp_p
     model, full = bundle
     measured = json.loads((full / "model.json").read_text())["arena_measured_bytes"]
     target = targets.load("nucleo-l4r5zi")
-    given = {"sha256": sha256(model), "arena_bytes": measured + 64, "arena_min_bytes": measured + 16}
+    given = {"sha256": sha256(model), "arena_bytes": measured + 16, "arena_min_bytes": None, "basis": "emulated"}
     reused = export_mcu(model, target, tmp_path / "reused", name="digits_model", measured_arena=given)
     assert reused["arena_measured_bytes"] == measured + 16
     same = export_mcu(model, target, tmp_path / "same", name="digits_model",
-                      measured_arena={**given, "arena_min_bytes": measured})
+                      measured_arena={**given, "arena_bytes": measured})
     assert {f.name: f.read_bytes() for f in (tmp_path / "same").iterdir()} == {
         f.name: f.read_bytes() for f in full.iterdir()}
     other = export_mcu(model, target, tmp_path / "other", name="digits_model",

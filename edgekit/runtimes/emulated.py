@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -27,7 +26,6 @@ from edgekit.toolchains import sources, tools
 from edgekit.toolchains.cores import Core
 
 STAGE = "emulation"
-_MISSING = re.compile(r"missing: (\d+)")
 
 
 class SetupFailed(StageError):
@@ -158,18 +156,38 @@ def _window(events: list[str], marks: tuple[int, ...]) -> tuple[int, tuple[OpCou
 
 
 def smallest_arena(model: Path, core: Core, raw_input: np.ndarray, expected: np.ndarray, used: int,
-                   note: str = "", tries: int = 4) -> EmulatedRun:
-    """The run of the program built with the smallest arena constant that loads the model on the core: first
-    `used` (arena_used_bytes() of a run with room to spare) rounded up to 16 bytes; when TFLite Micro says
-    it is short ("missing: N", temporary allocations made while kernels prepare are not in `used`), that
-    much more, until it loads."""
-    arena = math.ceil(used / 16) * 16
-    for _ in range(tries):
+                   note: str = "", refine: int = 3) -> EmulatedRun:
+    """The run of the program built with the smallest arena constant found to load the model on the core.
+    `used` (arena_used_bytes() of a run with room to spare) is not always enough: kernels take temporary
+    buffers while they prepare, and a resource variable's buffer is sized at its first use. So: try `used`,
+    grow by a quarter (or what TFLite Micro says is missing) until the program loads, then bisect `refine`
+    times between the last size that failed and the smallest that loaded. Every size returned has run."""
+    def attempt(arena: int) -> EmulatedRun | None:
         try:
             return run_model(model, core, raw_input, expected, arena_bytes=arena, arena_note=note.format(arena=arena))
-        except SetupFailed as failure:
-            missing = [int(n) for n in _MISSING.findall(failure.log)]
-            if not missing:
-                raise
-            arena = math.ceil((arena + max(missing)) / 16) * 16
-    raise StageError(STAGE, f"{Path(model).name}: no arena up to {arena} bytes loaded on the emulated {core.name}")
+        except SetupFailed:  # it loaded with room to spare, so at this size the arena is what failed
+            return None
+
+    failed, arena = 0, _round(used)
+    run = attempt(arena)
+    while run is None:
+        failed = arena
+        arena = _round(max(arena * 1.25, arena + 64))
+        if arena > default_arena(core):
+            raise StageError(STAGE, f"{Path(model).name}: no arena up to {default_arena(core)} bytes loaded on the "
+                                    f"emulated {core.name}")
+        run = attempt(arena)
+    for _ in range(refine):
+        middle = _round((failed + run.arena_given_bytes) / 2)
+        if middle >= run.arena_given_bytes or middle <= failed:
+            break
+        smaller = attempt(middle)
+        if smaller is None:
+            failed = middle
+        else:
+            run = smaller
+    return run
+
+
+def _round(size: float) -> int:
+    return math.ceil(size / 16) * 16

@@ -23,6 +23,7 @@ class Region:
 @dataclass(frozen=True)
 class Core:
     name: str  # as a target profile names it: "Cortex-M4"
+    arch: str  # as a profile's cpu.arch says it
     mcpu: str  # gcc's -mcpu
     float_abi: str  # soft | softfp | hard
     fpu: str | None  # gcc's -mfpu, when the core has one
@@ -47,19 +48,21 @@ CORES = {
     core.name: core for core in (
         # ARMv6-M: runs unchanged on the Cortex-M3 board (v6-M is a subset of v7-M), so its instructions are
         # counted there; TFLM's cortex-m0plus flags.
-        Core("Cortex-M0+", "cortex-m0plus", "soft", None, "ARMCM0plus", "mps2-an385", _MPS2_CODE, _MPS2_RAM, (), False),
-        Core("Cortex-M3", "cortex-m3", "soft", None, "ARMCM3", "mps2-an385", _MPS2_CODE, _MPS2_RAM, (), False),
-        Core("Cortex-M4", "cortex-m4", "hard", "auto", "ARMCM4", "mps2-an386", _MPS2_CODE, _MPS2_RAM,
+        Core("Cortex-M0+", "armv6-m", "cortex-m0plus", "soft", None, "ARMCM0plus", "mps2-an385", _MPS2_CODE,
+             _MPS2_RAM, (), False),
+        Core("Cortex-M3", "armv7-m", "cortex-m3", "soft", None, "ARMCM3", "mps2-an385", _MPS2_CODE, _MPS2_RAM, (),
+             False),
+        Core("Cortex-M4", "armv7e-m", "cortex-m4", "hard", "auto", "ARMCM4", "mps2-an386", _MPS2_CODE, _MPS2_RAM,
              ("dsp", "fpu-sp"), True),
-        Core("Cortex-M7", "cortex-m7", "hard", "auto", "ARMCM7", "mps2-an500", _MPS2_CODE, _MPS2_RAM,
+        Core("Cortex-M7", "armv7e-m", "cortex-m7", "hard", "auto", "ARMCM7", "mps2-an500", _MPS2_CODE, _MPS2_RAM,
              ("dsp", "fpu-sp", "fpu-dp"), True),
         # Boots secure: code in SSRAM1's secure alias, data in SSRAM3's.
-        Core("Cortex-M33", "cortex-m33", "hard", "auto", "ARMCM33", "mps2-an505", Region(0x10000000, 4 << 20),
-             Region(0x38000000, 2 << 20), ("dsp", "fpu-sp"), True),
+        Core("Cortex-M33", "armv8-m.main", "cortex-m33", "hard", "auto", "ARMCM33", "mps2-an505",
+             Region(0x10000000, 4 << 20), Region(0x38000000, 2 << 20), ("dsp", "fpu-sp"), True),
         # ITCM is 512 KB, too small for a large model beside the code: code and data go to the 2 MB SRAM
         # (secure alias); the DTCM holds data. soft float would disable MVE, so hard (TFLM: FLOAT=hard).
-        Core("Cortex-M55", "cortex-m55", "hard", "auto", "ARMCM55", "mps3-an547", Region(0x11000000, 2 << 20),
-             Region(0x30000000, 512 << 10), ("dsp", "mve", "fpu-sp", "fpu-dp"), True,
+        Core("Cortex-M55", "armv8.1-m.main", "cortex-m55", "hard", "auto", "ARMCM55", "mps3-an547",
+             Region(0x11000000, 2 << 20), Region(0x30000000, 512 << 10), ("dsp", "mve", "fpu-sp", "fpu-dp"), True,
              boot=Region(0x10000000, 512 << 10)),
     )
 }
