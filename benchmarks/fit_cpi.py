@@ -83,8 +83,40 @@ def predict(row: dict, cpi7: float, g2020: float) -> float:
     return row["instructions"] * cpi * (g2020 if row["generation"] == 2020 else 1.0)
 
 
+MAC_KINDS = ("conv", "depthwise_conv", "dense")
+
+
+def instruction_rates(references: list[dict]) -> dict:
+    """Instructions per MAC by op kind and per byte for the other ops, over the references' per-op counts."""
+    macs = {kind: sum(op["macs"] for r in references for op in r["per_op"] if op["kind"] == kind) for kind in MAC_KINDS}
+    spent = {kind: sum(op["instructions"] for r in references for op in r["per_op"] if op["kind"] == kind)
+             for kind in MAC_KINDS}
+    other = [op for r in references for op in r["per_op"] if op["kind"] not in MAC_KINDS or not op["macs"]]
+    return {"per_mac": {kind: spent[kind] / macs[kind] for kind in MAC_KINDS if macs[kind]},
+            "per_byte": sum(op["instructions"] for op in other) / max(sum(op["bytes"] for op in other), 1)}
+
+
+def predicted_instructions(reference: dict, rates: dict) -> float:
+    return sum(op["macs"] * rates["per_mac"][op["kind"]] if op["kind"] in rates["per_mac"] and op["macs"]
+               else op["bytes"] * rates["per_byte"] for op in reference["per_op"])
+
+
+def instruction_model(counts: dict) -> dict:
+    """Per core: the rates over all four references, and the band of the largest leave-one-out error (rates
+    from three references predicting the fourth's total), for estimates made without the emulator."""
+    models = {}
+    for core in sorted({core for per_core in counts.values() for core in per_core}):
+        references = [per_core[core] for per_core in counts.values() if core in per_core]
+        errors = [predicted_instructions(r, instruction_rates([o for o in references if o is not r]))
+                  / r["instructions"] for r in references]
+        models[core] = {**instruction_rates(references),
+                        "error_factor": math.exp(max(abs(math.log(e)) for e in errors))}
+    return models
+
+
 def main() -> None:
-    rows = observations(json.loads(COUNTS.read_text()))
+    counts = json.loads(COUNTS.read_text())
+    rows = observations(counts)
     cpi7, g2020 = fit(rows)
     for i, row in enumerate(rows):
         rest = rows[:i] + rows[i + 1:]
@@ -114,7 +146,9 @@ def main() -> None:
                        "method": f"derived, no published point for this core: {how}; band: the fitted one x "
                                  f"{DERIVED_WIDENING}"}
     result = {"model": "cycles = instructions counted on the emulated core x CPI(core); see benchmarks/fit_cpi.py",
-              "g_2020": g2020, "cores": cores, "points": rows}
+              "g_2020": g2020, "cores": cores, "points": rows,
+              # without the emulator: instructions estimated from each op's MACs (and bytes), int8 only
+              "instructions_int8": instruction_model(counts)}
     OUT.write_text(json.dumps(result, indent=1) + "\n")
     for row in rows:
         print(f"{row['core']:<10} {row['model']:<24} {row['instructions'] / 1e6:7.2f}M instr  "

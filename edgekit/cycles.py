@@ -37,10 +37,13 @@ class CoreCpi:
 
 
 @functools.cache
+def _fit() -> dict:
+    return json.loads((resources.files("edgekit.toolchains") / CPI_FILE).read_text())
+
+
 def cpi_table() -> dict[str, CoreCpi]:
-    data = json.loads((resources.files("edgekit.toolchains") / CPI_FILE).read_text())
     return {name: CoreCpi(name, entry["cpi"], entry["error_factor"], entry["basis"], entry["method"])
-            for name, entry in data["cores"].items()}
+            for name, entry in _fit()["cores"].items()}
 
 
 def core_cpi(profile_core: str, emulated_as: str) -> CoreCpi:
@@ -66,10 +69,37 @@ def emulated_latency(run: EmulatedRun, info: ModelInfo, target: Target, precisio
                 + run.sources["cmsis_nn"][:7] + ")",
         expected_error=cpi.error_factor - 1,
         method=(f"{run.instructions:,} instructions counted on an emulated {run.core}{runs_as} (QEMU {run.board}, "
-                f"the bundle's own program), x {cpi.cpi:.3g} cycles per instruction ({cpi.basis}: {cpi.method}) "
+                f"the bundle's own program), x {cpi.cpi:.3g} cycles per instruction ({cpi.method}) "
                 f"/ {target.cpu.clock_mhz:g} MHz"),
         per_op=per_op, basis="emulated", instructions=run.instructions, error_factor=cpi.error_factor,
         emulation={"core": run.core, "board": run.board, "qemu": run.qemu, "compiler": run.compiler,
                    "sources": run.sources, "cpi": cpi.cpi, "cpi_basis": cpi.basis,
                    "arena_bytes": run.arena_bytes, "output_matches": run.output_matches},
     )
+
+
+def estimate_without_emulator(info: ModelInfo, target: Target, precision: str, emulated_as: str,
+                              reason: str) -> LatencyEstimate | None:
+    """Where the emulator is missing: the instructions estimated from each op's MACs (instructions per MAC
+    by op kind, per byte for the other ops, as counted for the MLPerf Tiny references on the emulated core),
+    times the same CPI. int8 only (the references are int8): None for other precisions, not a guess."""
+    rates = _fit().get("instructions_int8", {}).get(emulated_as)
+    if precision != "int8" or rates is None:
+        return None
+    cpi = core_cpi(target.cpu.core, emulated_as)
+    per_cycle_ms = cpi.cpi / (target.cpu.clock_mhz * 1e3)
+    per_op = []
+    for op in info.ops:
+        instructions = op.macs * rates["per_mac"][op.kind] if op.macs and op.kind in rates["per_mac"] else \
+            op.bytes * rates["per_byte"]
+        per_op.append(OpEstimate(op.index, op.op, op.kind, op.macs, op.bytes, instructions * per_cycle_ms,
+                                 "compute" if op.macs else "memory"))
+    ms = sum(op.ms for op in per_op)
+    factor = cpi.error_factor * rates["error_factor"]
+    return LatencyEstimate(
+        ms=ms, low_ms=ms / factor, high_ms=ms * factor, precision=precision, threads=1,
+        runtime="TFLite Micro with CMSIS-NN (not run: estimated)", expected_error=factor - 1,
+        method=(f"{reason}. Estimated: instructions from each op's MACs and bytes at the rates counted on an emulated "
+                f"{emulated_as} for the MLPerf Tiny references (x/÷{rates['error_factor']:.2g} leave-one-out), x "
+                f"{cpi.cpi:.3g} cycles per instruction ({cpi.basis}) / {target.cpu.clock_mhz:g} MHz"),
+        per_op=tuple(per_op), error_factor=factor)

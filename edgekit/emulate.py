@@ -45,7 +45,7 @@ class Emulations:
             if not self.warned:
                 log.warning("%s: %s", target.name, reason)
                 self.warned = True
-            return ram, ops, _noted(estimate, reason)
+            return ram, ops, self._fallback(target, precision, estimate, reason)
         core = emulated.core_for(target)
         if core is None or host_output is None:
             return ram, ops, estimate
@@ -58,8 +58,8 @@ class Emulations:
         run = self.runs[core.name]
         if isinstance(run, emulated.SetupFailed):
             if "missing:" in run.log:  # the arena did not fit the emulated board: a limit of the board, not the device
-                return ram, ops, _noted(estimate, f"not emulated: the tensor arena does not fit the RAM of QEMU's "
-                                                  f"{core.board} ({run.log.strip()[:160]})")
+                return ram, ops, self._fallback(target, precision, estimate, "not emulated: the tensor arena does "
+                                                f"not fit the RAM of QEMU's {core.board} ({run.log.strip()[:160]})")
             return ram, {**ops, "supported": False, "checked_with": f"tflite-micro on an emulated {core.name}",
                          "detail": f"the bundle's program did not set the model up on an emulated {core.name}: "
                                    f"{run.log.strip() or run.reason}"}, estimate
@@ -77,7 +77,16 @@ class Emulations:
         return ram, ops, emulated_latency(run, self.info, target, precision)
 
 
-def _noted(estimate: LatencyEstimate | None, reason: str) -> LatencyEstimate | None:
-    from dataclasses import replace
+    def _fallback(self, target: Target, precision: str, estimate: LatencyEstimate | None,
+                  reason: str) -> LatencyEstimate | None:
+        """The profile's own cost model when it has one, else the estimate from the CPI fit's instruction
+        rates; either way labelled with why the core was not emulated."""
+        from dataclasses import replace
 
-    return replace(estimate, method=f"{reason}. {estimate.method}") if estimate else None
+        from edgekit.cycles import estimate_without_emulator
+        from edgekit.runtimes.emulated import emulable_core
+
+        if estimate is not None:
+            return replace(estimate, method=f"{reason}. {estimate.method}")
+        core = emulable_core(target)
+        return estimate_without_emulator(self.info, target, precision, core.name, reason) if core else None

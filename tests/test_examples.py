@@ -102,12 +102,12 @@ NUMERIC_LINE = re.compile(r"^\s*[A-Za-z0-9_-]+\s*=\s*[-+]?(\d|\.\d)")  # as test
 
 def test_custom_target_profile_loads_and_cites_every_figure():
     path = EXAMPLES / "custom_target.toml"
-    board, nucleo = targets.load(path), targets.load("nucleo-l4r5zi")
+    board = targets.load(path)
     assert board.name == "my-f411-board" and board.device_class == targets.DeviceClass.MCU
     assert (board.cpu.core, board.cpu.clock_mhz, board.memory.ram_kb, board.memory.flash_kb) == \
         ("Cortex-M4F", 100, 128, 512)
     assert board.budgets.ram_kb == board.memory.ram_available_kb
-    assert board.latency.macs_per_cycle == nucleo.latency.macs_per_cycle  # "derived from nucleo-l4r5zi's"
+    assert board.latency is None  # an emulated Cortex-M4: no cost model to copy
     lines = path.read_text().splitlines()
     uncited = [line for number, line in enumerate(lines) if NUMERIC_LINE.match(line)
                and "#" not in line and not (number > 0 and lines[number - 1].lstrip().startswith("#"))]
