@@ -86,6 +86,9 @@ def stage_sources(package: Path) -> set[Path]:
         if path is not None and path not in found:
             found.add(path)
             pending += _edgekit_imports(path)
+    toolchains = package / "toolchains"
+    if any(path.is_relative_to(toolchains) for path in found):  # the emulated runs: board files, the CPI fit
+        found |= {p for p in toolchains.rglob("*") if p.suffix in (".json", ".c", ".cc", ".ld")}
     return found
 
 
