@@ -212,7 +212,10 @@ def _parse(data: dict[str, Any], path: Path) -> Target:
     default_precisions = None if core is None else ["int8"] + (["float32"] if core.enable_fpu else [])
     precisions = _precisions(top, default_precisions)
     cpu = _cpu(top.table("cpu"), core)
-    memory = _memory(top.table("memory"), core is not None)
+    memory_data = data.get("memory")
+    reserved = isinstance(memory_data, dict) and any(
+        key in memory_data for key in ("ram_available_kb", "flash_available_kb", "reserve_reason"))
+    memory = _memory(top.table("memory"), minimal=core is not None and not reserved)
     budgets = _budgets(top.table("budgets", required=False), memory)
     latency_table = top.table("latency", required=False)
     latency = parse_latency(latency_table) if latency_table.data else None
@@ -270,8 +273,8 @@ def _cpu(table: _toml.Table, emulated: EmulatedCore | None) -> Cpu:
 
 
 def _memory(table: _toml.Table, minimal: bool = False) -> Memory:
-    """`minimal`: ram_kb and flash_kb are enough; without a reserve all of it counts as available, and the
-    profile says so."""
+    """`minimal` (an emulated core's profile that gives no reserve at all): ram_kb and flash_kb are enough, all
+    of it counts as available, and the profile says so. A reserve given in part is an error as before."""
     ram_kb = table.integer("ram_kb", minimum=1)
     ram_available_kb = table.integer("ram_available_kb", ram_kb if minimal else ..., minimum=1)
     flash_kb = table.integer("flash_kb", None, minimum=1)

@@ -66,7 +66,9 @@ def test_fits_a_large_target_and_misses_a_small_one(wide_model):
 
 
 def test_json_holds_every_figure(wide_model):
-    result = _bench(wide_model, "--target", "stm32h743", "--json")
+    # esp32-s3: a microcontroller edgekit cannot emulate (Xtensa), so host-measured arena and cost model;
+    # the emulated Cortex-M figures are tests/test_emulation.py's
+    result = _bench(wide_model, "--target", "esp32-s3", "--json")
     assert result.exit_code == 0, result.output
     [report] = json.loads(result.stdout)  # one result a target
     assert report["structure"]["op_counts"] == {"FULLY_CONNECTED": 2, "SOFTMAX": 1}
@@ -85,7 +87,7 @@ def test_json_holds_every_figure(wide_model):
     checks = {c["budget"]: c for c in report["fit"]["checks"]}
     assert set(checks) == {"latency", "ram", "flash", "ops", "precision"}
     assert checks["latency"]["value"] == pytest.approx(estimate["ms"])
-    assert checks["flash"]["summary"].startswith(f"{wide_model.stat().st_size / 1024:,.1f} KB of 1,792.0 KB")
+    assert checks["flash"]["summary"].startswith(f"{wide_model.stat().st_size / 1024:,.1f} KB of ")
     assert report["fit"]["fits"] is True
 
 

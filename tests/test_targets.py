@@ -158,8 +158,13 @@ def test_a_profile_without_flash_or_budgets_loads(tmp_path):
 
 def test_the_readme_example_profile_loads(tmp_path):
     readme = (ROOT / "targets" / "README.md").read_text()
-    example = re.search(r"```toml\n(.*?)```", readme, re.S).group(1)
-    assert targets.load(write(tmp_path, example)).name == "my-board"
+    minimal, full = re.findall(r"```toml\n(.*?)```", readme, re.S)[:2]
+    assert targets.load(write(tmp_path, full)).name == "my-board"
+    m33 = targets.load(write(tmp_path, minimal))
+    assert (m33.name, m33.device_class, m33.runtime, m33.cpu.arch, m33.latency) == (
+        "my-m33", targets.DeviceClass.MCU, targets.Runtime.TFLM, "armv8-m.main", None)
+    assert "dsp" in m33.cpu.features and m33.memory.ram_available_kb == 256 and "none given" in \
+        m33.memory.reserve_reason
 
 
 def test_with_budgets_overrides_and_keeps(tmp_path):
