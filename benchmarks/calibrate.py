@@ -1,11 +1,16 @@
 """Fit the latency cost-model constants of every target profile to the published measurements
 (for the microcontrollers, the `[[latency.calibration]]` points of the profiles, each citing its `source`;
-cited LiteRT benchmarks for the phones and boards).
+cited LiteRT benchmarks for the phones and boards). The ESP32-S3's int8 rates have no measurement to fit:
+they are derived from ESP-NN's kernels by benchmarks/esp_nn_rates.py, whose entry is carried over here.
 
     python benchmarks/calibrate.py            # writes benchmarks/calibration.json and prints TOML tables
 
 The constants are then copied, with their derivation, into each targets/*.toml `[latency]` table; the
 tests re-check every calibration point there against the cost model (tests/test_calibration.py).
+
+The Cortex-M profiles no longer have such a table (their cores are emulated: benchmarks/fit_cpi.py fits
+their cycles per instruction on the same published points). The Cortex-M rates fitted here remain the
+basis of the ESP32-S3's float32 (reference-kernel) rate and a record of the cost model they replaced.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import esp_nn_rates
 import numpy as np
 from calibration import model_info
 from scipy.optimize import least_squares
@@ -147,6 +153,8 @@ def main() -> dict:
             litert[name][precision] = {k: v * math.exp(scale.x[0]) for k, v in LITERT_RELATIVE.items()}
     result["litert"] = litert
     result["mobilenet_v1_224_macs"] = info(MOBILENET_224).macs
+    # 5. ESP32-S3 (ESP-NN, PIE SIMD): derived from the kernels' instruction counts, nothing fitted.
+    result[esp_nn_rates.KEY] = esp_nn_rates.derive()
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -268,14 +268,22 @@ _HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-]+)\s*\]\]?")
 _VALUE = re.compile(r"^(\s*)([A-Za-z0-9_\-]+)(\s*=\s*)([-+0-9.eE_]+)(.*)$")
 
 
+def _rate_table(model, table: str) -> dict[str, float]:
+    """The MACs-per-cycle rates a `[latency.<precision>]` or `[latency.<precision>.fallback]` header holds."""
+    parts = table.split(".")
+    if parts[0] != "latency" or len(parts) not in (2, 3) or len(parts) == 3 and parts[2] != "fallback":
+        return {}
+    return (model.macs_per_cycle if len(parts) == 2 else model.fallback).get(parts[1], {})
+
+
 def refit(target, model_info, measured_ms: float, *, precision: str, model_name: str = "measured model",
           result_file: str = "", threads: int | None = None, runtime: str = "") -> str:
     """The text of a copy of `target`'s profile whose `[latency]` constants are scaled so that the estimate
     for `model_info` equals `measured_ms`, with the measurement recorded as a `[[latency.calibration]]` point.
 
-    Every rate (MACs per cycle for each precision and op kind, bytes per cycle) is multiplied by
-    estimate / measured and the per-op overhead divided by it: the device is taken to be uniformly that
-    much faster or slower than the profile said, which keeps the profile's op-kind ratios."""
+    Every rate (MACs per cycle for each precision and op kind, fallback rates included, bytes per cycle) is
+    multiplied by estimate / measured and the per-op overhead divided by it: the device is taken to be
+    uniformly that much faster or slower than the profile said, which keeps the profile's op-kind ratios."""
     from edgekit.estimate import estimate_latency
 
     if target.latency is None:
@@ -297,9 +305,8 @@ def refit(target, model_info, measured_ms: float, *, precision: str, model_name:
             new = None
             if table == "latency" and key in scaled:
                 new = scaled[key]
-            elif table.startswith("latency.") and table != "latency.calibration" and \
-                    key in target.latency.macs_per_cycle.get(table.split(".", 1)[1], {}):
-                new = target.latency.macs_per_cycle[table.split(".", 1)[1]][key] * factor
+            elif key in (rates := _rate_table(target.latency, table)):
+                new = rates[key] * factor
             if new is not None:
                 how = f"/{factor:.4g}" if key == "op_overhead_cycles" else f"x{factor:.4g}"
                 line = f"{indent}{key}{equals}{new:.9g}  # refitted by edgekit compare ({how} of {target.name}'s)"

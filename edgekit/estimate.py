@@ -6,14 +6,21 @@
 MACs and bytes come from the model file (`edgekit.model_info`); the constants come from the target's
 `[latency]` table, fitted to published measurements that the same table cites (`[[latency.calibration]]`).
 The result is always labelled an estimate, with its method and the error the calibration supports.
+
+A `[latency.<precision>]` table may name the `cpu.features` its rates assume (`requires`, e.g. the SIMD
+extension the optimized kernels use) and give `[latency.<precision>.fallback]` rates for a core without
+them; the estimate picks by the target's `cpu.features`. A profile that requires a feature its core lacks
+and gives no fallback is rejected when it is loaded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edgekit import _toml
+from edgekit.errors import UsageError
 
 if TYPE_CHECKING:
     from edgekit.model_info import ModelInfo
@@ -51,6 +58,24 @@ class LatencyModel:
     expected_error: float  # relative; from the calibration residuals, or a stated judgement
     method: str  # how the constants were obtained, in one or two sentences
     calibration: tuple[CalibrationPoint, ...] = ()
+    # precision -> the cpu.features its macs_per_cycle rates assume, and the rates for a core lacking one
+    requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    fallback: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def rates(self, precision: str, features: Iterable[str]) -> tuple[dict[str, float], tuple[str, ...]] | None:
+        """The MACs per cycle by op kind for `precision` on a core with `features`, and the required
+        features the core lacks (none: the table's own rates; some: its fallback rates). None when the
+        profile has no rates for `precision`."""
+        table = self.macs_per_cycle.get(precision)
+        if table is None:
+            return None
+        have = set(features)
+        missing = tuple(f for f in self.requires.get(precision, ()) if f not in have)
+        if not missing:
+            return table, ()
+        if precision not in self.fallback:
+            raise UsageError(_lacks(precision, missing))
+        return self.fallback[precision], missing
 
 
 @dataclass(frozen=True)
@@ -103,9 +128,11 @@ def estimate_latency(info: ModelInfo, target: Target, precision: str,
     model = target.latency
     if model is None:
         return None
-    table = model.macs_per_cycle.get("float32" if precision == "float16" else precision)
-    if table is None:
+    table_name = "float32" if precision == "float16" else precision
+    chosen = model.rates(table_name, target.cpu.features)
+    if chosen is None:
         return None
+    table, missing = chosen
     hz = (clock_mhz or target.cpu.clock_mhz) * 1e6
     per_op = []
     for op in info.ops:
@@ -119,18 +146,34 @@ def estimate_latency(info: ModelInfo, target: Target, precision: str,
         ms=ms, low_ms=ms * (1 - model.expected_error), high_ms=ms * (1 + model.expected_error),
         precision=precision, threads=model.threads, runtime=model.runtime, expected_error=model.expected_error,
         method=f"per-op cost model (MACs and bytes per op from the file, constants of {target.name}): "
-               f"{model.method}",
+               f"{model.method}" + (f" Rates of [latency.{table_name}.fallback]: cpu.features lacks "
+                                    f"{', '.join(missing)}." if missing else ""),
         per_op=tuple(per_op),
     )
 
 
-def parse_latency(table: _toml.Table) -> LatencyModel:
-    """The `[latency]` table of a target profile."""
-    rates = {}
+def parse_latency(table: _toml.Table, features: Collection[str] = (),
+                  known: Collection[str] | None = None) -> LatencyModel:
+    """The `[latency]` table of a target profile whose core has `features`; `known` is the list a
+    `requires` word must come from (every word when None)."""
+    rates, requires, fallback = {}, {}, {}
     for precision in PRECISIONS:
         sub = table.table(precision, required=False)
         if sub.data:
             rates[precision] = {kind: sub.number(kind, minimum=1e-6) for kind in MAC_KINDS}
+            needs = _requires(sub, known)
+            spare = sub.table("fallback", required=False)
+            if spare.data:
+                if not needs:
+                    raise UsageError(f"{spare.file}: key '{spare.where}': a fallback is used when cpu.features "
+                                     f"lacks a feature of '{sub.where}.requires', which is missing or empty")
+                fallback[precision] = {kind: spare.number(kind, minimum=1e-6) for kind in MAC_KINDS}
+            spare.done()
+            if needs:
+                requires[precision] = needs
+            missing = [f for f in needs if f not in features]
+            if missing and precision not in fallback:
+                raise UsageError(f"{sub.file}: key '{sub.where}.requires': {_lacks(precision, missing)}")
         sub.done()
     if not rates:
         raise _toml.UsageError(f"{table.file}: key '{table.where}': expected a table '[latency.int8]' or "
@@ -145,9 +188,25 @@ def parse_latency(table: _toml.Table) -> LatencyModel:
         method=table.get("method", str),
         calibration=tuple(_calibration(table, i, point) for i, point in
                           enumerate(table.get("calibration", list, []))),
+        requires=requires,
+        fallback=fallback,
     )
     table.done()
     return model
+
+
+def _requires(sub: _toml.Table, known: Collection[str] | None) -> tuple[str, ...]:
+    needs = sub.strings("requires", ())
+    for feature in needs:
+        if known is not None and feature not in known:
+            raise UsageError(f"{sub.file}: key '{sub.where}.requires': unknown feature '{feature}'; "
+                             f"valid: {', '.join(known)}")
+    return needs
+
+
+def _lacks(precision: str, missing: Iterable[str]) -> str:
+    return (f"cpu.features lacks {', '.join(repr(f) for f in missing)}, which the {precision} rates assume, "
+            f"and there is no [latency.{precision}.fallback] table with rates for a core without it")
 
 
 def _calibration(table: _toml.Table, index: int, data: Any) -> CalibrationPoint:

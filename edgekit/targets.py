@@ -218,7 +218,7 @@ def _parse(data: dict[str, Any], path: Path) -> Target:
     memory = _memory(top.table("memory"), minimal=core is not None and not reserved)
     budgets = _budgets(top.table("budgets", required=False), memory)
     latency_table = top.table("latency", required=False)
-    latency = parse_latency(latency_table) if latency_table.data else None
+    latency = parse_latency(latency_table, cpu.features, FEATURES) if latency_table.data else None
     top.done()
 
     if device_class is DeviceClass.MCU and runtime is not Runtime.TFLM:
