@@ -21,6 +21,7 @@ from edgekit.errors import StageError
 from edgekit.estimate import LatencyEstimate
 from edgekit.model_info import ModelInfo
 from edgekit.targets import Target
+from edgekit.toolchains.firmware import BoardTooSmall
 
 log = logging.getLogger("edgekit")
 ALIGNMENT = 16
@@ -53,9 +54,11 @@ class Emulations:
             expected = np.asarray(host_output, dtype=np.dtype(self.info.outputs[0].dtype))
             try:
                 self.runs[core.name] = emulated.run_model(self.path, core, self.raw_sample, expected)
-            except emulated.SetupFailed as failure:
+            except (emulated.SetupFailed, BoardTooSmall) as failure:
                 self.runs[core.name] = failure
         run = self.runs[core.name]
+        if isinstance(run, BoardTooSmall):
+            return ram, ops, self._fallback(target, precision, estimate, f"not emulated: {run.reason}")
         if isinstance(run, emulated.SetupFailed):
             if "missing:" in run.log:  # the arena did not fit the emulated board: a limit of the board, not the device
                 return ram, ops, self._fallback(target, precision, estimate, "not emulated: the tensor arena does "

@@ -183,3 +183,11 @@ def test_sources_are_checked_against_their_pinned_trees(tmp_path, monkeypatch):
         sources.source_root()
     assert not (tmp_path / "cache" / "sources").exists() or not any(
         (p / ".complete").exists() for p in (tmp_path / "cache" / "sources").iterdir())
+
+
+def test_a_program_too_large_for_the_emulated_board_says_so(tmp_path):
+    core = cores.core("Cortex-M55")  # 2 MB for code and read-only data on QEMU's mps3-an547
+    with pytest.raises(firmware.BoardTooSmall, match="does not fit QEMU's mps3-an547"):
+        firmware.build_program(tflm_library.library(core), program(
+            "  static const volatile char weights[3 << 20] = {1};\n  edgekit_micros();\n  return weights[12345];"),
+            tmp_path)
