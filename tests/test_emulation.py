@@ -191,3 +191,18 @@ def test_a_program_too_large_for_the_emulated_board_says_so(tmp_path):
         firmware.build_program(tflm_library.library(core), program(
             "  static const volatile char weights[3 << 20] = {1};\n  edgekit_micros();\n  return weights[12345];"),
             tmp_path)
+
+
+def test_qemus_own_exec_log_counts_what_the_plugin_counts(models, tmp_path):
+    """The fallback for a QEMU that cannot load plugins gives the same total and per-op marks."""
+    raw, expected = host_run(models["conv.tflite"])
+    core = cores.core("Cortex-M4")
+    from edgekit.export.mcu import program_sources
+    from edgekit.model_info import tflite_graph_ops
+
+    files = program_sources(models["conv.tflite"].read_bytes(), tflite_graph_ops(models["conv.tflite"]), "g_model",
+                            raw, expected, emulated.default_arena(core), "test")
+    elf = firmware.build_program(tflm_library.library(core), files, tmp_path)
+    by_plugin, by_log = qemu.run(core, elf), qemu.run(core, elf, counter="log")
+    assert by_log.stdout == by_plugin.stdout
+    assert by_log.marks == by_plugin.marks and by_log.total_instructions == by_plugin.total_instructions

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -61,29 +62,67 @@ def plugin() -> Path:
     return path
 
 
-def run(core: Core, elf: Path, timeout: float = 120) -> QemuRun:
-    """Run `elf` on `core`'s board to its exit, counting instructions. A fault, hang or emulator crash raises."""
+def run(core: Core, elf: Path, timeout: float = 120, counter: str = "plugin") -> QemuRun:
+    """Run `elf` on `core`'s board to its exit, counting instructions. A fault, hang or emulator crash raises.
+    `counter`: "plugin" (edgekit's TCG plugin; falls back to "log" when this QEMU cannot load plugins) or
+    "log" (QEMU's own `-d in_asm,exec,nochain` log, about 20 times slower, the same counts)."""
+    mark = symbol_address(elf, MARK)
     with tempfile.TemporaryDirectory() as scratch:
-        counts = Path(scratch) / "counts.json"
+        counts, log = Path(scratch) / "counts.json", Path(scratch) / "exec.log"
         command = [tools.require("qemu-system-arm"), "-M", core.board, "-nographic", "-monitor", "none",
-                   "-serial", "none", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
-                   "-plugin", f"{plugin()},out={counts},mark={hex(symbol_address(elf, MARK))}"]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                    stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise StageError(STAGE, f"{elf.name} on an emulated {core.name} ({core.board}) did not finish within "
-                                    f"{timeout:.0f} s (a hang, or a model too large for the limit)") from None
+                   "-serial", "none", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+        counting = ["-plugin", f"{plugin()},out={counts},mark={hex(mark)}"] if counter == "plugin" else \
+            ["-d", "in_asm,exec,nochain", "-D", str(log)]
+        result = _qemu([*command, *counting], core, elf, timeout * (1 if counter == "plugin" else 20))
+        if counter == "plugin" and "plugin" in result.stderr and not counts.is_file() and result.returncode:
+            return run(core, elf, timeout, counter="log")  # a QEMU built without plugin support
         fault = _fault(result.stdout)
         if fault:
             raise StageError(STAGE, f"{elf.name} on an emulated {core.name}: {fault}")
-        if not counts.is_file():
+        if counter == "log" and log.is_file():
+            total, marks = _count_log(log, mark)
+        elif counts.is_file():
+            counted = json.loads(counts.read_text())
+            total, marks = counted["total"], counted["marks"]
+        else:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise StageError(STAGE, f"QEMU ({core.board}) stopped without counting (exit status "
                                     f"{result.returncode}): {last}")
-        counted = json.loads(counts.read_text())
-    return QemuRun(result.stdout, result.stderr, result.returncode, counted["total"], tuple(counted["marks"]),
-                   qemu_version())
+    return QemuRun(result.stdout, result.stderr, result.returncode, total, tuple(marks), qemu_version())
+
+
+def _qemu(command: list[str], core: Core, elf: Path, timeout: float) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise StageError(STAGE, f"{elf.name} on an emulated {core.name} ({core.board}) did not finish within "
+                                f"{timeout:.0f} s (a hang, or a model too large for the limit)") from None
+
+
+_BLOCK_INSN = re.compile(r"^0x([0-9a-f]+):\s")
+_EXEC = re.compile(r"^Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/")
+
+
+def _count_log(log: Path, mark: int) -> tuple[int, list[int]]:
+    """What the plugin counts, from QEMU's log: each translated block's instruction count (in_asm), added at
+    every execution of the block (exec, with chaining off so that every one is logged); a block starting at
+    the marker records the running count after its own instructions, as the plugin does."""
+    sizes: dict[int, int] = {}
+    total, marks, block, first = 0, [], 0, None
+    with log.open(errors="replace") as lines:
+        for line in lines:
+            if line.startswith("IN:"):
+                block, first = 0, None
+            elif (found := _BLOCK_INSN.match(line)) is not None:
+                first = int(found.group(1), 16) if first is None else first
+                block += 1
+                sizes[first] = block
+            elif (executed := _EXEC.match(line)) is not None:
+                pc = int(executed.group(1), 16)
+                total += sizes.get(pc, 0)
+                if pc == mark:
+                    marks.append(total)
+    return total, marks
 
 
 def _fault(stdout: str) -> str | None:
