@@ -180,7 +180,7 @@ def test_an_estimated_target_keeps_the_cost_model_wording(judged):
     ops = html._ops(report, {})
     assert "Estimated for esp32-s3: 67.23 ms (±60%, 26.89 to 107.6 ms): per-op cost model" in ops
     assert "estimated ms" in ops and "counted" not in ops and "instructions" not in ops
-    assert "RAM and flash are measured; latency is the target profile's estimate." == \
+    assert "RAM and flash are measured; latency is an estimate, with its band." == \
         latencies.figures_note(["estimated"], ["measured"])
 
 
@@ -238,3 +238,17 @@ def test_report_md_says_how_each_target_latency_was_made(judged):
     assert "- RAM on nucleo-l4r5zi: 22,928 B, the 32-bit tensor arena" in text
     assert "| nucleo-l4r5zi | yes | kws.tflite | 121 ms emulated x/÷1.7 of 1000 ms | 22.4 KiB emulated of 576 KiB |" \
            in text
+
+
+def test_an_estimate_made_without_the_emulator_reads_as_estimated_with_its_multiplicative_band():
+    """A core edgekit emulates, benched where the emulator is missing: estimated, the band x/÷f."""
+    from edgekit.estimate import LatencyEstimate
+
+    estimate = LatencyEstimate(ms=100.0, low_ms=40.0, high_ms=250.0, precision="int8", threads=1,
+                               runtime="TFLite Micro with CMSIS-NN (not run: estimated)", expected_error=1.5,
+                               method="no qemu-system-arm. Estimated: ...", per_op=(), error_factor=2.5).to_dict()
+    assert latencies.figure(estimate) == "100 ms estimated x/÷2.5" and latencies.counted(estimate) is None
+    assert [latencies.within(estimate, ms) for ms in (39.0, 40.0, 250.0, 251.0)] == [False, True, True, False]
+    assert latencies.method_lines([("nucleo-l4r5zi", estimate)]) == [
+        "Target latency on nucleo-l4r5zi: estimated, not emulated (each figure's method says why and how), with a "
+        "multiplicative band (x/÷2.5)."]

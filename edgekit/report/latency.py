@@ -86,9 +86,9 @@ def figures_note(latency_bases: Iterable[str | None], ram_bases: Iterable[str | 
     """What a table's latency and RAM figures are, given the bases in it."""
     latency, ram = set(latency_bases) - {None}, set(ram_bases)
     if EMULATED not in latency | ram:
-        return "RAM and flash are measured; latency is the target profile's estimate."
+        return "RAM and flash are measured; latency is an estimate, with its band."
     lat = ("Latency is counted on an emulated core (instructions x the core's fitted cycles per instruction)"
-           + (", or the target profile's estimate where it says estimated" if "estimated" in latency else ""))
+           + (", or an estimate where it says estimated" if "estimated" in latency else ""))
     memory = ("RAM is the 32-bit tensor arena on the emulated core" if ram == {EMULATED} else
               "RAM is measured on this host, or the 32-bit tensor arena on an emulated core where it says emulated")
     return f"{lat}; {memory}; flash is measured."
@@ -98,9 +98,12 @@ def method_lines(estimates: Iterable[tuple[str, dict[str, Any] | None]]) -> list
     """How the target latencies of (target, estimate) pairs were made, one line a basis present."""
     emulated: dict[str, dict[str, Any]] = {}
     estimated: list[str] = []
+    unemulated: dict[str, dict[str, Any]] = {}  # estimated with a multiplicative band: the emulator did not run
     for target, estimate in estimates:
         if estimate and basis(estimate) == EMULATED:
             emulated.setdefault(target, estimate)
+        elif estimate and estimate.get("error_factor"):
+            unemulated.setdefault(target, estimate)
         elif estimate and target not in estimated:
             estimated.append(target)
     lines = []
@@ -111,6 +114,10 @@ def method_lines(estimates: Iterable[tuple[str, dict[str, Any] | None]]) -> list
                      "instructions it executed in one inference are counted (exact), x the core's cycles per "
                      f"instruction fitted on published measurements, / the clock. The band ({bands}) is "
                      "multiplicative: the truth within ms / f to ms x f.")
+    if unemulated:
+        bands = ", ".join(sorted({band(e) for e in unemulated.values()}))
+        lines.append(f"Target latency on {', '.join(unemulated)}: estimated, not emulated (each figure's method says "
+                     f"why and how), with a multiplicative band ({bands}).")
     if estimated:
         lines.append(f"Target latency on {', '.join(estimated)}: an estimate from the target profile's per-op cost "
                      "model, with its expected error.")
