@@ -79,21 +79,21 @@ def test_the_rows_across_targets_carry_basis_band_and_instructions(judged, captu
     assert (esp32["latency_basis"], esp32["latency_band"], esp32["latency_instructions"], esp32["ram_basis"]) == \
         ("estimated", "±60%", None, "measured")
     cells = dict(zip(CROSS_TARGET_COLUMNS, cross_target_row(nucleo), strict=True))
-    assert cells["latency (target)"] == "121 ms emulated x/÷1.7 of 1000 ms"
-    assert cells["RAM"] == "22.4 KiB emulated of 576 KiB"
+    assert cells["latency (target)"] == "121 ms x/÷1.7 of 1000 ms (emulated)"
+    assert cells["RAM"] == "22.4 KiB of 576 KiB (emulated)"
     cells = dict(zip(CROSS_TARGET_COLUMNS, cross_target_row(esp32), strict=True))
-    assert cells["latency (target)"] == "67.2 ms estimated ±60% of 1000 ms" and cells["RAM"] == "28.6 KiB of 320 KiB"
+    assert cells["latency (target)"] == "67.2 ms ±60% of 1000 ms (estimated)" and cells["RAM"] == "28.6 KiB of 320 KiB"
 
 
 def test_a_row_of_a_report_written_before_emulation_reads_as_estimated(judged):
     row = {k: v for k, v in cross_target(judged)[0].items() if k not in ("latency_basis", "latency_band")}
     row.update(latency_ms_estimate=41.2, latency_expected_error=0.3)
-    assert cross_target_row(row)[3].startswith("41.2 ms estimated ±30%")
+    assert cross_target_row(row)[3] == "41.2 ms ±30% of 50 ms (estimated)"  # rpi4 leads the ranking
 
 
 def test_the_variant_table_cell_names_the_basis(judged):
-    assert variant_row(_variant(judged, "nucleo-l4r5zi"))[8] == "121 emulated x/÷1.7"
-    assert variant_row(_variant(judged, "rpi4"))[8] == "0.4 estimated ±50%"
+    assert variant_row(_variant(judged, "nucleo-l4r5zi"))[8] == "121 x/÷1.7 (emulated)"
+    assert variant_row(_variant(judged, "rpi4"))[8] == "0.4 ±50% (estimated)"
 
 
 def test_the_documented_fields_cover_an_emulated_variant_and_row(judged):
@@ -130,11 +130,11 @@ def test_the_per_op_chart_shows_instructions_counted_on_the_emulated_core(judged
         monkeypatch.setattr(Axes, name, recording(getattr(Axes, name)))
     assert plots.op_breakdown(variant, "nucleo-l4r5zi").startswith(b"\x89PNG")
     assert "instructions per op, counted (x CPI / clock = ms)" in labels
-    assert "7,702,408 instructions counted on an emulated Cortex-M4\nnucleo-l4r5zi: 121 ms emulated x/÷1.7" in labels
+    assert "7,702,408 instructions counted on an emulated Cortex-M4\nnucleo-l4r5zi: 121 ms x/÷1.7 (emulated)" in labels
     assert not any("estimated" in label or "±" in label for label in labels)
     labels.clear()
     plots.op_breakdown(_variant(judged, "esp32-s3"), "esp32-s3")
-    assert "67.2 ms estimated ±60% on esp32-s3" in labels and "estimated ms per op" in labels
+    assert "67.2 ms ±60% (estimated) on esp32-s3" in labels and "estimated ms per op" in labels
 
 
 def test_the_ram_of_an_emulated_core_is_its_arena_not_the_hosts_split(judged):
@@ -171,7 +171,7 @@ def test_the_page_names_the_emulated_figures_and_what_made_them(judged):
     assert "an emulated Cortex-M4 (QEMU 7.2.22 mps2-an386; tflite-micro 90b983c, CMSIS-NN 4ab83cc)" in method
     assert "Target latency on rpi4, esp32-s3: an estimate" in method
     page = html.render_targets_html(judged)
-    assert "121 ms emulated x/÷1.7 of 1000 ms" in page and "67.2 ms estimated ±60% of 1000 ms" in page
+    assert "121 ms x/÷1.7 of 1000 ms (emulated)" in page and "67.2 ms ±60% of 1000 ms (estimated)" in page
     assert "Latency is counted on an emulated core" in page and "emulated or estimated, as each figure says" in page
 
 
@@ -231,13 +231,13 @@ def test_report_md_says_how_each_target_latency_was_made(judged):
               "dataset": {"name": "kws", "train": 1, "val": 1, "test": 1},
               "cross_target": json.loads(json.dumps(cross_target(judged)))}
     text = to_markdown(report)
-    assert "| target ms |" in text and "| 121 emulated x/÷1.7 |" in text and "(est.)" not in text
+    assert "| target ms |" in text and "| 121 x/÷1.7 (emulated) |" in text and "(est.)" not in text
     assert "- Target latency on nucleo-l4r5zi: emulated. The bundle's program ran on an emulated Cortex-M4 (QEMU " \
            "7.2.22 mps2-an386; tflite-micro 90b983c, CMSIS-NN 4ab83cc)" in text
     assert "- Target latency on rpi4, esp32-s3: an estimate from the target profile's per-op cost model" in text
     assert "- RAM on nucleo-l4r5zi: 22,928 B, the 32-bit tensor arena" in text
-    assert "| nucleo-l4r5zi | yes | kws.tflite | 121 ms emulated x/÷1.7 of 1000 ms | 22.4 KiB emulated of 576 KiB |" \
-           in text
+    assert ("| nucleo-l4r5zi | yes | kws.tflite | 121 ms x/÷1.7 of 1000 ms (emulated) | 22.4 KiB of 576 KiB "
+            "(emulated) |") in text
 
 
 def test_an_estimate_made_without_the_emulator_reads_as_estimated_with_its_multiplicative_band():
@@ -247,7 +247,7 @@ def test_an_estimate_made_without_the_emulator_reads_as_estimated_with_its_multi
     estimate = LatencyEstimate(ms=100.0, low_ms=40.0, high_ms=250.0, precision="int8", threads=1,
                                runtime="TFLite Micro with CMSIS-NN (not run: estimated)", expected_error=1.5,
                                method="no qemu-system-arm. Estimated: ...", per_op=(), error_factor=2.5).to_dict()
-    assert latencies.figure(estimate) == "100 ms estimated x/÷2.5" and latencies.counted(estimate) is None
+    assert latencies.figure(estimate) == "100 ms x/÷2.5 (estimated)" and latencies.counted(estimate) is None
     assert [latencies.within(estimate, ms) for ms in (39.0, 40.0, 250.0, 251.0)] == [False, True, True, False]
     assert latencies.method_lines([("nucleo-l4r5zi", estimate)]) == [
         "Target latency on nucleo-l4r5zi: estimated, not emulated (each figure's method says why and how), with a "

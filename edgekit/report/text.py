@@ -47,7 +47,7 @@ def variant_row(variant: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _estimate(estimate: dict[str, Any] | None) -> str:
-    """`121 emulated x/÷1.7` or `41.2 estimated ±30%` (the column says ms)."""
+    """`121 x/÷1.7 (emulated)` or `41.2 ±30% (estimated)` (the column says ms)."""
     return "-" if not estimate else latencies.figure(estimate, unit="")
 
 
@@ -176,10 +176,10 @@ def cross_target_row(row: dict[str, Any]) -> tuple[str, ...]:
     estimate, budgets = row["latency_ms_estimate"], row.get("budgets", {})
     latency = {"ms": estimate, "basis": row.get("latency_basis"), "band": row.get("latency_band"),
                "expected_error": row["latency_expected_error"]}
-    emulated_ram = " emulated" if row.get("ram_basis") == latencies.EMULATED else ""
+    emulated_ram = " (emulated)" if row.get("ram_basis") == latencies.EMULATED else ""
     return (row["target"], "yes" if row["fits"] else "NO", row["selected"],
-            latencies.figure(latency) + _of_ms(budgets.get("latency_ms")) if estimate is not None else "-",
-            _size(row["ram_bytes"]) + emulated_ram + _of_kb(budgets.get("ram_kb")) if row["ram_bytes"] is not None
+            latencies.figure(latency, budget=_of_ms(budgets.get("latency_ms"))) if estimate is not None else "-",
+            _size(row["ram_bytes"]) + _of_kb(budgets.get("ram_kb")) + emulated_ram if row["ram_bytes"] is not None
             else "-",
             _size(row["flash_bytes"]) + _of_kb(budgets.get("flash_kb")),
             "ok" if row["ops_supported"] else "NO", ", ".join(row["misses"]) or "-")
