@@ -26,7 +26,7 @@ from edgekit.report.text import CROSS_TARGET_COLUMNS, cross_target_row, variant_
 from edgekit.results import TargetResult, of_file, ranked_targets
 
 DATA = Path(__file__).parent / "data" / "bench_kws_emulated.json"
-COUNTED = ("7,702,408 instructions counted on an emulated Cortex-M4 (QEMU 7.2.22 mps2-an386; tflite-micro 90b983c, "
+COUNTED = ("7,700,229 instructions counted on an emulated Cortex-M4 (QEMU 7.2.22 mps2-an386; tflite-micro 90b983c, "
            "CMSIS-NN 4ab83cc) x 1.88 cycles per instruction (fitted) / 120 MHz")
 
 
@@ -48,7 +48,7 @@ def _variant(judged: list[TargetResult], name: str) -> dict[str, Any]:
 
 def test_the_capture_is_an_emulated_and_two_estimated_targets(captured):
     nucleo = captured["nucleo-l4r5zi"]["target_latency"]
-    assert nucleo["basis"] == "emulated" and nucleo["instructions"] == 7702408 and nucleo["band"] == "x/÷1.7"
+    assert nucleo["basis"] == "emulated" and nucleo["instructions"] == 7700229 and nucleo["band"] == "x/÷1.7"
     assert captured["nucleo-l4r5zi"]["ram"]["basis"] == "emulated"
     assert {captured[t]["target_latency"]["basis"] for t in ("esp32-s3", "rpi4")} == {"estimated"}
 
@@ -61,8 +61,8 @@ def test_bench_text_says_emulated_with_its_band_count_and_arena(judged):
     assert f"  {COUNTED}" in lines
     assert ("RAM on nucleo-l4r5zi: 22,928 B, the 32-bit tensor arena TFLite Micro used on an emulated Cortex-M4 "
             "(22,916 B, rounded up to 16); 24,368 B on this host (64-bit)") in lines
-    assert ("target latency on esp32-s3: 67.2 ms estimated (26.9-108 ms, ±60%), TFLite Micro with ESP-NN "
-            "kernels") in lines
+    assert ("target latency on esp32-s3: 10.5 ms estimated (4.19-16.8 ms, ±60%), TFLite Micro with ESP-NN "
+            "kernels (PIE SIMD)") in lines
     assert not any(line.startswith(("RAM on esp32-s3", "RAM on rpi4")) for line in lines)
     assert text.count("instructions counted") == 1
     assert "latency (target)" in text and "est." not in text
@@ -73,7 +73,7 @@ def test_the_rows_across_targets_carry_basis_band_and_instructions(judged, captu
     nucleo, esp32 = rows["nucleo-l4r5zi"], rows["esp32-s3"]
     estimate = captured["nucleo-l4r5zi"]["target_latency"]
     assert (nucleo["latency_basis"], nucleo["latency_band"], nucleo["latency_instructions"]) == \
-        ("emulated", "x/÷1.7", 7702408)
+        ("emulated", "x/÷1.7", 7700229)
     assert (nucleo["latency_low_ms"], nucleo["latency_high_ms"]) == (estimate["low_ms"], estimate["high_ms"])
     assert nucleo["ram_basis"] == "emulated" and nucleo["ram_bytes"] == 22928
     assert (esp32["latency_basis"], esp32["latency_band"], esp32["latency_instructions"], esp32["ram_basis"]) == \
@@ -82,7 +82,7 @@ def test_the_rows_across_targets_carry_basis_band_and_instructions(judged, captu
     assert cells["latency (target)"] == "121 ms x/÷1.7 of 1000 ms (emulated)"
     assert cells["RAM"] == "22.4 KiB of 576 KiB (emulated)"
     cells = dict(zip(CROSS_TARGET_COLUMNS, cross_target_row(esp32), strict=True))
-    assert cells["latency (target)"] == "67.2 ms ±60% of 1000 ms (estimated)" and cells["RAM"] == "28.6 KiB of 320 KiB"
+    assert cells["latency (target)"] == "10.5 ms ±60% of 1000 ms (estimated)" and cells["RAM"] == "28.6 KiB of 320 KiB"
 
 
 def test_a_row_of_a_report_written_before_emulation_reads_as_estimated(judged):
@@ -130,11 +130,11 @@ def test_the_per_op_chart_shows_instructions_counted_on_the_emulated_core(judged
         monkeypatch.setattr(Axes, name, recording(getattr(Axes, name)))
     assert plots.op_breakdown(variant, "nucleo-l4r5zi").startswith(b"\x89PNG")
     assert "instructions per op, counted (x CPI / clock = ms)" in labels
-    assert "7,702,408 instructions counted on an emulated Cortex-M4\nnucleo-l4r5zi: 121 ms x/÷1.7 (emulated)" in labels
+    assert "7,700,229 instructions counted on an emulated Cortex-M4\nnucleo-l4r5zi: 121 ms x/÷1.7 (emulated)" in labels
     assert not any("estimated" in label or "±" in label for label in labels)
     labels.clear()
     plots.op_breakdown(_variant(judged, "esp32-s3"), "esp32-s3")
-    assert "67.2 ms ±60% (estimated) on esp32-s3" in labels and "estimated ms per op" in labels
+    assert "10.5 ms ±60% (estimated) on esp32-s3" in labels and "estimated ms per op" in labels
 
 
 def test_the_ram_of_an_emulated_core_is_its_arena_not_the_hosts_split(judged):
@@ -158,8 +158,8 @@ def _report(judged: list[TargetResult], name: str) -> dict[str, Any]:
 def test_the_page_names_the_emulated_figures_and_what_made_them(judged):
     report = _report(judged, "nucleo-l4r5zi")
     ops = html._ops(report, {})
-    assert ("Emulated for nucleo-l4r5zi: 120.7 ms (x/÷1.7, 72.81 to 200.1 ms) on an emulated Cortex-M4 (QEMU 7.2.22 "
-            "mps2-an386; tflite-micro 90b983c, CMSIS-NN 4ab83cc): 7,702,408 instructions counted") in ops
+    assert ("Emulated for nucleo-l4r5zi: 120.7 ms (x/÷1.7, 72.79 to 200 ms) on an emulated Cortex-M4 (QEMU 7.2.22 "
+            "mps2-an386; tflite-micro 90b983c, CMSIS-NN 4ab83cc): 7,700,229 instructions counted") in ops
     assert "<th>instructions</th>" in ops and "1,118,452" in ops and "emulated ms" in ops
     assert "est. ms" not in ops and "±" not in ops
     memory = html._memory(report, {})
@@ -171,15 +171,15 @@ def test_the_page_names_the_emulated_figures_and_what_made_them(judged):
     assert "an emulated Cortex-M4 (QEMU 7.2.22 mps2-an386; tflite-micro 90b983c, CMSIS-NN 4ab83cc)" in method
     assert "Target latency on rpi4, esp32-s3: an estimate" in method
     page = html.render_targets_html(judged)
-    assert "121 ms x/÷1.7 of 1000 ms (emulated)" in page and "67.2 ms ±60% of 1000 ms (estimated)" in page
+    assert "121 ms x/÷1.7 of 1000 ms (emulated)" in page and "10.5 ms ±60% of 1000 ms (estimated)" in page
     assert "Latency is counted on an emulated core" in page and "emulated or estimated, as each figure says" in page
 
 
 def test_an_estimated_target_keeps_the_cost_model_wording(judged):
     report = _report(judged, "esp32-s3")
     ops = html._ops(report, {})
-    assert "Estimated for esp32-s3: 67.23 ms (±60%, 26.89 to 107.6 ms): per-op cost model" in ops
-    assert "estimated ms" in ops and "counted" not in ops and "instructions" not in ops
+    assert "Estimated for esp32-s3: 10.48 ms (±60%, 4.194 to 16.77 ms): per-op cost model" in ops
+    assert "estimated ms" in ops and "<th>instructions</th>" not in ops and "instructions counted and" not in ops
     assert "RAM and flash are measured; latency is an estimate, with its band." == \
         latencies.figures_note(["estimated"], ["measured"])
 
@@ -207,20 +207,21 @@ def test_compare_judges_an_emulated_figure_by_its_band(judged, tmp_path, measure
     comparison = compare(build, _serial(tmp_path, measured))
     latency, memory = comparison["rows"]
     assert comparison["estimate"]["basis"] == "emulated"
-    assert latency["estimate"] == "121 ms emulated (1 thread(s), 7,702,408 instructions)"
+    assert latency["estimate"] == "121 ms emulated (1 thread(s), 7,700,229 instructions)"
     assert latency["within"] == within and latency["expected"] == "x/÷1.7: 72.8-200 ms"
     assert memory["estimate"] == "22 KB (emulated 32-bit arena; 24 KB on the host)"
 
 
-@pytest.mark.parametrize("measured, within", [(30.0, "yes"), (150.0, "no")])
+@pytest.mark.parametrize("measured, within", [(5.0, "yes"), (20.0, "no")])
 def test_compare_judges_an_estimate_by_its_low_and_high(judged, tmp_path, measured, within):
-    """Within means low_ms <= measured <= high_ms for an estimate too (67.2 ms ±60%: 26.9 to 108 ms)."""
+    """Within means low_ms <= measured <= high_ms for an estimate too (10.5 ms ±60%: 4.19 to 16.8 ms;
+    |estimate / measured - 1| <= 60% would say no to 5 ms and yes to 20 ms)."""
     from edgekit.compare import compare
 
     build = _build(tmp_path / "build", judged, "esp32-s3")
     latency = compare(build, _serial(tmp_path, measured))["rows"][0]
-    assert latency["estimate"].startswith("67.2 ms estimated") and latency["within"] == within
-    assert latency["expected"] == "±60%: 26.9-108 ms"
+    assert latency["estimate"].startswith("10.5 ms estimated") and latency["within"] == within
+    assert latency["expected"] == "±60%: 4.19-16.8 ms"
 
 
 def test_report_md_says_how_each_target_latency_was_made(judged):
