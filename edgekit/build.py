@@ -203,8 +203,9 @@ def _write_reports(result: BuildResult, recipe: Recipe, seed: int, dataset, trai
                    optimized: Entry, quantized: str, sparsity_ops: list[dict[str, Any]], cache: StageCache,
                    distribute: dict[str, Any] | None, verified: dict[str, str]) -> list[str]:
     """report.json, report.md, report.html and its plots; returns the files written."""
+    from edgekit.report.confusion import model_confusion
     from edgekit.report.contract import build_report
-    from edgekit.report.html import model_confusion, write_html_report
+    from edgekit.report.html import write_html_report
     from edgekit.report.text import to_markdown
 
     directory, lead = result.directory, result.lead.selected

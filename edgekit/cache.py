@@ -58,8 +58,8 @@ STAGE_MODULES = ("edgekit.build", "edgekit.cache", "edgekit.train", "edgekit.opt
                  "edgekit.bench", "edgekit.data", "edgekit.zoo", "edgekit.tasks")
 # Imported by edgekit.build for the report and export stages, which are never cached: editing a plot keeps a
 # trained model. edgekit.progress draws the progress bars of the cached stages and changes none of their results.
-REPORT_ONLY = ("edgekit.report.html", "edgekit.report.plots", "edgekit.report.contract", "edgekit.export",
-               "edgekit.progress")
+REPORT_ONLY = ("edgekit.report.html", "edgekit.report.plots", "edgekit.report.contract", "edgekit.report.confusion",
+               "edgekit.export", "edgekit.progress")
 
 
 @functools.lru_cache(maxsize=1)

@@ -83,7 +83,7 @@ def build(ctx, chosen, recipe_name, data_spec, out, seed, runs, warmup, threads,
     time per folder: a second one exits 1 naming the process that holds it. Ctrl-C exits 130.
 
     The model is built once and benchmarked against each target (one or several): the first target's variants,
-    one table across targets (those that fit first, then by estimated latency), a verdict per target in
+    one table across targets (those that fit first, then by target latency), a verdict per target in
     report.html, and a bundle per target in bundle/<target>/. Exit 3, after the folder is complete and the
     tables printed, names every target whose selected variant misses a budget, and a missed accuracy guard."""
     from edgekit import recipes
@@ -133,7 +133,8 @@ def _show_build(result, as_json: bool) -> None:
 def bench_command(model, chosen, data_spec, task, runs, warmup, threads, latency_ms, ram_kb, flash_kb,
                   as_json, html_path):
     """Does MODEL (.tflite or .onnx) fit a target: structure, MACs, flash, RAM, op support, host latency and
-    the target latency estimate, each budget with its headroom. Exit 3 when a budget is missed."""
+    the target latency (the profile's cost-model estimate, or instructions counted on an emulated Cortex-M
+    core), each budget with its headroom. Exit 3 when a budget is missed."""
     from edgekit.bench import bench_file, check_fits
     from edgekit.report.terminal import bench_text
     from edgekit.results import of_file, ranked_targets

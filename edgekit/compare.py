@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import UsageError
+from edgekit.report import latency as latency_text
 
 # benchmark_model's summary lines (tensorflow/lite/tools/benchmark/benchmark_model.cc, benchmark_tflite_model.cc).
 # Lines may carry a prefix ("INFO: ", logcat's "I tflite  : "); numbers may be printed as 1.24027e+06.
@@ -192,7 +193,9 @@ def pick_variant(report: dict[str, Any], manifest: dict[str, Any], result: dict[
 def compare(build_dir: Path, result_path: Path, variant_name: str | None = None,
             target_name: str | None = None, calibrate: Path | None = None) -> dict[str, Any]:
     """Estimate vs measured for the variant the result measured, on the target it ran on (`target_name`, one
-    the build was made for; default: the lead target): latency and memory, with the error. `calibrate`: also
+    the build was made for; default: the lead target): latency and memory, with the error, and whether the
+    measurement lies in the figure's band (low_ms..high_ms). A cost-model estimate is made again from the file
+    and the profile; an emulated figure is the build's own. `calibrate`: also
     write there a copy of that target's profile, refitted (`refit`) so that its estimate for this model is the
     measurement."""
     from edgekit.estimate import estimate_latency
@@ -207,27 +210,34 @@ def compare(build_dir: Path, result_path: Path, variant_name: str | None = None,
         from edgekit.validate import check_model_file
 
         check_model_file(model_path)  # a build folder can be copied about; say plainly if a model was damaged
+    stored = variant.get("target_latency")
+    latency = None  # an emulated figure (counted on the emulated core) stands as the build stored it
+    if model_path.is_file() and not (stored and latency_text.basis(stored) == latency_text.EMULATED):
         latency = estimate_latency(inspect_model(model_path), target, variant["precision"])
-    else:
-        latency = None
-    estimate: dict[str, Any] | None = latency.to_dict() if latency else variant.get("target_latency")
+    estimate: dict[str, Any] | None = latency.to_dict() if latency else stored
     measured = result["latency_ms"]
     rows = []
     if estimate:
         error = estimate["ms"] / measured - 1
-        rows.append({"figure": "latency", "estimate": f"{estimate['ms']:.3g} ms ({estimate['threads']} threads)",
+        counted = f", {estimate['instructions']:,} instructions" if estimate.get("instructions") else ""
+        rows.append({"figure": "latency",
+                     "estimate": f"{estimate['ms']:.3g} ms {latency_text.basis(estimate)} ({estimate['threads']} "
+                                 f"thread(s){counted})",
                      "measured": f"{measured:.3g} ms {result['statistic']} ({result.get('threads') or '?'} thread(s))",
-                     "error": f"{error:+.0%}",
-                     "within": "yes" if abs(error) <= estimate["expected_error"] else "no",
-                     "expected": f"±{estimate['expected_error']:.0%}"})
+                     "error": f"{error:+.0%}", "within": "yes" if latency_text.within(estimate, measured) else "no",
+                     "expected": f"{latency_text.band(estimate)}: "
+                                 f"{estimate['low_ms']:.3g}-{estimate['high_ms']:.3g} ms"})
     else:
         error = None
         rows.append({"figure": "latency", "estimate": "-", "measured": f"{measured:.3g} ms", "error": "-",
                      "within": "-", "expected": "-"})
-    ram = variant.get("ram", {}).get("required_bytes")
+    ram_figures = variant.get("ram", {})
+    ram, host = ram_figures.get("required_bytes"), ram_figures.get("arena_host_bytes")
     memory = result.get("memory_bytes")
     memory_error = ram / memory - 1 if ram and memory else None
-    rows.append({"figure": "memory", "estimate": "-" if ram is None else f"{ram / 1024:,.0f} KB (host-measured)",
+    what = ("emulated 32-bit arena" + (f"; {host / 1024:,.0f} KB on the host" if host else "")
+            if ram_figures.get("basis") == latency_text.EMULATED else "host-measured")
+    rows.append({"figure": "memory", "estimate": "-" if ram is None else f"{ram / 1024:,.0f} KB ({what})",
                  "measured": "-" if memory is None else f"{memory / 1024:,.0f} KB ({result['memory_what']})",
                  "error": "-" if memory_error is None else f"{memory_error:+.0%}", "within": "-", "expected": "-"})
     comparison = {"build": str(build_dir), "target": target.name, "variant": variant["name"], "file": variant["file"],
@@ -244,7 +254,7 @@ def compare(build_dir: Path, result_path: Path, variant_name: str | None = None,
     return comparison
 
 
-COLUMNS = ("figure", "estimate", "measured", "error (estimate / measured - 1)", "within expected error")
+COLUMNS = ("figure", "estimate", "measured", "error (estimate / measured - 1)", "within its band")
 
 
 def text(comparison: dict[str, Any]) -> tuple[str, list[tuple[Any, ...]], list[str]]:

@@ -111,7 +111,7 @@ class LatencyEstimate:
     @property
     def band(self) -> str:
         """The stated error as text: `x/÷1.3` (multiplicative) or `±30%`."""
-        return f"x/÷{self.error_factor:.2g}" if self.error_factor else f"±{self.expected_error:.0%}"
+        return band_text(self.error_factor, self.expected_error)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "band": self.band}
@@ -120,6 +120,11 @@ class LatencyEstimate:
     def from_dict(cls, data: dict[str, Any]) -> LatencyEstimate:
         data = {k: v for k, v in data.items() if k != "band"}
         return cls(**{**data, "per_op": tuple(OpEstimate(**op) for op in data["per_op"])})
+
+
+def band_text(error_factor: float | None, expected_error: float) -> str:
+    """An error as text: `x/÷1.3` when multiplicative (`error_factor`), else `±30%`."""
+    return f"x/÷{error_factor:.2g}" if error_factor else f"±{expected_error:.0%}"
 
 
 def estimate_latency(info: ModelInfo, target: Target, precision: str,

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import main
+from edgekit.report import confusion as confusion_report
 from edgekit.report import html as html_report
 from edgekit.report import plots
 from edgekit.report.text import to_markdown, variant_row
@@ -173,7 +174,7 @@ def test_report_rebuilds_the_same_bytes(rendered):
 
 def test_the_recomputed_confusion_matrix_is_the_selected_variants_accuracy(rendered, page):
     folder, report, _, _ = rendered
-    section = html_report.recompute_confusion(folder, report)
+    section = confusion_report.recompute_confusion(folder, report)
     matrix = np.array(section["matrix"])
     selected = next(v for v in report["variants"] if v["name"] == report["selected"])
     assert section["variant"] == report["selected"] and section["classes"] == [str(i) for i in range(10)]
@@ -183,17 +184,17 @@ def test_the_recomputed_confusion_matrix_is_the_selected_variants_accuracy(rende
 
 
 def test_confusion_counts_true_against_predicted():
-    section = html_report.confusion([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0], ["a", "b", "c"])
+    section = confusion_report.confusion([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0], ["a", "b", "c"])
     assert section["matrix"] == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
     assert section["classes"] == ["a", "b", "c"] and section["samples"] == 6
     with pytest.raises(ValueError, match="outside 0..2"):
-        html_report.confusion([0, 3], [0, 1], ["a", "b", "c"])
+        confusion_report.confusion([0, 3], [0, 1], ["a", "b", "c"])
 
 
 def test_a_stored_confusion_matrix_is_shown_and_a_missing_one_explained(rendered, tmp_path):
     folder, report, _, _ = rendered
     stored = {**report, "confusion_matrix": {"variant": report["selected"], "split": "test",
-                                             **html_report.confusion([0] * 417 + [1] * 3, [0] * 417 + [0] * 3,
+                                             **confusion_report.confusion([0] * 417 + [1] * 3, [0] * 417 + [0] * 3,
                                                                      ["cat", "dog"])}}
     text = Page(html_report.render_html(stored, {})).visible
     assert "417" in text and "cat" in text and "417 correct (99.29%)" in text

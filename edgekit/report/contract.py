@@ -62,8 +62,8 @@ def target_entry(target: TargetResult) -> dict[str, Any]:
 
 
 def cross_target(targets: Sequence[TargetResult]) -> list[dict[str, Any]]:
-    """report.json's `cross_target`: each target's selected variant's verdict (fits, estimated latency, RAM,
-    flash, ops, missed budgets), those that fit first, then by estimated latency."""
+    """report.json's `cross_target`: each target's selected variant's verdict (fits, target latency with its
+    basis and band, RAM with its basis, flash, ops, missed budgets), those that fit first, then by latency."""
     from edgekit.results import ranked_targets
 
     rows = []
@@ -75,7 +75,13 @@ def cross_target(targets: Sequence[TargetResult]) -> list[dict[str, Any]]:
         rows.append({"target": target.name, "fits": measured.fit.fits, "selected": variant.name,
                      "file": measured.file, "latency_ms_estimate": estimate.ms if estimate else None,
                      "latency_expected_error": estimate.expected_error if estimate else None,
-                     "ram_bytes": measured.ram.get("required_bytes"), "flash_bytes": measured.size_bytes,
+                     "latency_basis": estimate.basis if estimate else None,
+                     "latency_band": estimate.band if estimate else None,
+                     "latency_low_ms": estimate.low_ms if estimate else None,
+                     "latency_high_ms": estimate.high_ms if estimate else None,
+                     "latency_instructions": estimate.instructions if estimate else None,
+                     "ram_bytes": measured.ram.get("required_bytes"), "ram_basis": measured.ram.get("basis"),
+                     "flash_bytes": measured.size_bytes,
                      "ops_supported": checks["ops"].ok, "misses": [c.budget for c in measured.fit.misses],
                      "budgets": asdict(target.target.budgets)})
     return rows

@@ -19,10 +19,10 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from edgekit.errors import EdgekitError, UsageError
+from edgekit.report import latency as latencies
 from edgekit.report import text as reports
+from edgekit.report.confusion import CLASS_TASKS, recompute_confusion
 from edgekit.report.contract import SCHEMA_VERSION, cross_target
 
 if TYPE_CHECKING:
@@ -33,63 +33,9 @@ log = logging.getLogger("edgekit")
 HTML = "report.html"
 REPORT_JSON = "report.json"
 PLOTS_DIR = "plots"
-CLASS_TASKS = ("classification", "binary")  # tasks whose outputs are class scores (argmax is the prediction)
 BUDGETED = ("latency", "ram", "flash")  # fit checks with a numeric figure and limit, drawn as bars
 # Allows inline styles and data: images, forbids every fetch: a browser enforces what the tests check.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-
-
-# --- Confusion matrix ---------------------------------------------------------------------------------------
-
-def confusion(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
-              classes: Sequence[str]) -> dict[str, Any]:
-    """The confusion matrix of predicted against true class indices, as report.json stores it: `matrix[i][j]`
-    counts the samples of true class `classes[i]` predicted as `classes[j]`."""
-    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    if y_true.shape != y_pred.shape or y_true.ndim != 1:
-        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be two equal 1-D arrays")
-    count = len(classes)
-    for name, values in (("y_true", y_true), ("y_pred", y_pred)):
-        if len(values) and (values.min() < 0 or values.max() >= count):
-            raise ValueError(f"{name} holds class indices outside 0..{count - 1}")
-    matrix = np.zeros((count, count), dtype=np.int64)
-    np.add.at(matrix, (y_true, y_pred), 1)
-    return {"classes": [str(c) for c in classes], "matrix": matrix.tolist(), "rows": "true class",
-            "columns": "predicted class", "samples": int(len(y_true))}
-
-
-def model_confusion(model: Path, x_test: np.ndarray, y_test: np.ndarray, classes: Sequence[str],
-                   variant: str, trusted_sha256: str | None = None) -> dict[str, Any]:
-    """Run `model` (a .tflite or .onnx file) on the test split and return report.json's `confusion_matrix`
-    section: the variant, the split, and `confusion` of its predictions. `trusted_sha256`: as in
-    runtimes.host.open_runner."""
-    from edgekit.runtimes.host import open_runner
-
-    predicted = open_runner(model, trusted_sha256=trusted_sha256).predict(x_test).argmax(-1)
-    return {"variant": variant, "split": "test", **confusion(y_test, predicted, classes)}
-
-
-def recompute_confusion(directory: Path, report: dict[str, Any]) -> dict[str, Any]:
-    """The selected variant's confusion matrix, from the build folder's model file and the dataset that
-    report.json names. The data must be the very data the build used (same sha256), or nothing is computed.
-    Raises EdgekitError saying why it cannot be computed."""
-    if report.get("task") not in CLASS_TASKS:
-        raise EdgekitError(f"task '{report.get('task')}' has no classes")
-    described = report["dataset"]
-    from edgekit import data
-
-    try:
-        dataset = data.load(described["name"], input_shape=tuple(described["input_shape"]), task=report["task"])
-    except EdgekitError as e:
-        raise EdgekitError(f"the dataset '{described['name']}' does not load here ({e})") from None
-    if dataset.fingerprint() != described.get("sha256"):
-        raise EdgekitError(f"the dataset '{described['name']}' loads here, but not as the data this build used "
-                           "(its sha256 differs)")
-    selected = _selected(report)
-    model = Path(directory) / selected["file"]
-    if not model.is_file():
-        raise EdgekitError(f"{model.name} is not in the folder")
-    return model_confusion(model, dataset.x_test, dataset.y_test, dataset.labels, selected["name"])
 
 
 # --- The build folder ---------------------------------------------------------------------------------------
@@ -201,9 +147,11 @@ def render_targets_html(targets: Sequence[TargetResult]) -> str:
               "selected": t.selection.variant, "selection_reason": t.selection.reason} for t in targets]
     first = targets[0].selected.measured
     latency = first.latency_ms
+    bases = {t.selected.measured.target_latency.basis for t in targets if t.selected.measured.target_latency}
     lead = escape(f"{first.file}: {first.format} {first.precision}, {first.size_bytes:,} bytes, "
                   f"{first.macs:,} MACs; host latency {latency.median:.4g} ms median over {latency.runs} "
-                  f"batch-1 runs on this machine (the targets' latencies are estimates).")
+                  f"batch-1 runs on this machine (the targets' latencies are "
+                  f"{'emulated or estimated, as each figure says' if latencies.EMULATED in bases else 'estimates'}).")
     return _page(f"edgekit bench: {first.file} on {', '.join(t.name for t in targets)}", lead,
                  [_targets(views, cross_target(targets))],
                  f"Made by edgekit {escape(_version())} by <code>edgekit bench --html</code>. One file: no scripts, "
@@ -313,8 +261,9 @@ def _targets(views: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) ->
     table = _table(reports.CROSS_TARGET_COLUMNS, [reports.cross_target_row(row) for row in rows], text_columns=3)
     return "\n".join([
         _section("targets", f"Across targets ({len(rows)})", table,
-                 _note("Each target's selected variant; those that fit every budget first, then by estimated "
-                       "target latency. RAM and flash are measured; latency is the target profile's estimate.")),
+                 _note("Each target's selected variant; those that fit every budget first, then by target latency. "
+                       + latencies.figures_note((r.get("latency_basis") for r in rows), (r.get("ram_basis")
+                                                                                       for r in rows)))),
         _section("verdict", "Verdict per target", *(_card(view, _selected(view)) for view in views)),
     ])
 
@@ -370,8 +319,9 @@ def _budget_line(report: dict[str, Any]) -> str:
     parts = [f"{name} {'none' if budgets.get(key) is None else f'{_plain(budgets[key])} {unit}'}"
              for name, key, unit in (("latency", "latency_ms", "ms"), ("RAM", "ram_kb", "KB"),
                                      ("flash", "flash_kb", "KB"))]
-    return (f"Budgets of {report['target']}: {', '.join(parts)} (KB = 1024 bytes). Latency is the target "
-            "estimate; RAM and flash are measured.")
+    variant = _selected(report)
+    return (f"Budgets of {report['target']}: {', '.join(parts)} (KB = 1024 bytes). " + latencies.figures_note(
+        [(variant.get("target_latency") or {}).get("basis", "estimated")], [variant["ram"].get("basis")]))
 
 
 def _variants(report: dict[str, Any]) -> str:
@@ -380,8 +330,8 @@ def _variants(report: dict[str, Any]) -> str:
                    selected=names.index(report["selected"]), text_columns=3)
     return _section("variants", f"Variants (target figures for {report['target']})", table,
                     _note("Sizes are the files as written and after gzip -9; sparsity is the share of zero weights; "
-                          "host latency is batch 1 on this machine; the target latency is an estimate from the "
-                          "target profile's cost model with its expected error."))
+                          "host latency is batch 1 on this machine; the target latency is emulated or estimated, "
+                          "as each figure says, with its band (see How these were measured)."))
 
 
 def _flash_note(report: dict[str, Any]) -> str:
@@ -408,16 +358,21 @@ def _ops(report: dict[str, Any], figures: dict[str, bytes]) -> str:
     rows = op_rows(variant)
     total = sum(r["ms"] or 0 for r in rows)
     estimate = variant.get("target_latency")
-    table = _table(("#", "op", "kind", "MACs", "est. ms", "share of time", "bound"),
-                   [(r["index"], r["op"], r["kind"], f"{r['macs']:,}", _ms(r["ms"]),
-                     "-" if r["ms"] is None or not total else f"{r['ms'] / total:.1%}", r["bound"] or "-")
-                    for r in rows], text_columns=3)
-    method = (f"Estimated for {report['target']}: {estimate['ms']:.4g} ms (±{estimate['expected_error']:.0%}, "
-              f"{estimate['low_ms']:.4g} to {estimate['high_ms']:.4g} ms), {estimate['method']}" if estimate else
-              f"{report['target']}'s profile has no latency constants for {variant['precision']}: MACs only.")
+    basis = latencies.basis(estimate or {})
+    counted = any(r["instructions"] is not None for r in rows)  # emulated: the instructions each op executed
+    table = _table(("#", "op", "kind", "MACs", *["instructions"] * counted, f"{basis} ms", "share of time", "bound"),
+                   [(r["index"], r["op"], r["kind"], f"{r['macs']:,}", *[f"{r['instructions'] or 0:,}"] * counted,
+                     _ms(r["ms"]), "-" if r["ms"] is None or not total else f"{r['ms'] / total:.1%}",
+                     r["bound"] or "-") for r in rows], text_columns=3)
+    method = f"{report['target']}'s profile has no latency constants for {variant['precision']}: MACs only."
+    if estimate:
+        method = (f"{basis.capitalize()} for {report['target']}: {estimate['ms']:.4g} ms ({latencies.band(estimate)}, "
+                  f"{estimate['low_ms']:.4g} to {estimate['high_ms']:.4g} ms)"
+                  + (f" on {latencies.emulated_on(estimate)}" if basis == latencies.EMULATED else "")
+                  + f": {estimate['method'].rstrip('.')}.")
     return _section("per-op", f"Per-op breakdown of {variant['name']}", _figure(figures, "op_breakdown"),
-                    f"<details><summary>{len(rows)} ops: MACs and estimated time</summary>{table}</details>",
-                    _note(method))
+                    f"<details><summary>{len(rows)} ops: MACs, {'instructions counted and ' * counted}"
+                    f"{basis} time</summary>{table}</details>", _note(method))
 
 
 def _memory(report: dict[str, Any], figures: dict[str, bytes]) -> str:
@@ -428,7 +383,10 @@ def _memory(report: dict[str, Any], figures: dict[str, bytes]) -> str:
     rows = [(f"RAM: {name}", _kb(count)) for name, count in ram_parts(ram)]
     rows += [("RAM required", _kb(ram.get("required_bytes"))),
              ("RAM budget", "none" if budgets.get("ram_kb") is None else f"{_plain(budgets['ram_kb'])} KB")]
-    if "arena_bytes" in ram:
+    if "arena_host_bytes" in ram:  # emulated: the host's 64-bit arena beside the 32-bit one the core used
+        rows.append((f"tensor arena on this host (64-bit; {latencies.core_of(variant) or 'the core'}'s replaces it)",
+                     _kb(ram["arena_host_bytes"])))
+    elif "arena_bytes" in ram:
         rows.insert(0, ("tensor arena (TFLite Micro)", _kb(ram["arena_bytes"])))
     rows += [("flash: model file", _kb(variant["flash"]["model_bytes"])),
              ("flash budget", "none" if budgets.get("flash_kb") is None else f"{_plain(budgets['flash_kb'])} KB")]
@@ -489,7 +447,8 @@ def _method(report: dict[str, Any]) -> str:
         "Latency: batch 1, LiteRT (XNNPACK) for .tflite, ONNX Runtime for .onnx; warm-up runs discarded, then "
         "min / median / mean / p90 / p99 over the timed runs.",
         "Sparsity: share of exactly-zero weights in the conv and dense kernels, read back from each file.",
-        "Target latency: an estimate from the target profile's per-op cost model, with its expected error.",
+        *latencies.method_lines((t["target"], v.get("target_latency")) for t in report["targets"]
+                                for v in t["variants"]),
         f"Every {report['metric']} is on the same {report['dataset']['test']} test samples.",
     ]
     return _section("method", "How these were measured", "<ul>" + "".join(f"<li>{escape(x)}</li>" for x in lines)

@@ -13,6 +13,8 @@ import io
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from edgekit.report import latency as latencies
+
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
@@ -159,20 +161,22 @@ def host_latency(report: dict[str, Any]) -> bytes:
 # --- Per-op breakdown -----------------------------------------------------------------------------------
 
 def op_rows(variant: dict[str, Any]) -> list[dict[str, Any]]:
-    """The variant's ops in graph order: MACs from the file, and where the target profile has constants for
-    its precision, edgekit.estimate's per-op time (ms, bound) as bench stored it."""
+    """The variant's ops in graph order: MACs from the file, and where the target has a latency, its per-op time
+    (ms, bound) as bench stored it, with the instructions each op executed when it was emulated (else None)."""
     estimates = {op["index"]: op for op in (variant.get("target_latency") or {}).get("per_op", [])}
     rows = []
     for op in variant.get("structure", {}).get("ops", []):
         estimate = estimates.get(op["index"], {})
         rows.append({"index": op["index"], "op": op["op"], "kind": op["kind"], "macs": op["macs"],
-                     "ms": estimate.get("ms"), "bound": estimate.get("bound")})
+                     "ms": estimate.get("ms"), "bound": estimate.get("bound"),
+                     "instructions": estimate.get("instructions")})
     return rows
 
 
 @_styled
 def op_breakdown(variant: dict[str, Any], target: str) -> bytes | None:
-    """MACs and estimated target time of each op of one variant, side by side."""
+    """MACs and the target time of each op of one variant, side by side: estimated time by what bounds it, or
+    for an emulated target the instructions each op executed on the emulated core."""
     rows = op_rows(variant)
     if not rows:
         return None
@@ -192,13 +196,21 @@ def op_breakdown(variant: dict[str, Any], target: str) -> bytes | None:
     mac_axes.set_xlabel("MACs (from the file)")
     mac_axes.xaxis.set_major_formatter(_engineering())
     mac_axes.set_title(f"{variant['name']}: {variant['macs']:,} MACs{title_extra}")
-    if timed:
-        estimate = variant["target_latency"]
+    estimate = variant.get("target_latency") or {}
+    if timed and any(row["instructions"] is not None for row in rows):
+        time_axes = panels[0][1]
+        time_axes.barh(positions, [row["instructions"] or 0 for row in rows], color=ACCENT)
+        time_axes.set_xlabel("instructions per op, counted (x CPI / clock = ms)")
+        time_axes.xaxis.set_major_formatter(_engineering())
+        core = (estimate.get("emulation") or {}).get("core", "core")
+        time_axes.set_title(f"{estimate['instructions']:,} instructions counted on an emulated {core}\n"
+                            f"{target}: {latencies.figure(estimate)}", fontsize=9)
+    elif timed:
         time_axes = panels[0][1]
         time_axes.barh(positions, [row["ms"] or 0 for row in rows],
                        color=[BOUND_COLORS.get(row["bound"], NEUTRAL) for row in rows])
-        time_axes.set_xlabel("estimated ms per op")
-        time_axes.set_title(f"{estimate['ms']:.3g} ms estimated on {target}, ±{estimate['expected_error']:.0%}")
+        time_axes.set_xlabel(f"{latencies.basis(estimate)} ms per op")
+        time_axes.set_title(f"{latencies.figure(estimate)} on {target}")
         from matplotlib.patches import Patch
 
         time_axes.legend(handles=[Patch(color=c, label=f"{b}-bound") for b, c in BOUND_COLORS.items()],
@@ -211,10 +223,13 @@ def op_breakdown(variant: dict[str, Any], target: str) -> bytes | None:
 def ram_parts(ram: dict[str, Any]) -> list[tuple[str, int]]:
     """The RAM figure split into what it is made of, in bytes, summing to `required_bytes`: TFLite Micro's
     persistent and non-persistent (activation) arena, the kernels' scratch the bisected arena adds, and the
-    profile's margin; for LiteRT, the one resident-set rise the process measured."""
+    profile's margin; for LiteRT, the one resident-set rise the process measured; on an emulated core, the
+    32-bit arena it used, rounded up to 16 bytes (the split above is the host's, 64-bit: not shown)."""
     required = ram.get("required_bytes")
     if required is None:
         return []
+    if ram.get("basis") == latencies.EMULATED:
+        return [(EMULATED_ARENA, required)]
     if "persistent_bytes" not in ram:
         return [("resident set rise", required)]
     parts = [("persistent", ram["persistent_bytes"] or 0), ("non-persistent (activations)",
@@ -225,8 +240,9 @@ def ram_parts(ram: dict[str, Any]) -> list[tuple[str, int]]:
     return [(name, count) for name, count in parts if count]
 
 
+EMULATED_ARENA = "tensor arena (emulated core, 32-bit)"
 RAM_COLORS = {"persistent": "#0969da", "non-persistent (activations)": "#54aeff", "kernel scratch": "#9a6700",
-              "margin": "#d0d7de", "resident set rise": "#0969da"}
+              "margin": "#d0d7de", "resident set rise": "#0969da", EMULATED_ARENA: "#0969da"}
 
 
 @_styled
@@ -241,6 +257,8 @@ def memory(report: dict[str, Any], variant: dict[str, Any]) -> bytes:
         left += _kb(count)
     ram_note = f"{left:,.1f} KB ({variant['ram'].get('basis', 'measured')})" if parts else \
         f"not measured: {variant['ram'].get('note', '')}"
+    if parts and variant["ram"].get("arena_host_bytes"):  # emulated: the host's 64-bit arena beside it
+        ram_note = f"{ram_note[:-1]} 32-bit arena; {_kb(variant['ram']['arena_host_bytes']):,.1f} KB on this host)"
     _budget_axes(ram_axes, "RAM", left, budgets.get("ram_kb"), ram_note)
     if parts:
         figure.legend(loc="outside lower center", ncols=len(parts))

@@ -7,11 +7,13 @@ import os
 import platform
 from typing import TYPE_CHECKING, Any
 
+from edgekit.report import latency as latencies
+
 if TYPE_CHECKING:
     from edgekit.bench import BenchResult
 
 COLUMNS = ("variant", "format", "precision", "size", "gzip", "sparsity", "metric", "host ms median / p90",
-           "target ms (est.)", "fits")
+           "target ms", "fits")
 
 
 def host() -> dict[str, Any]:
@@ -45,11 +47,13 @@ def variant_row(variant: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _estimate(estimate: dict[str, Any] | None) -> str:
-    return "-" if not estimate else f"{estimate['ms']:.3g} ±{estimate['expected_error']:.0%}"
+    """`121 x/÷1.7 (emulated)` or `41.2 ±30% (estimated)` (the column says ms)."""
+    return "-" if not estimate else latencies.figure(estimate, unit="")
 
 
 def to_markdown(report: dict[str, Any]) -> str:
     data, host_info = report["dataset"], report["host"]
+    ram = latencies.ram_figure(_selected(report)["ram"], latencies.core_of(_selected(report)))
     lines = [
         f"# edgekit build: {report['recipe']} for {', '.join(t['target'] for t in report['targets'])}",
         "",
@@ -73,8 +77,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         "discarded, then median / p90 / p99 over the timed runs (see report.json).",
         "- Sparsity: share of exactly-zero weights in the conv and dense kernels, read back from each file.",
         "- gzip: the file after gzip -9; pruning shows here, not in the raw flatbuffer size.",
-        "- Target latency: an estimate from the target profile's per-op cost model, with its expected error; "
-        "the method and the published measurements it was fitted to are in report.json and the target file.",
+        *(f"- {line}" for line in latencies.method_lines(_estimates(report))),
+        "- The method of each target latency, and the published measurements it was fitted to, are in report.json "
+        "and the target file.",
+        *([f"- RAM on {report['target']}: {ram}"] if ram else []),
         "",
         "## Training",
         *(f"- {phase}: {info['epochs']} epochs, final val loss {info['val_loss']:.4f}"
@@ -83,7 +89,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     ]
     lines += ["", "## Across targets",
               f"The table above and the fit below are {report['target']}'s; every target's selected variant, "
-              "those that fit first, then by estimated latency:", "",
+              "those that fit first, then by target latency:", "",
               "| " + " | ".join(CROSS_TARGET_COLUMNS) + " |", "|" + "---|" * len(CROSS_TARGET_COLUMNS),
               *("| " + " | ".join(cross_target_row(row)) + " |" for row in report["cross_target"])]
     if report.get("optimization"):
@@ -111,6 +117,11 @@ def optimization_lines(section: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _estimates(report: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None]]:
+    """(target, target latency) of every variant on every target of a report."""
+    return [(t["target"], v.get("target_latency")) for t in report["targets"] for v in t["variants"]]
+
+
 def _selected(report: dict[str, Any]) -> dict[str, Any]:
     return next(v for v in report["variants"] if v["name"] == report["selected"])
 
@@ -136,28 +147,40 @@ def model_lines(result: BenchResult) -> list[str]:
 
 
 def target_lines(result: BenchResult) -> list[str]:
-    """What `edgekit bench` prints for the model on one target: the latency estimate and each budget."""
+    """What `edgekit bench` prints for the model on one target: the target latency (emulated or estimated, its
+    band, and for an emulated one the instructions counted and what counted them), the RAM when an emulated
+    core measured it, and each budget."""
     estimate, verdict = result.target_latency, result.fit
     lines = []
     if estimate:
-        lines.append(f"target latency on {result.target}: {estimate.ms:.3g} ms estimated ({estimate.low_ms:.3g}-"
-                     f"{estimate.high_ms:.3g} ms, ±{estimate.expected_error:.0%}), {estimate.runtime}")
+        lines.append(f"target latency on {result.target}: {estimate.ms:.3g} ms {estimate.basis} ({estimate.low_ms:.3g}-"
+                     f"{estimate.high_ms:.3g} ms, {estimate.band}), {estimate.runtime}")
+        described = estimate.to_dict()
+        counted = latencies.counted(described)
+        if counted:
+            lines.append(f"  {counted}")
+        ram = latencies.ram_figure(result.ram, (described.get("emulation") or {}).get("core"))
+        if ram:
+            lines.append(f"RAM on {result.target}: {ram}")
     lines.append(f"{result.target}: {'FITS' if verdict.fits else 'DOES NOT FIT'}")
     lines += [f"  {check.budget:<9} {'ok  ' if check.ok else 'MISS' if check.ok is False else '-   '} "
               f"{check.summary}" for check in verdict.checks]
     return lines
 
 
-CROSS_TARGET_COLUMNS = ("target", "fits", "ship", "latency (target, est.)", "RAM", "flash", "ops", "misses")
+CROSS_TARGET_COLUMNS = ("target", "fits", "ship", "latency (target)", "RAM", "flash", "ops", "misses")
 
 
 def cross_target_row(row: dict[str, Any]) -> tuple[str, ...]:
     """One `cross_target` entry as a row under CROSS_TARGET_COLUMNS, each figure beside its budget."""
     estimate, budgets = row["latency_ms_estimate"], row.get("budgets", {})
+    latency = {"ms": estimate, "basis": row.get("latency_basis"), "band": row.get("latency_band"),
+               "expected_error": row["latency_expected_error"]}
+    emulated_ram = " (emulated)" if row.get("ram_basis") == latencies.EMULATED else ""
     return (row["target"], "yes" if row["fits"] else "NO", row["selected"],
-            f"{estimate:.3g} ms ±{row['latency_expected_error']:.0%}{_of_ms(budgets.get('latency_ms'))}"
-            if estimate is not None else "-",
-            _size(row["ram_bytes"]) + _of_kb(budgets.get("ram_kb")) if row["ram_bytes"] is not None else "-",
+            latencies.figure(latency, budget=_of_ms(budgets.get("latency_ms"))) if estimate is not None else "-",
+            _size(row["ram_bytes"]) + _of_kb(budgets.get("ram_kb")) + emulated_ram if row["ram_bytes"] is not None
+            else "-",
             _size(row["flash_bytes"]) + _of_kb(budgets.get("flash_kb")),
             "ok" if row["ops_supported"] else "NO", ", ".join(row["misses"]) or "-")
 
