@@ -142,7 +142,8 @@ def _window(events: list[str], marks: tuple[int, ...]) -> tuple[int, tuple[OpCou
     if len(timers) < 2:
         raise StageError(STAGE, "the program read its timer fewer than twice: no timed window to count")
     start, end = timers[0], timers[1]
-    per_op, depth, begun, op = [], 0, 0, ""
+    per_op: list[OpCount] = []
+    depth, begun, op = 0, 0, ""
     for i in range(start + 1, end):
         if events[i].startswith("B:"):
             if depth == 0:
