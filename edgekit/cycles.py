@@ -74,7 +74,8 @@ def emulated_latency(run: EmulatedRun, info: ModelInfo, target: Target, precisio
         per_op=per_op, basis="emulated", instructions=run.instructions, error_factor=cpi.error_factor,
         emulation={"core": run.core, "board": run.board, "qemu": run.qemu, "compiler": run.compiler,
                    "sources": run.sources, "cpi": cpi.cpi, "cpi_basis": cpi.basis,
-                   "arena_bytes": run.arena_bytes, "output_matches": run.output_matches},
+                   "arena_bytes": run.arena_bytes, "output_matches": run.output_matches,
+                   "output_max_diff": run.output_max_diff},
     )
 
 

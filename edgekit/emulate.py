@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import StageError
 from edgekit.estimate import LatencyEstimate
 from edgekit.model_info import ModelInfo
 from edgekit.targets import Target
@@ -40,6 +39,7 @@ class Emulations:
         """(ram, ops, latency) for `target`, from its core's emulated run when there is one; else as given."""
         from edgekit.cycles import emulated_latency
         from edgekit.runtimes import emulated
+        from edgekit.runtimes.emulated import checked
 
         reason = emulated.unavailable(target)
         if reason:
@@ -66,17 +66,17 @@ class Emulations:
             return ram, {**ops, "supported": False, "checked_with": f"tflite-micro on an emulated {core.name}",
                          "detail": f"the bundle's program did not set the model up on an emulated {core.name}: "
                                    f"{run.log.strip() or run.reason}"}, estimate
-        if not run.output_matches:
-            raise StageError("emulation", f"{self.path.name} on an emulated {core.name} gave other output bytes than "
-                                          "the host TFLite Micro runtime: the run does not count")
+        checked(run, self.path)
         arena = math.ceil(run.arena_bytes / ALIGNMENT) * ALIGNMENT
         ram = {**ram, "arena_host_bytes": ram.get("arena_min_bytes") or ram.get("arena_bytes"),
                "arena_bytes": run.arena_bytes, "required_bytes": arena, "margin": 0.0, "basis": "emulated",
                "method": f"the arena TFLite Micro used (arena_used_bytes()) running the bundle's program on an "
                          f"emulated {core.name} (32-bit, CMSIS-NN kernels), rounded up to 16 bytes; no margin"}
         ops = {**ops, "checked_with": f"tflite-micro on an emulated {core.name}",
-               "detail": f"the bundle's program ran it on an emulated {core.name}, output bytes identical to the "
-                         "host TFLite Micro runtime's"}
+               "detail": f"the bundle's program ran it on an emulated {core.name}, " + (
+                   "output bytes identical to the host TFLite Micro runtime's" if run.output_matches else
+                   f"float output within {emulated.FLOAT_RTOL:g} of the host TFLite Micro runtime's (largest "
+                   f"difference {run.output_max_diff:.2g})")}
         return ram, ops, emulated_latency(run, self.info, target, precision)
 
 

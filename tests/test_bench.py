@@ -152,3 +152,21 @@ def test_a_streaming_model_with_resource_variables(tmp_path):
     assert "VAR_HANDLE" in reports["rpi4"]["structure"]["op_counts"]
     assert reports["nucleo-l4r5zi"]["ops"]["supported"] is True
     assert reports["nucleo-l4r5zi"]["ram"]["arena_min_bytes"] > 0
+
+
+def test_without_the_cross_compiler_or_qemu_one_line_says_what_to_install(wide_model, monkeypatch):
+    """A Cortex-M target on a machine without the emulation tools: one warning naming the packages, and a
+    labelled estimate from the CPI fit's instructions per MAC (the profile has no cost model of its own)."""
+    from edgekit.toolchains import tools
+
+    monkeypatch.setattr(tools, "missing", lambda: ["qemu-system-arm"])
+    result = _bench(wide_model, "--target", "nucleo-l4r5zi", "--json")
+    assert result.exit_code == 0, result.output
+    [report] = json.loads(result.stdout)
+    latency = report["target_latency"]
+    assert latency["basis"] == "estimated" and latency["ms"] > 0 and latency["band"].startswith("x/÷")
+    assert latency["method"].startswith("not emulated: qemu-system-arm not found; install them (Debian/Ubuntu: "
+                                        "apt-get install qemu-system-arm")
+    assert report["ram"]["basis"] == "measured"  # the host runtime's arena, with the profile's margin
+    warnings = [line for line in result.stderr.splitlines() if "not emulated" in line]
+    assert len(warnings) == 1 and "apt-get install qemu-system-arm" in warnings[0]

@@ -206,3 +206,11 @@ def test_qemus_own_exec_log_counts_what_the_plugin_counts(models, tmp_path):
     by_plugin, by_log = qemu.run(core, elf), qemu.run(core, elf, counter="log")
     assert by_log.stdout == by_plugin.stdout
     assert by_log.marks == by_plugin.marks and by_log.total_instructions == by_plugin.total_instructions
+
+
+def test_a_setup_failure_reports_tflite_micros_own_words(models):
+    raw, expected = host_run(models["conv.tflite"])
+    with pytest.raises(emulated.SetupFailed) as caught:
+        emulated.run_model(models["conv.tflite"], cores.core("Cortex-M4"), raw, expected, arena_bytes=256)
+    assert "Failed starting model allocation" in str(caught.value) and "missing:" in caught.value.log
+    assert "arena too small" not in str(caught.value)

@@ -18,7 +18,9 @@ def camel(name: str) -> str:
 def application(name: str, expected, arduino: bool) -> str:
     """The program's source. A model with resource variables (`k...ResourceVariables` in model_ops.h) keeps
     state between runs, so only its first run is checked against the stored output."""
-    model, tolerance = camel(name), 0 if expected.dtype.kind == "f" else 1
+    # Integer outputs: within one step (optimized kernels may round differently from the host's reference
+    # ones). Float outputs: within 1e-5 (the core's fused multiply-adds and its libm's expf round differently).
+    model, tolerance = camel(name), "1e-5" if expected.dtype.kind == "f" else "1"
     c_type = C_TYPES[expected.dtype.name]
     timer = ("// Microseconds since boot: Arduino's timer.\nstatic unsigned long Now() { return micros(); }" if arduino
              else "// Microseconds since boot from your board's timer (SysTick, DWT->CYCCNT / MHz,\n"

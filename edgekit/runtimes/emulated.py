@@ -35,6 +35,9 @@ class SetupFailed(StageError):
     def __init__(self, reason: str, log: str):
         super().__init__(STAGE, reason)
         self.log = log
+# Float kernels on the core round differently from the host's (fused multiply-add, newlib's expf): values,
+# not bytes, are compared for float outputs. Integer outputs must be byte-identical.
+FLOAT_RTOL, FLOAT_ATOL = 1e-5, 1e-6
 STACK_AND_HEAP = 192 << 10  # RAM kept out of the default arena: stack, heap (stdio buffers), .data, the event log
 
 
@@ -54,6 +57,8 @@ class EmulatedRun:
     arena_bytes: int  # arena_used_bytes() on the 32-bit core
     arena_given_bytes: int  # the arena constant the program was built with
     output_matches: bool  # output bytes identical to the host TFLite Micro runtime's
+    output_max_diff: float  # largest difference from the host's output values
+    output_ok: bool  # integer outputs: identical bytes; float: within FLOAT_RTOL / FLOAT_ATOL of the host's
     output_hex: str
     qemu: str
     compiler: str
@@ -86,10 +91,12 @@ def unavailable(target) -> str | None:
 
 
 def checked(run: EmulatedRun, model: Path) -> EmulatedRun:
-    """`run`, when its output bytes equal the host runtime's; a StageError otherwise."""
-    if not run.output_matches:
+    """`run`, when its output equals the host runtime's (integer: the bytes; float: the values within
+    FLOAT_RTOL); a StageError otherwise."""
+    if not run.output_ok:
         raise StageError(STAGE, f"{Path(model).name} on an emulated {run.core} gave output {run.output_hex[:32]} where "
-                                "the host TFLite Micro runtime gave other bytes: the run does not count")
+                                f"the host TFLite Micro runtime gave other values (largest difference "
+                                f"{run.output_max_diff:.3g}): the run does not count")
     return run
 
 
@@ -130,8 +137,15 @@ def run_model(model: Path, core: Core, raw_input: np.ndarray, expected: np.ndarr
         raise StageError(STAGE, f"{len(run.marks)} counts for {len(events['edgekit_events'])} events: the "
                                 "instruction counts cannot be paired with the ops")
     instructions, per_op = _window(events["edgekit_events"], run.marks)
-    return EmulatedRun(core.name, core.board, instructions, per_op, int(first["arena_used"]), arena,
-                       output == np.ascontiguousarray(expected).tobytes().hex(), output, run.qemu,
+    host = np.ascontiguousarray(expected)
+    exact = output == host.tobytes().hex()
+    values = np.frombuffer(bytes.fromhex(output), host.dtype) if len(output) == 2 * host.nbytes else None
+    diff = float(np.abs(values.astype(np.float64) - host.ravel()).max()) if values is not None and values.size else \
+        (0.0 if exact else float("inf"))
+    ok = exact or (host.dtype.kind == "f" and values is not None and
+                   bool(np.allclose(values, host.ravel(), rtol=FLOAT_RTOL, atol=FLOAT_ATOL)))
+    return EmulatedRun(core.name, core.board, instructions, per_op, int(first["arena_used"]), arena, exact, diff, ok,
+                       output, run.qemu,
                        tools.version(tools.require("arm-none-eabi-g++")), sources.commits(),
                        time.perf_counter() - started)
 
