@@ -151,11 +151,11 @@ def bench_targets() -> str:
     run = load("bench_targets")
     label, rows = next((label, rows) for label, rows in run["models"].items() if label.startswith("digits-cnn"))
     first = rows[0]
-    lines = ["| target | fits | latency (target, estimated) | RAM |", "|---|---|---|---|"]
+    lines = ["| target | fits | latency (target) | RAM |", "|---|---|---|---|"]
     for row in rows:
         estimate, misses = row["target_latency"], [c["budget"] for c in row["fit"]["checks"] if c["ok"] is False]
         fits = "yes" if row["fit"]["fits"] else f"no ({', '.join(misses)})"
-        lines.append(f"| {row['target']} | {fits} | {estimate['ms']:.3g} ms ±{estimate['expected_error']:.0%} | "
+        lines.append(f"| {row['target']} | {fits} | {estimate['ms']:.3g} ms {estimate['band']} ({estimate['basis']}) | "
                      f"{row['ram']['required_bytes'] / 1024:,.0f} KiB ({row['ram']['basis']}) |")
     return _prose(
         f"`benchmarks/bench_targets.py` (`benchmarks/bench_targets.json`; every reference model: "

@@ -30,7 +30,7 @@ def _table_targets(stdout: str) -> list[str]:
     for line in stdout.splitlines():
         if line.startswith("┃"):
             inside = line.split("┃")[1].strip() == "target"
-        elif inside and line.startswith("│"):
+        elif inside and line.startswith("│") and line.split("│")[1].strip():  # not a wrapped cell's next line
             rows.append(line.split("│")[1].strip())
     return rows
 
