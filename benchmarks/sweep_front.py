@@ -104,8 +104,8 @@ def to_markdown(result: dict) -> str:
     for target, front in result["fronts"].items():
         lines += [f"## {target}", "", f"Best fitting point: {front['best'] or 'none'}"
                   + (f" (accuracy {front['best_metric']:.4f})" if front["best"] else "")
-                  + f"; Pareto front (accuracy, estimated latency, RAM): {', '.join(front['front']) or 'empty'}.", "",
-                  "| point | variant | fits | accuracy | latency est. ms | RAM KB | flash KB | on the front |",
+                  + f"; Pareto front (accuracy, target latency, RAM): {', '.join(front['front']) or 'empty'}.", "",
+                  "| point | variant | fits | accuracy | target latency ms | RAM KB | flash KB | on the front |",
                   "|---|---|---|---:|---:|---:|---:|---|"]
         for name, v in front["points"].items():
             latency = f"{v['latency_ms']:.3f}" if v["latency_ms"] is not None else "-"

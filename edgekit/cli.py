@@ -282,7 +282,7 @@ def optimize_command(model, data_spec, out, seed, unsafe_load, distribute, as_js
 def sweep_command(recipe_name, chosen, grid_file, data_spec, out, workers, ray_address, seed, runs, warmup,
                   distribute, as_json):
     """Build every combination of the grid's recipe values and find, per target, the best point that fits and
-    the Pareto front of metric, estimated latency and RAM. A point whose untrained model already misses every
+    the Pareto front of metric, target latency and RAM. A point whose untrained model already misses every
     target's flash, RAM or latency budget is skipped before training. Re-running continues where it stopped."""
     from edgekit.sweep import summary_lines, sweep
 

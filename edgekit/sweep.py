@@ -145,11 +145,13 @@ def run_point(mapping: dict[str, Any], target_refs: list[str], out: str, seed: i
 
 
 def _verdict(target: TargetResult) -> dict[str, Any]:
-    """A point's figures on one target: its selected variant's metric, estimated latency, RAM and flash."""
+    """A point's figures on one target: its selected variant's metric, target latency (estimated or emulated,
+    as latency_basis says), RAM and flash."""
     chosen = target.selected.measured
     return {"variant": target.selection.variant, "fits": target.selection.fits, "reason": target.selection.reason,
             "metric": target.selected.metric_value,
             "latency_ms": chosen.target_latency.ms if chosen.target_latency else None,
+            "latency_basis": chosen.target_latency.basis if chosen.target_latency else None,
             "ram_bytes": chosen.ram.get("required_bytes"), "flash_bytes": chosen.size_bytes,
             "misses": [f"{c.budget}: {c.summary}" for c in chosen.fit.misses]}
 
@@ -331,8 +333,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
     for target, verdict in summary["per_target"].items():
         lines.append(f"- **{target}**: best fitting point {verdict['best'] or 'none'}"
                      + (f" ({verdict['best_metric']:.4f})" if verdict["best"] else "")
-                     + f"; Pareto front (metric, estimated latency, RAM): {', '.join(verdict['front']) or 'empty'}")
-    lines += ["", "| point | changes | target | variant | fits | metric | latency est. ms | RAM B | flash B |",
+                     + f"; Pareto front (metric, target latency, RAM): {', '.join(verdict['front']) or 'empty'}")
+    lines += ["", "| point | changes | target | variant | fits | metric | target latency ms | RAM B | flash B |",
               "|---|---|---|---|---|---:|---:|---:|---:|"]
     for row in summary["points"]:
         changes = ", ".join(f"{k}={json.dumps(v)}" for k, v in row["changes"].items())
@@ -342,7 +344,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
                          "| | | | |")
             continue
         for target, v in row["targets"].items():
-            latency = f"{v['latency_ms']:.3f}" if v["latency_ms"] is not None else "-"
+            latency = f"{v['latency_ms']:.3f} {v.get('latency_basis') or ''}".strip() \
+                if v["latency_ms"] is not None else "-"
             lines.append(f"| {row['point']} | {changes} | {target} | {v['variant']} | {'yes' if v['fits'] else 'no'} | "
                          f"{v['metric']:.4f} | {latency} | {v['ram_bytes'] or '-'} | {v['flash_bytes']:,} |")
     return "\n".join(lines) + "\n"

@@ -123,7 +123,7 @@ def test_sweep_html_is_one_self_contained_page_with_the_front_and_every_point(fi
     text = page.visible
     verdict = summary["per_target"][TARGET]
     assert f"Best fitting point: {verdict['best']} (accuracy {verdict['best_metric']:.4f})" in text
-    assert f"Pareto front (metric, estimated latency, RAM): {', '.join(verdict['front'])}" in text
+    assert f"Pareto front (metric, target latency, RAM): {', '.join(verdict['front'])}" in text
     for row in summary["points"]:  # the table of every point, with sweep.json's figures
         figures = row["targets"][TARGET]
         assert row["point"] in text and f"{figures['metric']:.4f}" in text, row["point"]

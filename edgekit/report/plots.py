@@ -386,7 +386,7 @@ def figures(report: dict[str, Any]) -> dict[str, bytes]:
 
 @_styled
 def sweep_front(summary: dict[str, Any], target: str) -> bytes | None:
-    """One target of a sweep: each built point's metric against its estimated latency there, marker area by
+    """One target of a sweep: each built point's metric against its target latency there, marker area by
     the RAM it needs, the Pareto front joined and labelled, points that miss a budget as red crosses. None
     when no built point has a latency estimate for the target."""
     rows = [{"point": row["point"], **row["targets"][target]} for row in summary["points"]
@@ -423,9 +423,9 @@ def sweep_front(summary: dict[str, Any], target: str) -> bytes | None:
         axes.xaxis.set_major_formatter(_thousands())
         axes.xaxis.set_minor_formatter(_thousands(minor=True))
     better = "higher" if summary.get("higher_is_better", True) else "lower"
-    axes.set_xlabel(f"estimated latency on {target} (ms)")
+    axes.set_xlabel(f"target latency on {target} (ms)")
     axes.set_ylabel(f"test {summary.get('metric', 'metric')} ({better} is better)")
     axes.margins(x=0.15, y=0.2)
-    axes.set_title(f"{target}: {summary.get('metric', 'metric')} vs estimated latency (marker area: RAM)")
+    axes.set_title(f"{target}: {summary.get('metric', 'metric')} vs target latency (marker area: RAM)")
     axes.legend(loc="best", markerscale=0.6)
     return _png(figure)

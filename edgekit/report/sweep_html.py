@@ -54,7 +54,7 @@ def render_sweep_html(summary: dict[str, Any], figures: dict[str, bytes]) -> str
         "Latency is edgekit's estimate for the target (not measured on the device); RAM is the "
         "TFLite Micro arena or the LiteRT / ONNX Runtime memory measured on this host; the metric is on the test "
         "split. The Pareto front holds the fitting points that no other fitting point beats on metric, "
-        "estimated latency and RAM at once (latency and RAM count only when more than 5% apart: they carry "
+        "target latency and RAM at once (latency and RAM count only when more than 5% apart: they carry "
         "measurement noise). A point is skipped before training when its untrained model, "
         "converted, already misses a budget of every target.")))
     return _page(title, escape(lead), sections, f"Made by edgekit {escape(_version())} from sweep.json by "
@@ -66,7 +66,7 @@ def _sweep_target(summary: dict[str, Any], target: str, figures: dict[str, bytes
     metric = summary.get("metric", "metric")
     best = (f"Best fitting point: {verdict['best']} ({metric} {verdict['best_metric']:.4f})" if verdict["best"]
             else "No point fits")
-    head = f"{best}. Pareto front (metric, estimated latency, RAM): {', '.join(verdict['front']) or 'empty'}."
+    head = f"{best}. Pareto front (metric, target latency, RAM): {', '.join(verdict['front']) or 'empty'}."
     skipped = [(row["point"], "; ".join(row["skipped"].get(target, [])) or "fits here, but no target is "
                 "left to build it for") for row in summary["points"] if "skipped" in row]
     failed = [(row["point"], row["failed"]) for row in summary["points"] if "failed" in row]
@@ -91,5 +91,5 @@ def _sweep_target(summary: dict[str, Any], target: str, figures: dict[str, bytes
         (f"<h3>Failed ({len(failed)})</h3><ul>{''.join(f'<li>{escape(p)}: {escape(why)}</li>' for p, why in failed)}"
          "</ul>") if failed else "",
         f"<h3>Every point on {escape(target)}</h3>",
-        _table(("point", "changes", "status", "variant", "fits", metric, "latency est. ms", "RAM", "flash", "front"),
+        _table(("point", "changes", "status", "variant", "fits", metric, "target latency ms", "RAM", "flash", "front"),
                rows, selected=chosen, text_columns=5))

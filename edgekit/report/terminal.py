@@ -1,5 +1,5 @@
 """What `edgekit build` and `edgekit bench` print on stdout, as strings (the CLI prints them): the lead target's
-variants, the table across targets ranked by fit and estimated latency, and what to ship to each."""
+variants, the table across targets ranked by fit and target latency, and what to ship to each."""
 
 from __future__ import annotations
 
