@@ -112,7 +112,8 @@ def qemu_version() -> str:
 
 
 def key() -> str:
-    request = json.dumps({"recipe": RECIPE, "debian": DEBIAN_SUITES, "debs": DEBS, "wheels": WHEELS, "platforms": PLATFORMS})
+    request = json.dumps({"recipe": RECIPE, "debian": DEBIAN_SUITES, "debs": DEBS, "wheels": WHEELS,
+                          "platforms": PLATFORMS})
     return hashlib.sha256(request.encode()).hexdigest()[:16]
 
 
@@ -150,6 +151,9 @@ def sysroot(progress=None) -> Path:
                 archive.extractall(site)
         if not (building / PYTHON).is_file():
             raise StageError(STAGE, f"the arm64 packages held no {PYTHON}")
+        # import once: checks the sysroot and writes the bytecode caches, so that no later run compiles
+        _run([qemu(), "-L", str(building), "-cpu", "cortex-a72", str(building / PYTHON), "-I", "-c",
+              "import json, numpy, ai_edge_litert.interpreter"], "the aarch64 Python could not import numpy and LiteRT")
         record = {"recipe": RECIPE, "debs": debs, "wheels": wheels, "build_s": round(time.monotonic() - started, 1)}
         (building / "manifest.json").write_text(json.dumps(record, indent=1) + "\n")
         if root.exists():  # a half-built one from an interrupted run

@@ -1,13 +1,14 @@
 """edgekit's LiteRT runner for an emulated aarch64 core: run by the sysroot's Python under qemu-aarch64, never
 imported by edgekit itself (it imports nothing of edgekit).
 
-    python3.11 -I litert_runner.py MODEL.tflite INPUT.bin WARMUP THREADS MAGIC
+    python3.11 -I litert_runner.py MODEL.tflite INPUT.bin WARMUP THREADS MAGIC [maps]
 
 Loads MODEL with ai_edge_litert's Interpreter (XNNPACK, THREADS threads), sets the first input from INPUT.bin's
 raw bytes, runs WARMUP invokes, then ONE timed invoke between two marks the counting plugin watches:
 lseek(/dev/null, MAGIC + 1) before it and lseek(/dev/null, MAGIC + 2) after it. Two marks around nothing
 (MAGIC + 3, MAGIC + 4) measure what the marking itself costs. Prints one JSON line: the first output's bytes
-as hex, its dtype and shape, the guest's own wall time of the timed invoke, and the versions it ran with.
+as hex, its dtype and shape, the guest's own wall time of the timed invoke, and the versions it ran with; with
+`maps`, also where each shared object's code was mapped (QEMU emulates /proc/self/maps with guest addresses).
 """
 
 import json
@@ -40,11 +41,17 @@ def main() -> None:
     seek(null, magic + 2, 0)
     elapsed = clock() - start
     os.close(null)
+    maps = {}
+    if sys.argv[6:] == ["maps"]:
+        for line in open("/proc/self/maps").read().splitlines():
+            fields = line.split()
+            if len(fields) == 6 and fields[5].startswith("/") and fields[3] != "00:00" and int(fields[2], 16) == 0:
+                maps.setdefault(fields[5], int(fields[0].split("-")[0], 16))
     produced = interpreter.get_output_details()[0]
     output = interpreter.get_tensor(produced["index"])
     print(json.dumps({"output_hex": output.tobytes().hex(), "dtype": str(output.dtype),
                       "shape": list(output.shape), "guest_ns": elapsed, "python": sys.version.split()[0],
-                      "numpy": np.__version__, "litert": litert_version}))
+                      "numpy": np.__version__, "litert": litert_version, "maps": maps}))
 
 
 if __name__ == "__main__":
