@@ -1,0 +1,143 @@
+"""A .tflite model in the real LiteRT runtime (ai-edge-litert's aarch64 wheel, XNNPACK) on an emulated Cortex-A
+core: `qemu-aarch64 -L CORE_ROOT -cpu CORE python3.11 litert_runner.py ...` (see edgekit.toolchains.aarch64
+for the sysroot), counted by edgekit's user-mode plugin.
+
+The runner warms the interpreter up, then marks the start and the end of ONE invoke with a system call the
+plugin watches; it marks an empty window the same way, and `instructions` is the invoke's window less the
+empty one (what marking itself costs, about a thousand instructions of Python). The count is the emulated
+core's instruction stream as LiteRT runs it there: XNNPACK's kernels for that core's features, and the
+interpreter's own work, with one thread unless `threads` says otherwise. It is not a time: that takes a CPI
+and a clock.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import StageError
+from edgekit.toolchains import aarch64
+
+STAGE = "emulation"
+MAGIC = 0xED6E0000  # lseek offsets MAGIC + 1..4 mark the windows (see board/litert_runner.py)
+LSEEK = 62  # aarch64 Linux's lseek
+RUNNER = aarch64.BOARD / "litert_runner.py"
+
+
+@dataclass(frozen=True)
+class SymbolCount:
+    symbol: str
+    library: str
+    instructions: int
+
+
+@dataclass(frozen=True)
+class LiteRTRun:
+    core: str
+    instructions: int  # of the one timed invoke: its window less the empty window
+    window_instructions: int  # between the two marks around the invoke
+    mark_instructions: int  # between two marks around nothing
+    total_instructions: int  # the whole emulated process
+    output_hex: str
+    output_dtype: str
+    output_shape: tuple[int, ...]
+    wall_s: float  # the host's wall time of the whole emulated run
+    guest_invoke_ns: int  # the guest's clock around the timed invoke (emulated, so not a target time)
+    qemu: str
+    versions: dict[str, str]  # python, numpy, litert inside the emulator
+    wheels: tuple[str, ...]
+    threads: int
+    warmup: int
+    per_symbol: tuple[SymbolCount, ...] = field(default=())  # with symbols=True; largest first
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_litert(model_path: Path, core: str, raw_input: np.ndarray | bytes, warmup: int = 3, threads: int = 1,
+               symbols: bool = False, timeout: float = 600) -> LiteRTRun:
+    """Run `model_path` on an emulated `core` (QEMU's -cpu name: cortex-a53, cortex-a72, cortex-a76) with
+    `raw_input` as its first input's bytes; count the instructions of one invoke after `warmup` ones."""
+    model_path = Path(model_path).resolve()
+    spec = aarch64.core(core)
+    qemu, plugin = aarch64.qemu(), aarch64.plugin()
+    root = aarch64.core_root(spec.name)
+    raw = raw_input.tobytes() if isinstance(raw_input, np.ndarray) else bytes(raw_input)
+    with tempfile.TemporaryDirectory() as scratch:
+        counts, given = Path(scratch) / "counts.json", Path(scratch) / "input.bin"
+        given.write_bytes(raw)
+        options = f"out={counts},syscall={LSEEK},magic={MAGIC:#x}" + (",symbols=1" if symbols else "")
+        command = [qemu, "-L", str(root), "-cpu", spec.name, "-plugin", f"{plugin},{options}",
+                   str(root / aarch64.PYTHON), "-I", str(RUNNER), str(model_path), str(given), str(warmup),
+                   str(threads), hex(MAGIC), *(["maps"] if symbols else [])]
+        started = time.monotonic()
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                    stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise StageError(STAGE, f"{model_path.name} on an emulated {spec.name} did not finish within "
+                                    f"{timeout:.0f} s") from None
+        wall = time.monotonic() - started
+        lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+        if result.returncode or not lines or not counts.is_file():
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise StageError(STAGE, f"{model_path.name} on an emulated {spec.name} (LiteRT under qemu-aarch64) "
+                                    f"stopped with exit status {result.returncode}: {last}")
+        report, counted = json.loads(lines[-1]), json.loads(counts.read_text())
+    marks = {tag: count for tag, count in reversed(counted["marks"])}  # the first mark of each tag
+    if not {1, 2, 3, 4} <= set(marks):
+        raise StageError(STAGE, f"the counting plugin saw marks {sorted(marks)}, not the four the runner makes")
+    window, empty = marks[2] - marks[1], marks[4] - marks[3]
+    per_symbol = _per_symbol(counted.get("blocks", []), report.get("maps", {}), root) if symbols else ()
+    return LiteRTRun(spec.name, window - empty, window, empty, counted["total"], report["output_hex"],
+                     report["dtype"], tuple(report["shape"]), round(wall, 3), report["guest_ns"],
+                     aarch64.qemu_version(),
+                     {name: report[name] for name in ("python", "numpy", "litert")},
+                     tuple(aarch64.manifest()["wheels"]), threads, warmup, per_symbol)
+
+
+def _per_symbol(blocks: list[list[int]], maps: dict[str, int], root: Path) -> tuple[SymbolCount, ...]:
+    """Each counted block's instructions, given to the symbol its first instruction lies in (the libraries'
+    .symtab, read with nm; a block in a library without symbols, or outside every library, counts under
+    the library's name or "?")."""
+    nm = shutil.which("nm")
+    bases = sorted((base, path) for path, base in maps.items())
+    starts = [base for base, _ in bases]
+    tables: dict[str, tuple[list[int], list[str]]] = {}
+    totals: Counter[tuple[str, str]] = Counter()
+    for pc, instructions in blocks:
+        index = bisect.bisect_right(starts, pc) - 1
+        if index < 0:
+            totals[("?", "?")] += instructions
+            continue
+        base, path = bases[index]
+        library = Path(path).name
+        if path not in tables:
+            tables[path] = _symbols(nm, Path(path), root)
+        addresses, names = tables[path]
+        at = bisect.bisect_right(addresses, pc - base) - 1
+        totals[(names[at] if at >= 0 else library, library)] += instructions
+    return tuple(SymbolCount(symbol, library, count) for (symbol, library), count in totals.most_common())
+
+
+def _symbols(nm: str | None, path: Path, root: Path) -> tuple[list[int], list[str]]:
+    host = path if path.is_file() else root / str(path).lstrip("/")
+    if nm is None or not host.is_file():
+        return [], []
+    result = subprocess.run([nm, "--defined-only", "--no-demangle", str(host)], capture_output=True, text=True)
+    if result.returncode or not result.stdout.strip():
+        result = subprocess.run([nm, "-D", "--defined-only", "--no-demangle", str(host)], capture_output=True,
+                                text=True)
+    table = sorted({(int(fields[0], 16), fields[2]) for fields in (line.split() for line in result.stdout.splitlines())
+                    if len(fields) == 3 and fields[1] in "tTwWiI"})
+    return [address for address, _ in table], [name for _, name in table]

@@ -1,0 +1,102 @@
+"""Models in the real LiteRT runtime (ai-edge-litert's aarch64 wheel, XNNPACK) on emulated Cortex-A cores:
+qemu-aarch64 with a Debian arm64 sysroot edgekit builds once and caches (EDGEKIT_CACHE_DIR or
+~/.cache/edgekit; building it fetches about 11 MB of .debs and 40 MB of wheels), counted by edgekit's plugin.
+
+Without qemu-aarch64 (or apt-get, dpkg-deb, a C compiler) these tests skip, and so they do where the sysroot
+cannot be fetched, except where EDGEKIT_REQUIRE_EMULATION=1: there either fails them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_tflm import int8_conv
+
+from edgekit.errors import StageError, UsageError
+from edgekit.runtimes import emulated_a64
+from edgekit.toolchains import aarch64
+
+pytestmark = pytest.mark.slow
+REQUIRED = os.environ.get("EDGEKIT_REQUIRE_EMULATION") == "1"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toolchain():
+    missing = aarch64.missing()
+    if missing:
+        message = aarch64.install_hint(missing)
+        pytest.fail(message) if REQUIRED else pytest.skip(message)
+    try:
+        aarch64.sysroot()
+    except StageError as error:
+        pytest.fail(str(error)) if REQUIRED else pytest.skip(str(error))
+
+
+@pytest.fixture(scope="module")
+def conv(tmp_path_factory) -> tuple[Path, np.ndarray, str]:
+    """The int8 conv model (16 channels), a raw input, and the host LiteRT's output for it as hex."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = tmp_path_factory.mktemp("a64") / "conv16.tflite"
+    path.write_bytes(int8_conv(16))
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    given = interpreter.get_input_details()[0]
+    raw = np.random.default_rng(0).integers(-128, 128, given["shape"]).astype(given["dtype"])
+    interpreter.set_tensor(given["index"], raw)
+    interpreter.invoke()
+    return path, raw, interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).tobytes().hex()
+
+
+@pytest.fixture(scope="module")
+def runs(conv) -> dict[str, emulated_a64.LiteRTRun]:
+    path, raw, _ = conv
+    return {core: emulated_a64.run_litert(path, core, raw) for core in ("cortex-a72", "cortex-a76")}
+
+
+def test_int8_conv_on_emulated_a72_and_a76_matches_the_host_bit_exactly(conv, runs):
+    _, _, expected = conv
+    for core, run in runs.items():
+        assert run.core == core and run.output_hex == expected and run.output_dtype == "int8"
+        assert run.output_shape == (1, 4)
+        assert run.versions == {"python": "3.11.2", "numpy": "2.2.6", "litert": "2.3.0"}
+        assert run.qemu.startswith("qemu-aarch64 version") and run.threads == 1
+        assert any(wheel.startswith("ai_edge_litert-2.3.0-cp311") for wheel in run.wheels)
+
+
+def test_the_invoke_is_counted_apart_from_the_python_run(runs):
+    for run in runs.values():
+        # a whole Python run is hundreds of millions of instructions; one invoke of this model, tens of thousands
+        assert 1_000 < run.instructions < 1_000_000 < run.total_instructions
+        assert run.window_instructions == run.instructions + run.mark_instructions
+        assert 0 < run.mark_instructions < 5_000
+
+
+def test_counts_repeat_within_a_tenth_of_a_percent(conv, runs):
+    # Measured here: the A76 count repeats exactly, the A72's by up to ~30 instructions in 26,000 (the
+    # allocator's and mutexes' paths differ between runs).
+    path, raw, _ = conv
+    again = emulated_a64.run_litert(path, "cortex-a72", raw)
+    assert abs(again.instructions - runs["cortex-a72"].instructions) <= 0.001 * runs["cortex-a72"].instructions
+
+
+def test_a76_dot_product_kernels_execute_fewer_instructions_than_a72(runs):
+    assert runs["cortex-a76"].instructions < 0.8 * runs["cortex-a72"].instructions
+
+
+def test_instructions_split_by_symbol_name_xnnpack_kernels(conv):
+    path, raw, _ = conv
+    run = emulated_a64.run_litert(path, "cortex-a76", raw, symbols=True)
+    names = [count.symbol for count in run.per_symbol]
+    assert any("neondot" in name for name in names[:3])  # the dot-product GEMM leads
+    assert sum(count.instructions for count in run.per_symbol) == run.window_instructions
+
+
+def test_unknown_core_and_missing_qemu_are_one_line(monkeypatch):
+    with pytest.raises(UsageError, match="no emulated aarch64 core 'cortex-x9'"):
+        aarch64.core("cortex-x9")
+    monkeypatch.setattr(aarch64.shutil, "which", lambda name: None)
+    with pytest.raises(StageError, match="apt-get install qemu-user"):
+        aarch64.qemu()
