@@ -235,22 +235,10 @@ def _run(command: list[str], failure: str, environment: dict | None = None, cwd:
 
 @functools.cache
 def plugin() -> Path:
-    """The user-mode counting plugin, compiled for the installed QEMU on first use and cached."""
-    source = (BOARD / "count_a64_plugin.c").read_text()
-    digest = hashlib.sha256((source + qemu_version()).encode()).hexdigest()[:16]
-    path = sources.cache_root() / "qemu-plugin" / f"count-a64-{digest}.so"
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-        (Path(scratch) / "count_a64_plugin.c").write_text(source)
-        built = Path(scratch) / "count.so"
-        result = subprocess.run([tools.require("cc"), "-shared", "-fPIC", "-O2", "-o", str(built),
-                                 str(Path(scratch) / "count_a64_plugin.c")], capture_output=True, text=True)
-        if result.returncode:
-            raise StageError(STAGE, f"could not compile edgekit's QEMU plugin: {result.stderr.strip()[-300:]}")
-        built.replace(path)
-    return path
+    """The user-mode counting plugin (board/count_a64_plugin.c), compiled for the installed qemu-aarch64."""
+    from edgekit.toolchains.qemu import plugin as compiled
+
+    return compiled("count_a64_plugin.c", "qemu-aarch64")
 
 
 def main() -> None:

@@ -43,19 +43,20 @@ def qemu_version() -> str:
     return tools.version(tools.require("qemu-system-arm"))
 
 
-def plugin() -> Path:
-    """The counting plugin, compiled for the installed QEMU on first use and cached."""
-    source = (BOARD / "count_plugin.c").read_text()
-    key = hashlib.sha256((source + qemu_version()).encode()).hexdigest()[:16]
-    path = sources.cache_root() / "qemu-plugin" / f"count-{key}.so"
+def plugin(source_name: str = "count_plugin.c", qemu: str = "qemu-system-arm") -> Path:
+    """A counting plugin of board/ (`source_name`), compiled for the installed `qemu` on first use and cached
+    under its source and that QEMU's version."""
+    source = (BOARD / source_name).read_text()
+    key = hashlib.sha256((source + tools.version(tools.require(qemu))).encode()).hexdigest()[:16]
+    path = sources.cache_root() / "qemu-plugin" / f"{Path(source_name).stem}-{key}.so"
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-        (Path(scratch) / "count_plugin.c").write_text(source)
+        (Path(scratch) / source_name).write_text(source)
         built = Path(scratch) / "count.so"
         result = subprocess.run([tools.require("cc"), "-shared", "-fPIC", "-O2", "-o", str(built),
-                                 str(Path(scratch) / "count_plugin.c")], capture_output=True, text=True)
+                                 str(Path(scratch) / source_name)], capture_output=True, text=True)
         if result.returncode:
             raise StageError(STAGE, f"could not compile edgekit's QEMU plugin: {result.stderr.strip()[-300:]}")
         built.replace(path)

@@ -41,7 +41,7 @@ def main() -> None:
     seek(null, magic + 2, 0)
     elapsed = clock() - start
     os.close(null)
-    maps = {}
+    maps: dict[str, int] = {}
     if sys.argv[6:] == ["maps"]:
         for line in open("/proc/self/maps").read().splitlines():
             fields = line.split()
