@@ -146,6 +146,7 @@ def test_export_stores_a_test_set_sample_with_data(tiny_build, tmp_path):
     np.testing.assert_array_equal(stored, expected)
 
 
+@pytest.mark.slow  # three exports, each run on the emulated core
 def test_the_arena_bench_measured_is_reused_for_the_same_file_only(bundle, tmp_path):
     """export_mcu's measured_arena (issue 9): for the file with that sha256 the arena is not bisected again
     (the figure given is the one written, here one made 16 bytes larger to tell it apart) and the files are
