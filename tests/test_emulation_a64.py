@@ -16,7 +16,7 @@ from test_tflm import int8_conv
 
 from edgekit.errors import StageError, UsageError
 from edgekit.runtimes import emulated_a64
-from edgekit.toolchains import aarch64
+from edgekit.toolchains import aarch64, tools
 
 pytestmark = pytest.mark.slow
 REQUIRED = os.environ.get("EDGEKIT_REQUIRE_EMULATION") == "1"
@@ -26,7 +26,7 @@ REQUIRED = os.environ.get("EDGEKIT_REQUIRE_EMULATION") == "1"
 def toolchain():
     missing = aarch64.missing()
     if missing:
-        message = aarch64.install_hint(missing)
+        message = tools.install_hint(missing)
         pytest.fail(message) if REQUIRED else pytest.skip(message)
     try:
         aarch64.sysroot()
@@ -97,6 +97,6 @@ def test_instructions_split_by_symbol_name_xnnpack_kernels(conv):
 def test_unknown_core_and_missing_qemu_are_one_line(monkeypatch):
     with pytest.raises(UsageError, match="no emulated aarch64 core 'cortex-x9'"):
         aarch64.core("cortex-x9")
-    monkeypatch.setattr(aarch64.shutil, "which", lambda name: None)
+    monkeypatch.setattr(tools.shutil, "which", lambda name: None)
     with pytest.raises(StageError, match="apt-get install qemu-user"):
         aarch64.qemu()

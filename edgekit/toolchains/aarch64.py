@@ -38,7 +38,6 @@ from edgekit.toolchains import sources, tools
 STAGE = "aarch64 runtime"
 RECIPE = 1
 QEMU = "qemu-aarch64"
-QEMU_PACKAGE = "qemu-user"
 BOARD = Path(__file__).parent / "board"
 # Debian 12 (bookworm) arm64: Python 3.11 and the libraries it, numpy and LiteRT load.
 DEBS = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libc6", "libstdc++6",
@@ -89,22 +88,14 @@ def core(name: str) -> CortexA:
 
 def qemu() -> str:
     """qemu-aarch64's path, or one StageError line saying what to install."""
-    path = shutil.which(QEMU)
-    if path is None:
-        raise StageError(STAGE, f"{QEMU} not found; install it (Debian/Ubuntu: apt-get install {QEMU_PACKAGE})")
-    return path
+    return tools.require(QEMU)
+
+
+NEEDED = (QEMU, "apt-get", "dpkg-deb", "cc")  # what building the root and counting need
 
 
 def missing() -> list[str]:
-    """What building and counting need that is not on PATH, as install hints' program names."""
-    needed = {QEMU: QEMU_PACKAGE, "apt-get": "apt", "dpkg-deb": "dpkg", "cc": "gcc"}
-    return [name for name in needed if shutil.which(name) is None]
-
-
-def install_hint(names: list[str]) -> str:
-    packages = {QEMU: QEMU_PACKAGE, "apt-get": "apt", "dpkg-deb": "dpkg", "cc": "gcc"}
-    return (f"{', '.join(names)} not found; install them (Debian/Ubuntu: apt-get install "
-            f"{' '.join(sorted({packages[name] for name in names}))})")
+    return tools.missing(NEEDED)
 
 
 def qemu_version() -> str:

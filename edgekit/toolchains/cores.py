@@ -27,7 +27,6 @@ class Core:
     mcpu: str  # gcc's -mcpu
     float_abi: str  # soft | softfp | hard
     fpu: str | None  # gcc's -mfpu, when the core has one
-    cmsis_device: str  # ARMCM4, ...: TFLM's -DCPU_M4 / CMSIS device naming
     board: str  # QEMU machine
     code: Region  # where code and read-only data go (and the vector table, when `boot` is None)
     ram: Region  # data, the tensor arena, heap and stack
@@ -48,20 +47,20 @@ CORES = {
     core.name: core for core in (
         # ARMv6-M: runs unchanged on the Cortex-M3 board (v6-M is a subset of v7-M), so its instructions are
         # counted there; TFLM's cortex-m0plus flags.
-        Core("Cortex-M0+", "armv6-m", "cortex-m0plus", "soft", None, "ARMCM0plus", "mps2-an385", _MPS2_CODE,
+        Core("Cortex-M0+", "armv6-m", "cortex-m0plus", "soft", None, "mps2-an385", _MPS2_CODE,
              _MPS2_RAM, (), False),
-        Core("Cortex-M3", "armv7-m", "cortex-m3", "soft", None, "ARMCM3", "mps2-an385", _MPS2_CODE, _MPS2_RAM, (),
+        Core("Cortex-M3", "armv7-m", "cortex-m3", "soft", None, "mps2-an385", _MPS2_CODE, _MPS2_RAM, (),
              False),
-        Core("Cortex-M4", "armv7e-m", "cortex-m4", "hard", "auto", "ARMCM4", "mps2-an386", _MPS2_CODE, _MPS2_RAM,
+        Core("Cortex-M4", "armv7e-m", "cortex-m4", "hard", "auto", "mps2-an386", _MPS2_CODE, _MPS2_RAM,
              ("dsp", "fpu-sp"), True),
-        Core("Cortex-M7", "armv7e-m", "cortex-m7", "hard", "auto", "ARMCM7", "mps2-an500", _MPS2_CODE, _MPS2_RAM,
+        Core("Cortex-M7", "armv7e-m", "cortex-m7", "hard", "auto", "mps2-an500", _MPS2_CODE, _MPS2_RAM,
              ("dsp", "fpu-sp", "fpu-dp"), True),
         # Boots secure: code in SSRAM1's secure alias, data in SSRAM3's.
-        Core("Cortex-M33", "armv8-m.main", "cortex-m33", "hard", "auto", "ARMCM33", "mps2-an505",
+        Core("Cortex-M33", "armv8-m.main", "cortex-m33", "hard", "auto", "mps2-an505",
              Region(0x10000000, 4 << 20), Region(0x38000000, 2 << 20), ("dsp", "fpu-sp"), True),
         # ITCM is 512 KB, too small for a large model beside the code: code and data go to the 2 MB SRAM
         # (secure alias); the DTCM holds data. soft float would disable MVE, so hard (TFLM: FLOAT=hard).
-        Core("Cortex-M55", "armv8.1-m.main", "cortex-m55", "hard", "auto", "ARMCM55", "mps3-an547",
+        Core("Cortex-M55", "armv8.1-m.main", "cortex-m55", "hard", "auto", "mps3-an547",
              Region(0x11000000, 2 << 20), Region(0x30000000, 512 << 10), ("dsp", "mve", "fpu-sp", "fpu-dp"), True,
              boot=Region(0x10000000, 512 << 10)),
     )
@@ -69,10 +68,7 @@ CORES = {
 # A profile's core name -> the core whose code it runs: an M4F is an M4, an M85 runs M55 code, an M0 v6-M code.
 ALIASES = {"cortex-m0": "Cortex-M0+", "cortex-m0+": "Cortex-M0+", "cortex-m0plus": "Cortex-M0+",
            "cortex-m4f": "Cortex-M4", "cortex-m7f": "Cortex-M7", "cortex-m33f": "Cortex-M33",
-           "cortex-m85": "Cortex-M55", "cortex-m55": "Cortex-M55"}
-# Which of these a profile's core runs as, said where a figure is shown.
-RUNS_AS = {"cortex-m0": "Cortex-M0 code is ARMv6-M, counted as Cortex-M0+ code",
-           "cortex-m85": "a Cortex-M85 runs Cortex-M55 (Armv8.1-M with MVE) code"}
+           "cortex-m85": "Cortex-M55"}
 
 
 def emulated_core(name: str | None) -> Core | None:

@@ -13,17 +13,19 @@ STAGE = "emulation"
 INSTALL = {
     "arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib",
     "arm-none-eabi-g++": "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib",
-    "arm-none-eabi-ar": "binutils-arm-none-eabi",
     "arm-none-eabi-nm": "binutils-arm-none-eabi",
     "qemu-system-arm": "qemu-system-arm",
     "cc": "gcc",
+    "qemu-aarch64": "qemu-user",  # the Cortex-A runs (edgekit.toolchains.aarch64)
+    "apt-get": "apt",
+    "dpkg-deb": "dpkg",
 }
 NEEDED = ("arm-none-eabi-g++", "arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm", "cc")
 
 
-def missing() -> list[str]:
-    """The programs of NEEDED that are not on PATH."""
-    return [name for name in NEEDED if shutil.which(name) is None]
+def missing(needed: tuple[str, ...] = NEEDED) -> list[str]:
+    """The programs of `needed` (default: the Cortex-M runs') that are not on PATH."""
+    return [name for name in needed if shutil.which(name) is None]
 
 
 def install_hint(names: list[str]) -> str:
