@@ -18,6 +18,7 @@ from typing import Any
 from edgekit import _toml
 from edgekit.errors import UsageError
 from edgekit.estimate import LatencyModel, parse_latency
+from edgekit.toolchains import aarch64
 from edgekit.toolchains.cores import Core as EmulatedCore
 from edgekit.toolchains.cores import emulated_core
 
@@ -71,6 +72,8 @@ class Cpu:
     clock_mhz: float  # the clock the core runs at by default on this device
     cores: int  # cores a model may use (for a phone: the big cluster)
     features: tuple[str, ...]  # words from FEATURES, e.g. ('neon',), ('dsp', 'fpu-sp'), ('pie-simd',)
+    # The emulated Cortex-A core (edgekit.toolchains.aarch64) LiteRT's latency is counted on; None: not emulated
+    emulated_as: str | None = None
 
     @property
     def has_fpu(self) -> bool:
@@ -136,7 +139,7 @@ class Target:
             "runtime": self.runtime.value,
             "precisions": [p.value for p in self.precisions],
             "cpu": {"arch": self.cpu.arch, "core": self.cpu.core, "clock_mhz": self.cpu.clock_mhz,
-                    "cores": self.cpu.cores, "features": list(self.cpu.features)},
+                    "cores": self.cpu.cores, "features": list(self.cpu.features), "emulated_as": self.cpu.emulated_as},
             "memory": {"ram_kb": self.memory.ram_kb, "flash_kb": self.memory.flash_kb,
                        "ram_available_kb": self.memory.ram_available_kb,
                        "flash_available_kb": self.memory.flash_available_kb,
@@ -202,20 +205,25 @@ def _parse(data: dict[str, Any], path: Path) -> Target:
     name = _name(top, path)
     # A profile whose core edgekit emulates (a Cortex-M) needs only the core, its clock and the memory:
     # the rest has defaults from the core, and latency comes from running the model on the emulated core.
+    # So does a profile whose Cortex-A core edgekit emulates (LiteRT on qemu-aarch64): a board or phone.
     cpu_data = data.get("cpu")
-    core = emulated_core(cpu_data.get("core")) if isinstance(cpu_data, dict) and \
-        isinstance(cpu_data.get("core"), str) else None
-    title = top.get("title", str, ... if core is None else name)
-    device_class = DeviceClass(top.choice("class", [c.value for c in DeviceClass],
-                                          ... if core is None else DeviceClass.MCU.value))
-    runtime = Runtime(top.choice("runtime", [r.value for r in Runtime], ... if core is None else Runtime.TFLM.value))
-    default_precisions = None if core is None else ["int8"] + (["float32"] if core.enable_fpu else [])
+    core_name = cpu_data.get("core") if isinstance(cpu_data, dict) and isinstance(cpu_data.get("core"), str) else None
+    core = emulated_core(core_name)
+    a_core = aarch64.emulated_core(core_name) if core is None else None
+    emulated = core is not None or a_core is not None
+    title = top.get("title", str, name if emulated else ...)
+    device_class = DeviceClass(top.choice("class", [c.value for c in DeviceClass], ... if not emulated else
+                                          (DeviceClass.MCU if core else DeviceClass.SBC).value))
+    runtime = Runtime(top.choice("runtime", [r.value for r in Runtime], ... if not emulated else
+                                 (Runtime.TFLM if core else Runtime.LITERT).value))
+    default_precisions = ["int8"] + (["float32"] if core.enable_fpu else []) if core else \
+        ["int8", "float32"] if a_core else None
     precisions = _precisions(top, default_precisions)
-    cpu = _cpu(top.table("cpu"), core)
+    cpu = _cpu(top.table("cpu"), core, a_core)
     memory_data = data.get("memory")
     reserved = isinstance(memory_data, dict) and any(
         key in memory_data for key in ("ram_available_kb", "flash_available_kb", "reserve_reason"))
-    memory = _memory(top.table("memory"), minimal=core is not None and not reserved)
+    memory = _memory(top.table("memory"), minimal=emulated and not reserved)
     budgets = _budgets(top.table("budgets", required=False), memory)
     latency_table = top.table("latency", required=False)
     latency = parse_latency(latency_table, cpu.features, FEATURES) if latency_table.data else None
@@ -254,14 +262,18 @@ def _precisions(top: _toml.Table, default: list[str] | None = None) -> tuple[Pre
     return tuple(Precision(v) for v in values)
 
 
-def _cpu(table: _toml.Table, emulated: EmulatedCore | None) -> Cpu:
-    """`emulated`: the core edgekit emulates for this profile's cpu.core; its arch and features are the
-    defaults (a profile may still say them: an M4 without its FPU)."""
-    arch = table.get("arch", str, ... if emulated is None else emulated.arch)
+def _cpu(table: _toml.Table, emulated: EmulatedCore | None, a_core: str | None = None) -> Cpu:
+    """`emulated`: the Cortex-M core edgekit emulates for this profile's cpu.core, `a_core` the Cortex-A one; its
+    arch and features are the defaults (a profile may still say them: an M4 without its FPU)."""
+    default_arch, default_features = (emulated.arch, emulated.features) if emulated else \
+        aarch64.PROFILE_DEFAULTS[a_core] if a_core else (..., ())
+    arch = table.get("arch", str, default_arch)
     core = table.get("core", str)
     clock_mhz = _positive(table, "clock_mhz")
-    cores = table.integer("cores", ... if emulated is None else 1, minimum=1)
-    features = table.strings("features") if emulated is None or "features" in table.data else emulated.features
+    cores = table.integer("cores", ... if emulated is None and a_core is None else 1, minimum=1)
+    features = table.strings("features") if (emulated is None and a_core is None) or "features" in table.data \
+        else default_features
+    emulated_as = table.choice("emulated_as", list(aarch64.CORES), a_core)
     table.done()
     for feature in features:
         if feature not in FEATURES:
@@ -269,7 +281,7 @@ def _cpu(table: _toml.Table, emulated: EmulatedCore | None) -> Cpu:
                              f"valid: {', '.join(FEATURES)}")
     if len(set(features)) != len(features):
         raise _error(table, "features", "a list without repeats", list(features))
-    return Cpu(arch=arch, core=core, clock_mhz=clock_mhz, cores=cores, features=features)
+    return Cpu(arch=arch, core=core, clock_mhz=clock_mhz, cores=cores, features=features, emulated_as=emulated_as)
 
 
 def _memory(table: _toml.Table, minimal: bool = False) -> Memory:
