@@ -13,7 +13,9 @@ and a clock.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -39,6 +41,7 @@ class SymbolCount:
     symbol: str
     library: str
     instructions: int
+    calls: int = 0  # executions of the block at the symbol's own address: the calls (0 for a library's name)
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,8 @@ def _per_symbol(blocks: list[list[int]], maps: dict[str, int], root: Path) -> tu
     starts = [base for base, _ in bases]
     tables: dict[str, tuple[list[int], list[str]]] = {}
     totals: Counter[tuple[str, str]] = Counter()
-    for pc, instructions in blocks:
+    calls: Counter[tuple[str, str]] = Counter()
+    for pc, instructions, *executions in blocks:
         index = bisect.bisect_right(starts, pc) - 1
         if index < 0:
             totals[("?", "?")] += instructions
@@ -126,10 +130,15 @@ def _per_symbol(blocks: list[list[int]], maps: dict[str, int], root: Path) -> tu
             tables[path] = _symbols(nm, Path(path), root)
         addresses, names = tables[path]
         at = bisect.bisect_right(addresses, pc - base) - 1
-        totals[(names[at] if at >= 0 else library, library)] += instructions
-    return tuple(SymbolCount(symbol, library, count) for (symbol, library), count in totals.most_common())
+        key = (names[at] if at >= 0 else library, library)
+        totals[key] += instructions
+        if at >= 0 and executions and addresses[at] == pc - base:
+            calls[key] += executions[0]
+    return tuple(SymbolCount(symbol, library, count, calls[(symbol, library)])
+                 for (symbol, library), count in totals.most_common())
 
 
+@functools.cache
 def _symbols(nm: str | None, path: Path, root: Path) -> tuple[list[int], list[str]]:
     host = path if path.is_file() else root / str(path).lstrip("/")
     if nm is None or not host.is_file():
@@ -141,3 +150,66 @@ def _symbols(nm: str | None, path: Path, root: Path) -> tuple[list[int], list[st
     table = sorted({(int(fields[0], 16), fields[2]) for fields in (line.split() for line in result.stdout.splitlines())
                     if len(fields) == 3 and fields[1] in "tTwWiI"})
     return [address for address, _ in table], [name for _, name in table]
+
+
+def unavailable() -> str | None:
+    """One line on why LiteRT cannot run on an emulated core here (a tool missing), or None."""
+    missing = aarch64.missing()
+    if not missing:
+        return None
+    from edgekit.toolchains import tools
+
+    return f"not emulated: {tools.install_hint(missing)}"
+
+
+def compare(run: LiteRTRun, host_output: np.ndarray | None) -> str:
+    """How the emulated run's output compares with this host's LiteRT for the same input, in words."""
+    if host_output is None:
+        return "output not compared"
+    got = np.frombuffer(bytes.fromhex(run.output_hex), np.dtype(run.output_dtype))
+    expected = np.asarray(host_output).ravel()
+    if got.shape == expected.shape and got.tobytes() == expected.astype(got.dtype).tobytes():
+        return "output bytes identical to this host's LiteRT"
+    if got.shape != expected.shape:
+        return f"output of {got.size} values where this host's LiteRT gives {expected.size}"
+    diff = float(np.abs(got.astype(np.float64) - expected.astype(np.float64)).max())
+    unit = " (quantized steps)" if got.dtype.kind in "iu" else ""
+    return f"output within {diff:.2g}{unit} of this host's LiteRT (largest difference)"
+
+
+RUNS_RECIPE = 1  # bump when what a cached run records changes
+
+
+def counted_run(model_path: Path, core: str, raw_input: np.ndarray, symbols: bool = True) -> LiteRTRun:
+    """`run_litert` with one thread and the default warm-up, cached on disk (EDGEKIT_CACHE_DIR/a64-runs) under
+    everything the count depends on: the model's and the input's bytes, the core and its cpuinfo, the sysroot,
+    the plugin and the runner. A model benchmarked again (a resumed build, the same file on another target of
+    the same core) is not run again."""
+    import hashlib
+
+    from edgekit.toolchains import sources
+
+    model_path = Path(model_path)
+    raw = raw_input.tobytes() if isinstance(raw_input, np.ndarray) else bytes(raw_input)
+    digest = hashlib.sha256()
+    for part in (model_path.read_bytes(), raw, core.encode(), aarch64.core(core).cpuinfo().encode(),
+                 aarch64.key().encode(), (aarch64.BOARD / "count_a64_plugin.c").read_bytes(), RUNNER.read_bytes(),
+                 f"{RUNS_RECIPE} {symbols}".encode()):
+        digest.update(hashlib.sha256(part).digest())
+    path = sources.cache_root() / "a64-runs" / f"{digest.hexdigest()[:32]}.json"
+    if path.is_file():
+        try:
+            return from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError, KeyError):
+            path.unlink(missing_ok=True)  # written by another edgekit version: count again
+    run = run_litert(model_path, core, raw, symbols=symbols)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    partial.write_text(json.dumps(run.to_dict()))
+    partial.replace(path)
+    return run
+
+
+def from_dict(data: dict[str, Any]) -> LiteRTRun:
+    return LiteRTRun(**{**data, "output_shape": tuple(data["output_shape"]), "wheels": tuple(data["wheels"]),
+                        "per_symbol": tuple(SymbolCount(**s) for s in data["per_symbol"])})

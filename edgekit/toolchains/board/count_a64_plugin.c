@@ -6,8 +6,9 @@
  *   {"total": N, "marks": [[tag, count], ...]}
  * With `symbols=1` it also counts instructions per translated block, between the first mark tagged 1 and the
  * first mark tagged 2 after it, and writes them as
- *   "blocks": [[pc, count], ...]
- * for the caller to attribute to the shared libraries' symbols.
+ *   "blocks": [[pc, count, executions], ...]
+ * for the caller to attribute to the shared libraries' symbols (a block that starts a function executes once
+ * per call of it).
  * Counting is inline (one add per translated block entry), so a run costs little more than without it.
  *
  * Debian ships no qemu-plugin.h, so the part of QEMU's plugin API (version 1, QEMU 7.x) this uses is
@@ -112,8 +113,8 @@ static void at_exit_write(qemu_plugin_id_t id, void *userdata) {
     bool first = true;
     for (size_t i = 0; i < n_blocks; ++i) {
       if (!blocks[i]->window) continue;
-      fprintf(out, "%s[%" PRIu64 ", %" PRIu64 "]", first ? "" : ", ", blocks[i]->pc,
-              blocks[i]->window * blocks[i]->insns);
+      fprintf(out, "%s[%" PRIu64 ", %" PRIu64 ", %" PRIu64 "]", first ? "" : ", ", blocks[i]->pc,
+              blocks[i]->window * blocks[i]->insns, blocks[i]->window);
       first = false;
     }
     fprintf(out, "]");
