@@ -94,6 +94,18 @@ def test_instructions_split_by_symbol_name_xnnpack_kernels(conv):
     assert sum(count.instructions for count in run.per_symbol) == run.window_instructions
 
 
+def test_a720_runs_as_qemu_max_without_sme_and_uses_the_i8mm_kernels(conv):
+    # QEMU's max with SME left on runs KleidiAI's SME kernels (kai_..._sme), which an A720 has not.
+    spec = aarch64.core("cortex-a720")
+    assert spec.qemu_cpu.startswith("max,sme=off") and aarch64.core("cortex-a76").qemu_cpu == "cortex-a76"
+    path, raw, expected = conv
+    run = emulated_a64.run_litert(path, "cortex-a720", raw, symbols=True)
+    assert run.core == "cortex-a720" and run.output_hex == expected
+    names = [count.symbol for count in run.per_symbol]
+    assert any(name.endswith("__neoni8mm") for name in names[:3])  # the int8 matrix-multiply GEMM leads
+    assert not [name for name in names if name.startswith("kai_") or (name.startswith("xnn_") and "sme" in name)]
+
+
 def test_unknown_core_and_missing_qemu_are_one_line(monkeypatch):
     with pytest.raises(UsageError, match="no emulated aarch64 core 'cortex-x9'"):
         aarch64.core("cortex-x9")

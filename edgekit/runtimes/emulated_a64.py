@@ -69,7 +69,7 @@ class LiteRTRun:
 
 def run_litert(model_path: Path, core: str, raw_input: np.ndarray | bytes, warmup: int = 3, threads: int = 1,
                symbols: bool = False, timeout: float = 600) -> LiteRTRun:
-    """Run `model_path` on an emulated `core` (QEMU's -cpu name: cortex-a53, cortex-a72, cortex-a76) with
+    """Run `model_path` on an emulated `core` (cortex-a53, cortex-a72, cortex-a76, cortex-a720) with
     `raw_input` as its first input's bytes; count the instructions of one invoke after `warmup` ones."""
     model_path = Path(model_path).resolve()
     spec = aarch64.core(core)
@@ -80,7 +80,7 @@ def run_litert(model_path: Path, core: str, raw_input: np.ndarray | bytes, warmu
         counts, given = Path(scratch) / "counts.json", Path(scratch) / "input.bin"
         given.write_bytes(raw)
         options = f"out={counts},syscall={LSEEK},magic={MAGIC:#x}" + (",symbols=1" if symbols else "")
-        command = [qemu, "-L", str(root), "-cpu", spec.name, "-plugin", f"{plugin},{options}",
+        command = [qemu, "-L", str(root), "-cpu", spec.qemu_cpu, "-plugin", f"{plugin},{options}",
                    str(root / aarch64.PYTHON), "-I", str(RUNNER), str(model_path), str(given), str(warmup),
                    str(threads), hex(MAGIC), *(["maps"] if symbols else [])]
         started = time.monotonic()

@@ -14,7 +14,9 @@ Each core gets its own root (`cores/CORE`): links to the shared sysroot's folder
 `sys/devices/system/cpu/{possible,present}` describing one core of that kind. QEMU looks absolute paths up in
 the `-L` folder first, so the runtime's CPU detection reads these instead of the host's x86 files (on which it
 crashes). XNNPACK picks its kernels from the features QEMU's CPU model reports (HWCAP) and this file agrees
-with them: asimd everywhere, asimddp (dot product) on the A76.
+with them: asimd everywhere, asimddp (dot product) on the A76, and on the A720 (QEMU's `max`, narrowed by
+options) also i8mm, bf16 and SVE2. The MIDR part in this file names the core to cpuinfo (XNNPACK picks a few
+kernels by it, e.g. the A76's float GEMM).
 """
 
 from __future__ import annotations
@@ -57,11 +59,16 @@ SITE = "usr/lib/python3/dist-packages"
 
 @dataclass(frozen=True)
 class CortexA:
-    name: str  # QEMU's -cpu name
+    name: str  # edgekit's name for the core (QEMU's -cpu name unless qemu_cpu says otherwise)
     part: int  # MIDR part number
     variant: int
     revision: int
     features: str  # /proc/cpuinfo's Features line, as Linux prints it on the real chip
+    qemu_cpu: str = ""  # QEMU's -cpu model and options; empty: the name
+
+    def __post_init__(self):
+        if not self.qemu_cpu:
+            object.__setattr__(self, "qemu_cpu", self.name)
 
     def cpuinfo(self) -> str:
         return (f"processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: {self.features}\nCPU implementer\t: 0x41\n"
@@ -77,6 +84,24 @@ CORES = {core.name: core for core in (
     # Raspberry Pi 5 (BCM2712): ARMv8.2 with dot product
     CortexA("cortex-a76", 0xD0B, 0x4, 1, "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid "
                                          "asimdrdm lrcpc dcpop asimddp"),
+    # Snapdragon 8 Gen 3's big cores (Armv9.2: dot product, fp16, i8mm, bf16, SVE2), run as QEMU 7.2's `max`
+    # with its options narrowed to the A720's (qemu-aarch64 7.2 measured with getauxval and prctl in the guest):
+    # - max alone adds SME (HWCAP2 sme, sme_i8i32, sme_f32f32, sme_fa64, ...), which the A720 lacks and which
+    #   XNNPACK/cpuinfo take from HWCAP2 (with it LiteRT runs KleidiAI's SME kernels, kai_*_sme): sme=off
+    #   removes all of it (HWCAP2 0x7f877fff -> 0x77fff);
+    # - max's SVE vector length is 512 bits (prctl PR_SVE_GET_VL 64, rdvl 64); the A720's is 128: sve128=on
+    #   (the only length then: PR_SVE_SET_VL 32 gives 16). LiteRT 2.3.0's wheel holds no SVE kernel, though.
+    # What max keeps that the A720 has not (svef32mm svef64mm, 7.2 has no option for them) stays out of the
+    # Features line, and so does evtstrm (qemu-aarch64 does not report it); XNNPACK uses neither. The MIDR
+    # QEMU gives an `mrs midr_el1` is its own (0x000f0510, implementer 0, part 'Q'); cpuinfo reads the MIDR
+    # from /proc/cpuinfo, which says A720 (part 0xD81: Linux's cputype.h, from the TRM's MIDR_EL1 table); an
+    # unknown part picked the same kernels. The Features line is QEMU's HWCAPs less those; that the A720 has
+    # each of the optional ones (the crypto and SVE2 crypto, rng, mte) was not checked against Arm's TRM.
+    CortexA("cortex-a720", 0xD81, 0x0, 1,
+            "fp asimd aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm jscvt fcma lrcpc dcpop sha3 "
+            "sm3 sm4 asimddp sha512 sve asimdfhm ilrcpc flagm sb paca pacg dcpodp sve2 sveaes svepmull svebitperm "
+            "svesha3 svesm4 flagm2 frint svei8mm svebf16 i8mm bf16 rng bti mte",
+            qemu_cpu="max,sme=off,sve128=on"),
 )}
 
 
