@@ -106,6 +106,32 @@ def test_a720_runs_as_qemu_max_without_sme_and_uses_the_i8mm_kernels(conv):
     assert not [name for name in names if name.startswith("kai_") or (name.startswith("xnn_") and "sme" in name)]
 
 
+def test_heap_counters_see_the_interpreter_and_xnnpack_packing_weights_in_allocate_tensors(conv, runs, tmp_path):
+    # Measured (A76): the constructor ~105 KB whatever the weights (the file is mapped); allocate_tensors 20 KB
+    # for 16 channels, 28 KB for 64: XNNPACK's operators (~19 KB), its workspace for the conv's output and its
+    # packed weights (~1.8x the raw int8 ones); an invoke, tens of bytes.
+    path, raw, _ = conv
+    bigger = tmp_path / "conv64.tflite"
+    bigger.write_bytes(int8_conv(64))  # 4x the channels: 4x the weights, 4x the conv's output
+    small, big = runs["cortex-a76"].memory, emulated_a64.run_litert(bigger, "cortex-a76", raw, warmup=1).memory
+    for memory in (runs["cortex-a72"].memory, small, big):
+        assert memory["outside_malloc_bytes"] == 0  # nothing mapped past malloc: mallinfo2 saw it all
+        assert memory["model_mapped_bytes"] >= memory["model_file_bytes"] > 0
+        assert 50_000 < memory["interpreter_bytes"] < 200_000
+        intermediate, constant = memory["tensor_bytes_all_intermediate"], memory["tensor_bytes_constant"]
+        assert 0 < memory["tensor_bytes_largest"] < intermediate
+        assert memory["tensor_bytes_largest"] + constant <= memory["allocate_bytes"]
+        assert memory["allocate_bytes"] <= intermediate + 4 * constant + 24_000
+        assert abs(memory["first_invoke_bytes"]) < 1_000 and abs(memory["warmup_bytes"]) < 1_000
+        assert memory["total_bytes"] == sum(memory[key] for key in ("interpreter_bytes", "allocate_bytes",
+                                                                    "first_invoke_bytes", "warmup_bytes"))
+    assert big["tensor_bytes_constant"] > 3.5 * small["tensor_bytes_constant"]
+    grown = big["allocate_bytes"] - small["allocate_bytes"]
+    weights = big["tensor_bytes_constant"] - small["tensor_bytes_constant"]
+    assert big["tensor_bytes_largest"] - small["tensor_bytes_largest"] + weights <= grown
+    assert grown <= big["tensor_bytes_all_intermediate"] - small["tensor_bytes_all_intermediate"] + 4 * weights
+
+
 def test_unknown_core_and_missing_qemu_are_one_line(monkeypatch):
     with pytest.raises(UsageError, match="no emulated aarch64 core 'cortex-x9'"):
         aarch64.core("cortex-x9")
