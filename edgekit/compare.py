@@ -307,9 +307,15 @@ def refit(target, model_info, measured_ms: float, *, precision: str, model_name:
     scaled = {"bytes_per_cycle": target.latency.bytes_per_cycle * factor,
               "op_overhead_cycles": target.latency.op_overhead_cycles / factor}
     lines, table = [], ""
-    for line in Path(target.file).read_text().splitlines():
+    source = Path(target.file).read_text()
+    # an emulated core whose profile only implies it (a Cortex-A core named, no emulated_as line): say it outright
+    insert_emulated = target.cpu.emulated_as and not re.search(r"^\s*emulated_as\s*=", source, re.M)
+    for line in source.splitlines():
         if header := _HEADER.match(line):
             table = header.group(1)
+            if table == "cpu" and insert_emulated:
+                lines.append(line)
+                line = 'emulated_as = "none"  # added by edgekit compare: keep the refitted cost model'
         elif value := _VALUE.match(line):
             indent, key, equals, _, _ = value.groups()
             new = None
@@ -320,6 +326,9 @@ def refit(target, model_info, measured_ms: float, *, precision: str, model_name:
             if new is not None:
                 how = f"/{factor:.4g}" if key == "op_overhead_cycles" else f"x{factor:.4g}"
                 line = f"{indent}{key}{equals}{new:.9g}  # refitted by edgekit compare ({how} of {target.name}'s)"
+        if table == "cpu" and re.match(r"^emulated_as\s*=", line):
+            line = (f'emulated_as = "none"  # refitted by edgekit compare: this copy keeps its cost model, calibrated '
+                    f"on your measurement, instead of the emulated {target.cpu.emulated_as}")
         if table == "" and re.match(r"^name\s*=", line):
             line = f'name = "{target.name}-calibrated"  # a refitted copy of {target.name}'
         elif table == "" and re.match(r"^title\s*=", line):

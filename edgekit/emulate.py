@@ -80,6 +80,36 @@ class Emulations:
         return ram, ops, emulated_latency(run, self.info, target, precision)
 
 
+    def judge_litert(self, target: Target, precision: str, host_output: np.ndarray, ram: dict[str, Any],
+                     ops: dict[str, Any], estimate: LatencyEstimate | None
+                     ) -> tuple[dict[str, Any], dict[str, Any], LatencyEstimate | None]:
+        """(ram, ops, latency) for a LiteRT target whose core edgekit emulates: the model in LiteRT's aarch64 build
+        on the emulated Cortex-A core (counted with one thread, timed for the target's threads); else as given."""
+        from edgekit.cycles_a64 import litert_latency
+        from edgekit.errors import StageError
+        from edgekit.runtimes import emulated_a64
+
+        core = target.cpu.emulated_as
+        if core is None:
+            return ram, ops, estimate
+        reason = emulated_a64.unavailable()
+        if reason is None and core not in self.runs:
+            try:
+                self.runs[core] = emulated_a64.counted_run(self.path, core, self.raw_sample)
+            except StageError as failure:
+                self.runs[core] = failure
+        run = self.runs.get(core)
+        if reason or not isinstance(run, emulated_a64.LiteRTRun):
+            reason = reason or f"not emulated: {run}"
+            if not self.warned:
+                log.warning("%s: %s", target.name, reason)
+                self.warned = True
+            return ram, ops, self._fallback(target, precision, estimate, reason)
+        comparison = emulated_a64.compare(run, host_output)
+        ops = {**ops, "checked_with": f"litert on an emulated {core}",
+               "detail": f"ran in LiteRT's aarch64 build on an emulated {core}, {comparison}"}
+        return {**ram, **emulated_a64.memory_figures(run)}, ops, litert_latency(run, target, precision)
+
     def _fallback(self, target: Target, precision: str, estimate: LatencyEstimate | None,
                   reason: str) -> LatencyEstimate | None:
         """The profile's own cost model when it has one, else the estimate from the CPI fit's instruction
@@ -92,4 +122,6 @@ class Emulations:
         if estimate is not None:
             return replace(estimate, method=f"{reason}. {estimate.method}")
         core = emulable_core(target)
+        if core is None:
+            log.info("%s: no latency estimate: %s, and the profile has no [latency] cost model", target.name, reason)
         return estimate_without_emulator(self.info, target, precision, core.name, reason) if core else None

@@ -63,6 +63,7 @@ NO_RESERVE = ("none given in the profile: all of the RAM and flash is counted as
               "memory.ram_available_kb and flash_available_kb to keep some for the firmware")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _LIST_COMMAND = "edgekit targets"
+NOT_EMULATED = "none"  # cpu.emulated_as of a profile that keeps its cost model (edgekit compare --calibrate writes it)
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,8 @@ class Target:
             "runtime": self.runtime.value,
             "precisions": [p.value for p in self.precisions],
             "cpu": {"arch": self.cpu.arch, "core": self.cpu.core, "clock_mhz": self.cpu.clock_mhz,
-                    "cores": self.cpu.cores, "features": list(self.cpu.features), "emulated_as": self.cpu.emulated_as},
+                    "cores": self.cpu.cores, "features": list(self.cpu.features),
+                    **({"emulated_as": self.cpu.emulated_as} if self.cpu.emulated_as else {})},
             "memory": {"ram_kb": self.memory.ram_kb, "flash_kb": self.memory.flash_kb,
                        "ram_available_kb": self.memory.ram_available_kb,
                        "flash_available_kb": self.memory.flash_available_kb,
@@ -273,7 +275,7 @@ def _cpu(table: _toml.Table, emulated: EmulatedCore | None, a_core: str | None =
     cores = table.integer("cores", ... if emulated is None and a_core is None else 1, minimum=1)
     features = table.strings("features") if (emulated is None and a_core is None) or "features" in table.data \
         else default_features
-    emulated_as = table.choice("emulated_as", list(aarch64.CORES), a_core)
+    emulated_as = table.choice("emulated_as", [*aarch64.CORES, NOT_EMULATED], a_core)
     table.done()
     for feature in features:
         if feature not in FEATURES:
@@ -281,7 +283,8 @@ def _cpu(table: _toml.Table, emulated: EmulatedCore | None, a_core: str | None =
                              f"valid: {', '.join(FEATURES)}")
     if len(set(features)) != len(features):
         raise _error(table, "features", "a list without repeats", list(features))
-    return Cpu(arch=arch, core=core, clock_mhz=clock_mhz, cores=cores, features=features, emulated_as=emulated_as)
+    return Cpu(arch=arch, core=core, clock_mhz=clock_mhz, cores=cores, features=features,
+               emulated_as=None if emulated_as == NOT_EMULATED else emulated_as)
 
 
 def _memory(table: _toml.Table, minimal: bool = False) -> Memory:

@@ -101,11 +101,12 @@ def test_a_missing_micro_op_is_named(fft_model):
 
 
 def test_budget_overrides_and_all_targets(wide_model, monkeypatch):
-    from edgekit.toolchains import tools
-
     # Budgets across every target, not the emulator: without it no M0+ and M7 libraries are compiled here
     # (tests/test_emulation.py runs the emulated cores).
-    monkeypatch.setattr(tools, "missing", lambda: ["qemu-system-arm"])
+    from edgekit.toolchains import aarch64, tools
+
+    monkeypatch.setattr(tools, "missing", lambda *needed: ["qemu-system-arm"])
+    monkeypatch.setattr(aarch64, "missing", lambda: ["qemu-aarch64"])  # nor the Cortex-A runs (test_target_properties)
     tight = _bench(wide_model, "--target", "rpi4", "--latency-ms", "0.001")
     assert tight.exit_code == 3 and "latency   MISS" in tight.stdout
     every = _bench(wide_model, "--target", "all")
@@ -157,6 +158,26 @@ def test_a_streaming_model_with_resource_variables(tmp_path):
     assert "VAR_HANDLE" in reports["rpi4"]["structure"]["op_counts"]
     assert reports["nucleo-l4r5zi"]["ops"]["supported"] is True
     assert reports["nucleo-l4r5zi"]["ram"]["arena_min_bytes"] > 0
+
+
+def test_without_qemu_aarch64_a_pi_keeps_its_cost_model_and_says_why(wide_model, monkeypatch, tmp_path):
+    """A Cortex-A target on a machine without qemu-aarch64: one warning naming the package, and the profile's
+    cost model, labelled; a user's profile that has only a core and a clock gets no latency, not a guess."""
+    from edgekit.toolchains import aarch64
+
+    monkeypatch.setattr(aarch64, "missing", lambda: ["qemu-aarch64"])
+    board = tmp_path / "my-a72.toml"
+    board.write_text('name = "my-a72"\n[cpu]\ncore = "Cortex-A72"\nclock_mhz = 1500\ncores = 4\n'
+                     "[memory]\nram_kb = 1048576\n")
+    result = _bench(wide_model, "--target", "rpi4", "--target", board, "--json")
+    assert result.exit_code == 0, result.output
+    reports = {r["target"]: r for r in json.loads(result.stdout)}
+    latency = reports["rpi4"]["target_latency"]
+    assert latency["basis"] == "estimated" and latency["ms"] > 0
+    assert latency["method"].startswith("not emulated: qemu-aarch64 not found; install them (Debian/Ubuntu: "
+                                        "apt-get install qemu-user")
+    assert reports["my-a72"]["target_latency"] is None
+    assert "rpi4: not emulated: qemu-aarch64 not found" in result.stderr
 
 
 def test_without_the_cross_compiler_or_qemu_one_line_says_what_to_install(wide_model, monkeypatch):

@@ -113,8 +113,13 @@ def test_every_variant_carries_the_target_verdict(tiny_build):
     for variant in report["variants"]:
         assert {c["budget"] for c in variant["fit"]["checks"]} == {"latency", "ram", "flash", "ops", "precision"}
     int8 = next(v for v in report["variants"] if v["name"] == "int8")
-    assert int8["target_latency"]["basis"] == "estimated" and int8["target_latency"]["threads"] == 4
+    latency = int8["target_latency"]
+    assert latency["basis"] == "emulated" and latency["emulation"]["profile_threads"] == 4  # LiteRT, emulated A72
+    assert latency["ms"] == min(latency["emulation"]["ms_by_threads"].values())  # at its fastest thread count
+    assert latency["emulation"]["core"] == "cortex-a72" and latency["emulation"]["kernels"]
+    assert latency["instructions"] > 0 and latency["low_ms"] < latency["ms"] < latency["high_ms"]
     assert int8["ram"]["basis"] == "measured" and int8["ram"]["rss_rise_bytes"] > 0
+    assert 0 < int8["ram"]["heap"]["total_bytes"] < int8["ram"]["rss_rise_bytes"]  # its own heap, apart
     assert report["fits"] is True
 
 
@@ -133,7 +138,7 @@ def test_a_build_that_misses_its_budget_is_complete_and_exits_3(tmp_path, tiny_r
     assert result.exit_code == 3, result.output
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: the build is complete in ") and "int8 does not fit slow-pi: " in last
-    assert " ms of 1e-06 ms, " in last and "% over (estimated)" in last
+    assert " ms of 1e-06 ms, " in last and "% over (emulated)" in last
     directory = tmp_path / "tiny-digits-slow-pi"
     assert (directory / "manifest.json").exists()
     assert json.loads((directory / "report.json").read_text())["fits"] is False

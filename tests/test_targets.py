@@ -225,7 +225,7 @@ def test_malformed_toml(tmp_path):
     ("colour = 'red'\n" + BOARD, "unknown key 'colour'; valid keys here: budgets, class, cpu, latency, memory, "
                                  "name, precisions, runtime, title"),
     (changed("cores = 1\n", "cores = 1\nl2_cache_kb = 0\n"),
-     "unknown key 'cpu.l2_cache_kb'; valid keys here: arch, clock_mhz, core, cores, features"),
+     "unknown key 'cpu.l2_cache_kb'; valid keys here: arch, clock_mhz, core, cores, emulated_as, features"),
 ])
 def test_unknown_key_names_the_file_and_key(tmp_path, text, message):
     path = write(tmp_path, text)
@@ -250,6 +250,9 @@ def test_unknown_key_names_the_file_and_key(tmp_path, text, message):
     ('features = ["dsp", "fpu-sp"]', 'features = ["dsp", "fpu_sp"]',
      "key 'cpu.features': unknown feature 'fpu_sp'; valid: " + ", ".join(targets.FEATURES)),
     ("[cpu]\n", "", "key 'cpu': expected a table, missing"),
+    ("cores = 1\n", 'cores = 1\nemulated_as = "cortex-a99"\n',
+     "key 'cpu.emulated_as': expected one of 'cortex-a53', 'cortex-a72', 'cortex-a76', 'cortex-a720', 'none', "
+     "got 'cortex-a99'"),
 ])
 def test_wrong_values_name_the_file_key_and_expectation(tmp_path, old, new, message):
     path = write(tmp_path, changed(old, new))
@@ -307,3 +310,18 @@ def test_resolve_keeps_the_first_of_each_target_in_the_order_given():
     assert targets.resolve([loaded, "esp32-s3"]) == [loaded]
     with pytest.raises(UsageError, match=r"^unknown target 'rpi44'; did you mean 'rpi4'\? `edgekit targets` lists"):
         targets.resolve(["all", "rpi44"])
+
+
+def test_a_cortex_a_board_needs_only_its_core_and_clock(tmp_path):
+    """targets/README.md's example: a Cortex-A55 board runs as the emulated A53 (in-order, the nearest QEMU
+    model), with the defaults of a board running LiteRT; the built-in Cortex-A profiles each name their core."""
+    readme = (ROOT / "targets" / "README.md").read_text()
+    a55 = targets.load(write(tmp_path, re.findall(r"```toml\n(.*?)```", readme, re.S)[2]))
+    assert (a55.name, a55.title, a55.device_class, a55.runtime, a55.cpu.emulated_as, a55.cpu.cores, a55.latency) == (
+        "my-a55-board", "my-a55-board", targets.DeviceClass.SBC, targets.Runtime.LITERT, "cortex-a53", 4, None)
+    assert a55.precisions == (targets.Precision.INT8, targets.Precision.FLOAT32) and a55.cpu.has_fpu
+    assert a55.memory.ram_available_kb == a55.memory.ram_kb and a55.memory.reserve_reason == targets.NO_RESERVE
+    expected = {"rpi-zero-2w": "cortex-a53", "rpi4": "cortex-a72", "rpi5": "cortex-a76",
+                "android-midrange": "cortex-a76", "jetson-orin-nano": "cortex-a76", "android-flagship": "cortex-a720"}
+    assert {t.name: t.cpu.emulated_as for t in targets.load_all() if t.cpu.emulated_as} == expected
+    assert targets.load("esp32-s3").cpu.emulated_as is None

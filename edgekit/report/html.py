@@ -370,9 +370,16 @@ def _ops(report: dict[str, Any], figures: dict[str, bytes]) -> str:
                   f"{estimate['low_ms']:.4g} to {estimate['high_ms']:.4g} ms)"
                   + (f" on {latencies.emulated_on(estimate)}" if basis == latencies.EMULATED else "")
                   + f": {estimate['method'].rstrip('.')}.")
+    kernels = ((estimate or {}).get("emulation") or {}).get("kernels") or []
+    counted_total = sum(k["instructions"] for k in kernels)
+    kernel_table = "" if not kernels else (
+        f"<details><summary>{len(kernels)} kernels: instructions counted on one thread</summary>"
+        + _table(("kernel or library", "instructions", "share", "threads"),
+                 [(k["kernel"], f"{k['instructions']:,}", f"{k['instructions'] / max(counted_total, 1):.1%}",
+                   "shared out" if k["threaded"] else "one") for k in kernels], text_columns=1) + "</details>")
     return _section("per-op", f"Per-op breakdown of {variant['name']}", _figure(figures, "op_breakdown"),
                     f"<details><summary>{len(rows)} ops: MACs, {'instructions counted and ' * counted}"
-                    f"{basis} time</summary>{table}</details>", _note(method))
+                    f"{basis} time</summary>{table}</details>", kernel_table, _note(method))
 
 
 def _memory(report: dict[str, Any], figures: dict[str, bytes]) -> str:
@@ -388,11 +395,19 @@ def _memory(report: dict[str, Any], figures: dict[str, bytes]) -> str:
                      _kb(ram["arena_host_bytes"])))
     elif "arena_bytes" in ram:
         rows.insert(0, ("tensor arena (TFLite Micro)", _kb(ram["arena_bytes"])))
+    heap = ram.get("heap") or {}
+    if heap:  # LiteRT on an emulated Cortex-A core: the interpreter's own heap, apart from the resident set
+        where = f"on an emulated {ram.get('heap_core')}"
+        rows += [(f"LiteRT heap {where}: interpreter (model mapped, not copied)", _kb(heap.get("interpreter_bytes"))),
+                 (f"LiteRT heap {where}: tensor arena and XNNPACK's packed weights", _kb(heap.get("allocate_bytes"))),
+                 (f"LiteRT heap {where}: total after warm-up", _kb(heap.get("total_bytes"))),
+                 ("model file, mapped", _kb(heap.get("model_mapped_bytes")))]
     rows += [("flash: model file", _kb(variant["flash"]["model_bytes"])),
              ("flash budget", "none" if budgets.get("flash_kb") is None else f"{_plain(budgets['flash_kb'])} KB")]
     method = ram.get("method") or ram.get("note") or ""
     return _section("memory", f"RAM and flash of {variant['name']}", _figure(figures, "memory"),
                     _table(("figure", "value"), rows), _note(f"RAM ({ram.get('basis', '?')}): {method}"),
+                    _note(ram.get("heap_method")),
                     _note(variant["flash"].get("note")))
 
 

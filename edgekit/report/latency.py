@@ -49,7 +49,8 @@ def emulated_on(estimate: dict[str, Any]) -> str:
     commits = ", ".join(f"{name} {sources[key][:7]}" for key, name in (("tflite-micro", "tflite-micro"),
                                                                       ("cmsis_nn", "CMSIS-NN")) if key in sources)
     where = " ".join(part for part in (qemu(emulation.get("qemu", "")), emulation.get("board")) if part)
-    return f"an emulated {emulation.get('core', 'core')} ({where}{'; ' + commits if commits else ''})"
+    software = commits or emulation.get("runtime", "")
+    return f"an emulated {emulation.get('core', 'core')} ({where}{'; ' + software if software else ''})"
 
 
 def counted(estimate: dict[str, Any]) -> str | None:
@@ -59,6 +60,9 @@ def counted(estimate: dict[str, Any]) -> str | None:
         return None
     text = f"{estimate['instructions']:,} instructions counted on {emulated_on(estimate)}"
     emulation = estimate.get("emulation") or {}
+    if emulation.get("threads"):  # LiteRT: counted on one thread, timed for the target's threads
+        return (text + f" on one thread x {emulation['cpi']:.3g} cycles per instruction ({emulation.get('cpi_basis')})"
+                f", shared out over {emulation['threads']} thread(s), / {emulation['clock_mhz']:g} MHz")
     if emulation.get("cpi") and estimate["ms"]:
         mhz = estimate["instructions"] * emulation["cpi"] / (estimate["ms"] * 1e3)  # ms = instructions x CPI / clock
         text += (f" x {emulation['cpi']:.3g} cycles per instruction ({emulation.get('cpi_basis', 'fitted')}) "

@@ -180,13 +180,17 @@ def op_breakdown(variant: dict[str, Any], target: str) -> bytes | None:
     rows = op_rows(variant)
     if not rows:
         return None
-    timed = any(row["ms"] is not None for row in rows)
+    estimate = variant.get("target_latency") or {}
+    kernels = (estimate.get("emulation") or {}).get("kernels") or []
+    timed = any(row["ms"] is not None for row in rows) or bool(kernels)
     title_extra = ""
     if len(rows) > MAX_OPS:
         rows = sorted(rows, key=lambda r: (r["ms"] or 0, r["macs"]), reverse=True)[:MAX_OPS]
         rows.sort(key=lambda r: r["index"])
         title_extra = f" (the {MAX_OPS} most expensive of {len(op_rows(variant))} ops)"
-    figure, panels = _figure(8.5, 1.3 + 0.24 * len(rows), ncols=2 if timed else 1, sharey=True, squeeze=False)
+    height = 1.3 + 0.24 * max(len(rows), len(kernels))
+    figure, panels = _figure(11 if kernels else 8.5, height, ncols=2 if timed else 1, sharey=not kernels,
+                             squeeze=False)
     labels = [f"#{row['index']} {row['op']}" for row in rows]
     positions = range(len(rows))
     mac_axes = panels[0][0]
@@ -196,8 +200,19 @@ def op_breakdown(variant: dict[str, Any], target: str) -> bytes | None:
     mac_axes.set_xlabel("MACs (from the file)")
     mac_axes.xaxis.set_major_formatter(_engineering())
     mac_axes.set_title(f"{variant['name']}: {variant['macs']:,} MACs{title_extra}")
-    estimate = variant.get("target_latency") or {}
-    if timed and any(row["instructions"] is not None for row in rows):
+    if kernels:  # LiteRT on an emulated Cortex-A core: XNNPACK fuses the ops, so the count is per kernel
+        kernel_axes = panels[0][1]
+        places = range(len(kernels))
+        kernel_axes.barh(places, [k["instructions"] for k in kernels],
+                         color=[ACCENT if k["threaded"] else NEUTRAL for k in kernels])
+        kernel_axes.set_yticks(places, [_short(k["kernel"]) for k in kernels], fontsize=7)
+        kernel_axes.invert_yaxis()
+        kernel_axes.set_xlabel("instructions per kernel, counted on one thread (dark: shared out over threads)")
+        kernel_axes.xaxis.set_major_formatter(_engineering())
+        kernel_axes.set_title(f"{estimate['instructions']:,} instructions counted on an emulated "
+                              f"{estimate['emulation'].get('core', 'core')}\n{target}: {latencies.figure(estimate)}",
+                              fontsize=9)
+    elif timed and any(row["instructions"] is not None for row in rows):
         time_axes = panels[0][1]
         time_axes.barh(positions, [row["instructions"] or 0 for row in rows], color=ACCENT)
         time_axes.set_xlabel("instructions per op, counted (x CPI / clock = ms)")
@@ -216,6 +231,12 @@ def op_breakdown(variant: dict[str, Any], target: str) -> bytes | None:
         time_axes.legend(handles=[Patch(color=c, label=f"{b}-bound") for b, c in BOUND_COLORS.items()],
                          loc="lower right")
     return _png(figure)
+
+
+def _short(kernel: str, width: int = 46) -> str:
+    """An XNNPACK microkernel's name without its `xnn_` prefix, cut to `width` characters."""
+    name = kernel.removeprefix("xnn_")
+    return name if len(name) <= width else name[:width - 1] + "…"
 
 
 # --- RAM and flash --------------------------------------------------------------------------------------

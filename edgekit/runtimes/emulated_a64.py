@@ -235,3 +235,21 @@ def counted_run(model_path: Path, core: str, raw_input: np.ndarray, symbols: boo
 def from_dict(data: dict[str, Any]) -> LiteRTRun:
     return LiteRTRun(**{**data, "output_shape": tuple(data["output_shape"]), "wheels": tuple(data["wheels"]),
                         "per_symbol": tuple(SymbolCount(**s) for s in data["per_symbol"])})
+
+
+def memory_figures(run: LiteRTRun) -> dict[str, Any]:
+    """The RAM fields an emulated run adds to a LiteRT target's figure (the host's resident-set rise stays the
+    figure judged: it includes the runtime's code, which the device pays too): the interpreter's own heap on the
+    emulated core, split by when it grew, and the model file the runtime maps."""
+    memory = run.memory
+    if not memory:
+        return {}
+    return {"heap": {key: memory[key] for key in ("interpreter_bytes", "allocate_bytes", "first_invoke_bytes",
+                                                   "total_bytes", "model_mapped_bytes") if key in memory},
+            "heap_core": run.core,
+            "heap_method": (f"glibc's heap counters (mallinfo2: bytes in use) inside LiteRT's aarch64 process on an "
+                            f"emulated {run.core}: interpreter_bytes while the interpreter loads the model (the file "
+                            "is mapped, model_mapped_bytes, not copied), allocate_bytes in allocate_tensors() (the "
+                            "tensor arena with XNNPACK's packed weights and workspace: XNNPACK packs at allocation, "
+                            "so they cannot be told apart), first_invoke_bytes in the first invoke; total_bytes the "
+                            "sum after the warm-up")}

@@ -114,6 +114,9 @@ ALIASES = {
     "cortex-a75": "cortex-a76", "cortex-a76": "cortex-a76", "cortex-a77": "cortex-a76", "cortex-a78": "cortex-a76",
     "cortex-a78ae": "cortex-a76", "cortex-a78c": "cortex-a76", "cortex-x1": "cortex-a76",
     "neoverse-n1": "cortex-a76",
+    # Armv9 big cores with int8 matrix multiply: QEMU's max, as the A720 spec above sets it up
+    "cortex-a710": "cortex-a720", "cortex-a715": "cortex-a720", "cortex-a720": "cortex-a720",
+    "cortex-a725": "cortex-a720", "cortex-x2": "cortex-a720", "cortex-x3": "cortex-a720", "cortex-x4": "cortex-a720",
 }
 
 
@@ -122,6 +125,7 @@ PROFILE_DEFAULTS = {
     "cortex-a53": ("armv8-a", ("neon",)),
     "cortex-a72": ("armv8-a", ("neon",)),
     "cortex-a76": ("armv8.2-a", ("neon", "fp16", "dotprod")),
+    "cortex-a720": ("armv9.2-a", ("neon", "fp16", "dotprod", "i8mm")),
 }
 
 
