@@ -77,6 +77,19 @@ def core_of(variant: dict[str, Any]) -> str | None:
     return emulation.get("core") or (found.group(1) if found else None)
 
 
+def heap_figure(ram: dict[str, Any]) -> str | None:
+    """`302 KiB on an emulated cortex-a72 (loading 107 KiB, allocate_tensors 195 KiB: arena and XNNPACK's packed
+    weights); the model file mapped, 160 KiB`: LiteRT's own heap beside the resident set; None without one."""
+    heap = ram.get("heap") or {}
+    if "total_bytes" not in heap:
+        return None
+    kib = "{:,.0f} KiB".format
+    return (f"{kib(heap['total_bytes'] / 1024)} on an emulated {ram.get('heap_core')} (loading "
+            f"{kib(heap.get('interpreter_bytes', 0) / 1024)}, allocate_tensors "
+            f"{kib(heap.get('allocate_bytes', 0) / 1024)}: arena and XNNPACK's packed weights); the model file mapped, "
+            f"{kib(heap.get('model_mapped_bytes', 0) / 1024)}")
+
+
 def ram_figure(ram: dict[str, Any], core: str | None = None) -> str | None:
     """What an emulated RAM figure is, with the host's beside it; None for a RAM figure of another basis."""
     if ram.get("basis") != EMULATED or ram.get("required_bytes") is None:

@@ -190,7 +190,7 @@ def op_breakdown(variant: dict[str, Any], target: str) -> bytes | None:
         title_extra = f" (the {MAX_OPS} most expensive of {len(op_rows(variant))} ops)"
     height = 1.3 + 0.24 * max(len(rows), len(kernels))
     figure, panels = _figure(11 if kernels else 8.5, height, ncols=2 if timed else 1, sharey=not kernels,
-                             squeeze=False)
+                             squeeze=False, **({"width_ratios": [1, 1.6]} if kernels else {}))
     labels = [f"#{row['index']} {row['op']}" for row in rows]
     positions = range(len(rows))
     mac_axes = panels[0][0]
@@ -207,11 +207,11 @@ def op_breakdown(variant: dict[str, Any], target: str) -> bytes | None:
                          color=[ACCENT if k["threaded"] else NEUTRAL for k in kernels])
         kernel_axes.set_yticks(places, [_short(k["kernel"]) for k in kernels], fontsize=7)
         kernel_axes.invert_yaxis()
-        kernel_axes.set_xlabel("instructions per kernel, counted on one thread (dark: shared out over threads)")
+        kernel_axes.set_xlabel("instructions, one thread (blue: shared out over threads)")
         kernel_axes.xaxis.set_major_formatter(_engineering())
         kernel_axes.set_title(f"{estimate['instructions']:,} instructions counted on an emulated "
                               f"{estimate['emulation'].get('core', 'core')}\n{target}: {latencies.figure(estimate)}",
-                              fontsize=9)
+                              fontsize=8)
     elif timed and any(row["instructions"] is not None for row in rows):
         time_axes = panels[0][1]
         time_axes.barh(positions, [row["instructions"] or 0 for row in rows], color=ACCENT)
@@ -233,9 +233,12 @@ def op_breakdown(variant: dict[str, Any], target: str) -> bytes | None:
     return _png(figure)
 
 
-def _short(kernel: str, width: int = 46) -> str:
-    """An XNNPACK microkernel's name without its `xnn_` prefix, cut to `width` characters."""
+def _short(kernel: str, width: int = 48) -> str:
+    """An XNNPACK microkernel's name without the words every one has (`xnn_`, `_minmax`, `_fp32`, `_ukernel`),
+    cut to `width` characters."""
     name = kernel.removeprefix("xnn_")
+    for word in ("_minmax", "_fp32", "_ukernel"):
+        name = name.replace(word, "")
     return name if len(name) <= width else name[:width - 1] + "…"
 
 

@@ -162,6 +162,9 @@ def target_lines(result: BenchResult) -> list[str]:
         ram = latencies.ram_figure(result.ram, (described.get("emulation") or {}).get("core"))
         if ram:
             lines.append(f"RAM on {result.target}: {ram}")
+        heap = latencies.heap_figure(result.ram)
+        if heap:
+            lines.append(f"LiteRT heap on {result.target}: {heap}")
     lines.append(f"{result.target}: {'FITS' if verdict.fits else 'DOES NOT FIT'}")
     lines += [f"  {check.budget:<9} {'ok  ' if check.ok else 'MISS' if check.ok is False else '-   '} "
               f"{check.summary}" for check in verdict.checks]
