@@ -21,7 +21,13 @@ _spec.loader.exec_module(fuzz)
 MUTATIONS = 300
 
 
-def test_no_mutation_takes_edgekit_down(tmp_path):
+def test_no_mutation_takes_edgekit_down(tmp_path, monkeypatch):
+    from edgekit.toolchains import aarch64
+
+    # The host's checks are what is fuzzed: each surviving mutant is a new file, and counting it on the emulated
+    # Cortex-A72 (3-5 s) would add minutes; rpi4 keeps its labelled cost model here (test_target_properties runs
+    # the emulated path).
+    monkeypatch.setattr(aarch64, "missing", lambda: ["qemu-aarch64"])
     started = time.perf_counter()
     # fuzz.bench_once raises on anything but a result, or one `Error:` line with exit 1 or 2
     counts = fuzz.fuzz(MUTATIONS, seed=0, folder=tmp_path)
@@ -32,4 +38,5 @@ def test_no_mutation_takes_edgekit_down(tmp_path):
     assert counts["results"] > 0 and counts["clean_errors"] > 0
     # one example of each kind of message: each names the file
     assert all(line.startswith("Error: ") and "mutant.tflite: " in line for line in counts["error_examples"])
-    assert time.perf_counter() - started < 240  # about 60 s on 2 cores; the bound only catches a hang
+    # about 200 s on 2 cores (the mutants that load also run on the emulated Cortex-M4); the bound catches a hang
+    assert time.perf_counter() - started < 480
