@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -182,6 +183,8 @@ def sysroot(progress=None) -> Path:
             raise StageError(STAGE, f"{name} not found: the aarch64 sysroot is made from Debian's arm64 packages "
                                     "with apt-get download and dpkg-deb (Debian/Ubuntu hosts)")
     root.parent.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("edgekit").info("building the aarch64 runtime for the emulated Cortex-A cores (once: about "
+                                      "50 MB fetched, 155 MB under %s)", root.parent)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=root.parent) as scratch:
         work = Path(scratch)
@@ -290,9 +293,12 @@ def plugin() -> Path:
 def main() -> None:
     """`python -m edgekit.toolchains.aarch64`: build (or find) the sysroot and print where it is."""
     started = time.monotonic()
-    root = sysroot()
-    for name in CORES:
-        core_root(name)
+    try:
+        root = sysroot()
+        for name in CORES:
+            core_root(name)
+    except StageError as error:
+        sys.exit(f"Error: {error}")
     print(f"{root} ({time.monotonic() - started:.1f} s)")
 
 
