@@ -114,9 +114,11 @@ def compare() -> str:
         f"itself ({result['device']}, {result['runtime']}), standing in for {found['target']}: "
         f"{result['latency_ms']:.3g} ms {result['statistic']} ({result['threads']} thread), a "
         f"{result['memory_what']} of {result['memory_bytes'] / 2**20:.1f} MiB; {found['target']}'s estimate for the "
-        f"same file is {estimate['ms']:.3g} ms ({estimate['runtime']}, expected error "
-        f"±{estimate['expected_error']:.0%}), an error of {error:+.0%}. That is the gap between this x86 host and "
-        f"the board, not the estimate's error: on the board the same two commands give the real comparison."
+        f"same file is {estimate['ms']:.3g} ms ({estimate['runtime']}, {estimate.get('basis', 'estimated')}, "
+        f"{estimate.get('band') or '±{:.0%}'.format(estimate['expected_error'])}), an error of {error:+.0%}. That "
+        f"is the gap between this x86 host and the board, not the estimate's error, and `compare` says so: it "
+        f"refuses an x86-64 measurement for an Arm target unless `--force`, which marks the comparison. On the "
+        f"board the same two commands give the real comparison."
     )
 
 

@@ -211,21 +211,14 @@ def export_command(model, target, out, name, labels, data_spec):
 @main.command("compare")
 @click.argument("build_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("result", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--variant", default=None,
-              help="The build variant the result measured (int8, float32, ...). Default: the one whose file the "
-                   "result names.")
-@click.option("--target", "target_name", default=None,
-              help="The build's target the result ran on (a build for several targets). Default: its first.")
-@click.option("--calibrate", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a copy of the target profile, refitted so its estimate for this model is the "
-                   "measurement, to this TOML file (then use it with --target).")
+@options.compare_settings()
 @options.json("Print the comparison as JSON.")
-def compare_command(build_dir, result, variant, target_name, calibrate, as_json):
+def compare_command(build_dir, result, variant, target_name, calibrate, force, as_json):
     """Compare a device RESULT (bench_on_device.py's JSON, a benchmark_model log or the microcontroller
     application's serial log) with the estimates in BUILD_DIR: latency and memory, with the error."""
     from edgekit import compare
 
-    comparison = compare.compare(build_dir, result, variant, target_name, calibrate)
+    comparison = compare.compare(build_dir, result, variant, target_name, calibrate, force)
     if as_json:
         click.echo(json.dumps(comparison, indent=2, default=str))
         return

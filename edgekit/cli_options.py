@@ -5,6 +5,7 @@ import), so `edgekit --help` stays fast."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -116,3 +117,21 @@ def calibration_samples() -> Decorator:
 def unsafe_load() -> Decorator:
     return click.option("--unsafe-load", is_flag=True, help="Let Lambda layers load: their stored Python code runs. "
                         "Only for models from a trusted source.")
+
+
+def compare_settings() -> Decorator:
+    """`edgekit compare`'s choices: which variant and target the result measured, the refit, and --force."""
+    return group(
+        click.option("--variant", default=None,
+                     help="The build variant the result measured (int8, float32, ...). Default: the one whose file "
+                          "the result names."),
+        click.option("--target", "target_name", default=None,
+                     help="The build's target the result ran on (a build for several targets). Default: its first."),
+        click.option("--calibrate", type=click.Path(dir_okay=False, path_type=Path),
+                     default=None, help="Write a copy of the target profile, refitted so its estimate for this model "
+                                        "is the measurement, to this TOML file (then use it with --target). Only from "
+                                        "a measurement of the target itself."),
+        click.option("--force", is_flag=True,
+                     help="Compare a result that cannot be the target's (another runtime, device class or "
+                          "instruction set), marked as such; never with --calibrate."),
+    )

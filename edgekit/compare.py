@@ -101,6 +101,7 @@ def read_result(path: Path) -> dict[str, Any]:
                 "latency": latency, "memory_bytes": data.get("memory", {}).get("rss_rise_bytes"),
                 "memory_what": "peak resident set rise", "threads": data.get("threads"),
                 "device": data.get("device", {}).get("cpu"), "os": data.get("device", {}).get("os"),
+                "machine": data.get("device", {}).get("machine"), "created": data.get("created"),
                 "runtime": f"{data.get('runtime', {}).get('name')} {data.get('runtime', {}).get('version')}"}
     if "Inference timings in us" in text:
         log = parse_benchmark_model_log(text)
@@ -113,7 +114,8 @@ def read_result(path: Path) -> dict[str, Any]:
                 "latency": log, "memory_bytes": None if memory is None else memory * 2**20,
                 "memory_what": "benchmark_model's memory footprint delta (overall)", "threads": log.get("threads"),
                 "device": " ".join(v for k, v in device.items() if k in ("device", "soc")) or None,
-                "os": device.get("android") and f"Android {device['android']}", "runtime": "benchmark_model"}
+                "os": device.get("android") and f"Android {device['android']}", "runtime": "benchmark_model",
+                "machine": device.get("abi")}
     records = parse_serial_log(text)
     if records:
         latencies = [float(r["latency_ms"]) for r in records]
@@ -128,6 +130,45 @@ def read_result(path: Path) -> dict[str, Any]:
     raise UsageError(f"'{path}' is not a device result: expected the JSON of bench_on_device.py, a benchmark_model "
                      "log (with its 'Inference timings in us' line) or a serial log of JSON lines with "
                      "\"latency_ms\"")
+
+
+# What a result says of where it ran, against what the target is: a measurement of another runtime, device class
+# or instruction set cannot be this target's (`edgekit compare` refuses it unless --force).
+_ARCH = {"x86_64": "x86-64", "amd64": "x86-64", "x86": "x86", "i686": "x86", "i386": "x86", "aarch64": "aarch64",
+         "arm64": "aarch64", "arm64-v8a": "aarch64", "armv7l": "arm32", "armv8l": "arm32", "armv6l": "arm32",
+         "armeabi-v7a": "arm32"}
+
+
+def _target_arches(target) -> tuple[str, ...] | None:
+    """The instruction sets a measurement of `target` may have run (a Cortex-A board may run a 32-bit OS);
+    None where the profile's cpu.arch says too little to judge."""
+    arch = target.cpu.arch.lower()
+    if target.device_class.value == "mcu":
+        return None
+    if arch.startswith(("armv8", "armv9")):
+        return ("aarch64", "arm32")
+    if arch.startswith("armv7"):
+        return ("arm32",)
+    return ("x86-64", "x86") if arch.startswith(("x86", "amd64")) else None
+
+
+def mismatches(result: dict[str, Any], target) -> list[str]:
+    """Why `result` cannot be a measurement of `target`, in words; empty when nothing says so."""
+    problems = []
+    micro = result["kind"] == "serial log"
+    runtime = "tflite-micro" if micro else "litert"
+    if runtime != target.runtime.value:
+        problems.append(f"the result ran {'TFLite Micro' if micro else 'LiteRT'} ({result['kind']}), "
+                        f"{target.name} runs {target.runtime.value}")
+    measured_class = "mcu" if micro else "phone" if (result.get("os") or "").startswith("Android") else None
+    if measured_class and measured_class != target.device_class.value:
+        problems.append(f"the result comes from a {'microcontroller' if micro else 'phone'}, {target.name} is "
+                        f"a {target.device_class.value}")
+    arch, allowed = _ARCH.get(str(result.get("machine") or "").lower()), _target_arches(target)
+    if arch and allowed and arch not in allowed:
+        problems.append(f"the result was measured on {arch} ({result.get('machine')}), {target.name}'s "
+                        f"{target.cpu.core} runs {' or '.join(allowed)} code")
+    return problems
 
 
 def load_build(build_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -191,25 +232,32 @@ def pick_variant(report: dict[str, Any], manifest: dict[str, Any], result: dict[
 
 
 def compare(build_dir: Path, result_path: Path, variant_name: str | None = None,
-            target_name: str | None = None, calibrate: Path | None = None) -> dict[str, Any]:
+            target_name: str | None = None, calibrate: Path | None = None, force: bool = False) -> dict[str, Any]:
     """Estimate vs measured for the variant the result measured, on the target it ran on (`target_name`, one
     the build was made for; default: the lead target): latency and memory, with the error, and whether the
     measurement lies in the figure's band (low_ms..high_ms). A cost-model estimate is made again from the file
     and the profile; an emulated figure is the build's own. `calibrate`: also
     write there a copy of that target's profile, refitted (`refit`) so that its estimate for this model is the
-    measurement."""
+    measurement. A result that cannot be the target's (`mismatches`) is refused, unless `force`, which marks the
+    comparison; `calibrate` never refits from one."""
     from edgekit.estimate import estimate_latency
     from edgekit.model_info import inspect_model
 
     report, manifest = load_build(build_dir)
     result = read_result(result_path)
-    variant, matched = pick_variant(report, manifest, result, variant_name, target_name)
     target = build_target(report, manifest, target_name)
+    variant, matched = pick_variant(report, manifest, result, variant_name, target_name)
     model_path = Path(build_dir) / variant["file"]
     if model_path.is_file():
         from edgekit.validate import check_model_file
 
         check_model_file(model_path)  # a build folder can be copied about; say plainly if a model was damaged
+    problems = mismatches(result, target)
+    if problems and (calibrate is not None or not force):
+        what = "--calibrate refits only from a measurement of the target itself" if force else \
+            "--force compares anyway, marked"
+        raise UsageError(f"{Path(result_path).name} cannot be a measurement of {target.name}: "
+                         f"{'; '.join(problems)} ({what})")
     stored = variant.get("target_latency")
     latency = None  # an emulated figure (counted on the emulated core) stands as the build stored it
     if model_path.is_file() and not (stored and latency_text.basis(stored) == latency_text.EMULATED):
@@ -243,13 +291,14 @@ def compare(build_dir: Path, result_path: Path, variant_name: str | None = None,
     comparison = {"build": str(build_dir), "target": target.name, "variant": variant["name"], "file": variant["file"],
                   "precision": variant["precision"], "matched_by": matched, "result": result, "estimate": estimate,
                   "latency_error": error, "memory_error": memory_error, "rows": rows,
-                  "model_path": str(model_path)}
+                  "model_path": str(model_path), "forced": problems or None}
     if calibrate is not None:
         from edgekit._files import write_atomic
 
         write_atomic(calibrate, refit(target, inspect_model(model_path), measured, precision=variant["precision"],
                                       model_name=variant["file"], result_file=Path(result_path).name,
-                                      threads=result.get("threads"), runtime=f"{result['runtime']} ({result['kind']})"))
+                                      threads=result.get("threads"), runtime=f"{result['runtime']} ({result['kind']})",
+                                      measured_on=measured_on(result, Path(result_path))))
         comparison["calibrated_profile"] = str(calibrate)
     return comparison
 
@@ -266,6 +315,9 @@ def text(comparison: dict[str, Any]) -> tuple[str, list[tuple[Any, ...]], list[s
     rows = [(r["figure"], r["estimate"], r["measured"], r["error"],
              r["within"] if r["expected"] == "-" else f"{r['within']} ({r['expected']})") for r in comparison["rows"]]
     lines = [f"Matched to variant {comparison['variant']} by {comparison['matched_by']}."]
+    if comparison.get("forced"):
+        lines.append(f"Forced (--force): {'; '.join(comparison['forced'])}. The figures above compare different "
+                     "things.")
     if "calibrated_profile" in comparison:
         profile = comparison["calibrated_profile"]
         lines.append(f"Refitted profile: {profile} (use it with --target {profile})")
@@ -286,8 +338,21 @@ def _rate_table(model, table: str) -> dict[str, float]:
     return (model.macs_per_cycle if len(parts) == 2 else model.fallback).get(parts[1], {})
 
 
+def measured_on(result: dict[str, Any], path: Path) -> str:
+    """`Raspberry Pi 4 Model B Rev 1.5 (aarch64, Linux 6.6), 2026-12-03T10:00:00Z, edgekit 0.9`: where and when a
+    result was measured (the file's time where the result has none), and by which edgekit it is compared."""
+    import time
+
+    from edgekit import __version__
+
+    where = ", ".join(str(v) for v in (result.get("machine"), result.get("os")) if v)
+    when = result.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ (file time)", time.gmtime(path.stat().st_mtime))
+    device = result.get("device") or "device not named"
+    return f"{device}{f' ({where})' if where else ''}, {when}, edgekit {__version__}"
+
+
 def refit(target, model_info, measured_ms: float, *, precision: str, model_name: str = "measured model",
-          result_file: str = "", threads: int | None = None, runtime: str = "") -> str:
+          result_file: str = "", threads: int | None = None, runtime: str = "", measured_on: str = "") -> str:
     """The text of a copy of `target`'s profile whose `[latency]` constants are scaled so that the estimate
     for `model_info` equals `measured_ms`, with the measurement recorded as a `[[latency.calibration]]` point.
 
@@ -341,7 +406,7 @@ def refit(target, model_info, measured_ms: float, *, precision: str, model_name:
             line = "method = " + json.dumps(
                 f"{target.latency.method} Refitted by edgekit compare: every rate x{factor:.4g} and the per-op "
                 f"overhead / {factor:.4g}, so that the estimate for {model_name} "
-                f"equals the {measured_ms:.4g} ms measured.")
+                f"equals the {measured_ms:.4g} ms measured" + (f" on {measured_on}." if measured_on else "."))
         lines.append(line)
     shape = list(model_info.inputs[0].shape[1:]) if model_info.inputs else [1]
     point = [
@@ -353,7 +418,8 @@ def refit(target, model_info, measured_ms: float, *, precision: str, model_name:
         f'precision = "{"float32" if precision == "float16" else precision}"',
         f"published_ms = {measured_ms:.9g}",
         f"runtime = {json.dumps(runtime or 'measured on the device')}",
-        f"source = {json.dumps(('edgekit compare ' + result_file).strip())}",
+        "source = " + json.dumps(f"edgekit compare {result_file}".strip()
+                                 + (f": {measured_on}" if measured_on else "")),
     ]
     text = "\n".join(lines + point) + "\n"
     _check_refit(text, target, model_info, precision, measured_ms)

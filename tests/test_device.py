@@ -157,13 +157,17 @@ def test_device_script_fails_when_the_output_differs(measured, tmp_path):
 @pytest.mark.parametrize("variant", ["int8", "float32"])
 def test_compare_prints_estimate_against_measured(measured, variant):
     build_dir, bundles = measured
-    result = CliRunner().invoke(main, ["compare", str(build_dir), str(bundles[variant] / "result.json")])
+    # measured on this x86-64 host, not on a Pi: refused, unless --force, which marks it
+    refused = CliRunner().invoke(main, ["compare", str(build_dir), str(bundles[variant] / "result.json")])
+    assert refused.exit_code == 2 and refused.stderr.startswith("Error: result.json cannot be a measurement of rpi4: "
+                                                                "the result was measured on x86-64 (x86_64)")
+    result = CliRunner().invoke(main, ["compare", str(build_dir), str(bundles[variant] / "result.json"), "--force"])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert f"{variant}.tflite ({variant}) on rpi4" in result.stdout
+    assert f"{variant}.tflite ({variant}) on rpi4" in result.stdout and "Forced (--force): " in result.stdout
     assert "latency" in result.stdout and "memory" in result.stdout and "sha256" in result.stdout
     data = json.loads(CliRunner().invoke(main, ["compare", str(build_dir), str(bundles[variant] / "result.json"),
-                                                "--json"]).stdout)
-    assert data["variant"] == variant and data["latency_error"] is not None
+                                                "--json", "--force"]).stdout)
+    assert data["variant"] == variant and data["latency_error"] is not None and data["forced"]
     measured_ms = json.loads((bundles[variant] / "result.json").read_text())["latency_ms"]["median"]
     assert data["latency_error"] == pytest.approx(data["estimate"]["ms"] / measured_ms - 1)
 
@@ -171,15 +175,28 @@ def test_compare_prints_estimate_against_measured(measured, variant):
 def test_calibrated_profile_moves_the_estimate_onto_the_measurement(measured, tmp_path):
     build_dir, bundles = measured
     out = tmp_path / "rpi4-measured.toml"
-    result = CliRunner().invoke(main, ["compare", str(build_dir), str(bundles["int8"] / "result.json"),
-                                       "--calibrate", str(out)])
+    host = bundles["int8"] / "result.json"
+    # This machine's measurement is no Pi's: --calibrate never refits from it, --force or not.
+    for force in ([], ["--force"]):
+        refused = CliRunner().invoke(main, ["compare", str(build_dir), str(host), "--calibrate", str(out), *force])
+        assert refused.exit_code == 2 and not out.exists()
+    assert "--calibrate refits only from a measurement of the target itself" in refused.stderr
+    # The same file as the script writes it on a Pi 4 (aarch64): the device part is what the script records there.
+    data = json.loads(host.read_text())
+    data["device"] = {**data["device"], "machine": "aarch64", "cpu": "Raspberry Pi 4 Model B Rev 1.4"}
+    pi = tmp_path / "result.json"
+    pi.write_text(json.dumps(data))
+    result = CliRunner().invoke(main, ["compare", str(build_dir), str(pi), "--calibrate", str(out)])
     assert result.exit_code == 0, result.output + repr(result.exception)
     refitted = targets.load(out)
+    assert refitted.cpu.emulated_as is None  # the copy keeps its refitted cost model, not the emulated A72
     measured_ms = json.loads((bundles["int8"] / "result.json").read_text())["latency_ms"]["median"]
     estimate = estimate_latency(inspect_model(build_dir / "int8.tflite"), refitted, "int8")
     assert estimate.ms == pytest.approx(measured_ms, rel=0.01)
     point = refitted.latency.calibration[-1]
-    assert point.source == "edgekit compare result.json" and point.published_ms == pytest.approx(measured_ms)
+    assert point.source.startswith(f"edgekit compare result.json: Raspberry Pi 4 Model B Rev 1.4 (aarch64, "
+                                   f"{data['device']['os']}), {data['created']}, edgekit ")
+    assert point.published_ms == pytest.approx(measured_ms)
     assert refitted.latency.threads == 1 and refitted.name == "rpi4-calibrated"
     original = targets.load("rpi4").latency
     ratio = refitted.latency.macs_per_cycle["int8"]["conv"] / original.macs_per_cycle["int8"]["conv"]
@@ -227,7 +244,9 @@ def test_compare_reads_a_benchmark_model_log(tiny_build, tmp_path):
     result = read_result(log)
     assert result["kind"] == "benchmark_model" and result["latency_ms"] == pytest.approx(0.098)
     assert result["memory_bytes"] == pytest.approx(3.23047 * 2**20) and result["device"] == "Google Pixel 6a"
-    done = CliRunner().invoke(main, ["compare", str(build_dir), str(log)])
+    done = CliRunner().invoke(main, ["compare", str(build_dir), str(log)])  # a phone's log against a Pi build
+    assert done.exit_code == 2 and "the result comes from a phone, rpi4 is a sbc" in done.stderr
+    done = CliRunner().invoke(main, ["compare", str(build_dir), str(log), "--force"])
     assert done.exit_code == 0, done.output + repr(done.exception)
     assert "int8.tflite (int8)" in done.stdout and "model file name" in done.stdout
 
@@ -239,6 +258,10 @@ def test_compare_reads_a_serial_log(tiny_build, tmp_path):
                    + '{"latency_ms": 2')
     assert len(parse_serial_log(log.read_text())) == 9
     done = CliRunner().invoke(main, ["compare", str(build_dir), str(log), "--variant", "int8", "--json"])
+    assert done.exit_code == 2 and done.stderr == (
+        "Error: serial.log cannot be a measurement of rpi4: the result ran TFLite Micro (serial log), rpi4 runs "
+        "litert; the result comes from a microcontroller, rpi4 is a sbc (--force compares anyway, marked)\n")
+    done = CliRunner().invoke(main, ["compare", str(build_dir), str(log), "--variant", "int8", "--json", "--force"])
     assert done.exit_code == 0, done.output + repr(done.exception)
     assert json.loads(done.stdout)["result"]["latency_ms"] == 21
 
@@ -256,7 +279,7 @@ def test_compare_refuses_what_is_not_a_result(tiny_build, tmp_path):
 def test_compare_names_the_target_the_result_ran_on(measured):
     build_dir, bundles = measured
     result = str(bundles["int8"] / "result.json")
-    named = CliRunner().invoke(main, ["compare", str(build_dir), result, "--target", "rpi4", "--json"])
+    named = CliRunner().invoke(main, ["compare", str(build_dir), result, "--target", "rpi4", "--json", "--force"])
     assert named.exit_code == 0, named.output
     assert json.loads(named.stdout)["target"] == "rpi4"
     other = CliRunner().invoke(main, ["compare", str(build_dir), result, "--target", "nucleo-l4r5zi"])

@@ -32,6 +32,7 @@ NAME=$(basename "$MODEL")
   echo "edgekit: device=$(adb shell getprop ro.product.manufacturer | tr -d '\r') $(adb shell getprop ro.product.model | tr -d '\r')"
   echo "edgekit: soc=$(adb shell getprop ro.soc.model | tr -d '\r') $(adb shell getprop ro.board.platform | tr -d '\r')"
   echo "edgekit: android=$(adb shell getprop ro.build.version.release | tr -d '\r')"
+  echo "edgekit: abi=$(adb shell getprop ro.product.cpu.abi | tr -d '\r')"
   echo "edgekit: threads=$THREADS runs=$RUNS warmup=$WARMUP"
   adb shell "$REMOTE/benchmark_model" --graph="$REMOTE/$NAME" --num_threads="$THREADS" \
     --warmup_runs="$WARMUP" --num_runs="$RUNS" "$@" 2>&1 | tr -d '\r'
