@@ -15,7 +15,7 @@ from edgekit import cli_options as options
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--arena", is_flag=True, help="Also load the model in the TFLite Micro host runtime (.tflite only; a "
                                             "child process, a second or more) and show the arena it used.")
-@options.json("Print the report as JSON (its fields are listed below this section in docs/cli.md).")
+@options.json("Print the report as JSON (docs/cli.md lists its fields).")
 def inspect_command(model, arena, as_json):
     """What MODEL (.tflite or .onnx) holds, read from the file without running it: inputs and outputs (shapes
     with their symbolic dimensions, dtypes, quantization), each op with its MACs and parameters, tensor sizes,
