@@ -37,10 +37,26 @@ def commands(command: click.Command | None = None, parent: click.Context | None 
             yield from commands(command.get_command(context, child), context, child)
 
 
+# command path -> the module whose JSON_FIELDS [(field, type, meaning)] document the command's --json output
+JSON_FIELDS = {"edgekit inspect": "edgekit.inspection"}
+
+
 def sections() -> dict[str, str]:
     """command path ('edgekit build') -> its Markdown section."""
     return {context.command_path: f"## `{context.command_path}`\n\n```text\n{command.get_help(context)}\n```\n"
-            for context, command in commands()}
+            + json_fields(context.command_path) for context, command in commands()}
+
+
+def json_fields(path: str) -> str:
+    """The table of the fields `path --json` prints, for the commands in JSON_FIELDS ('' for the others)."""
+    if path not in JSON_FIELDS:
+        return ""
+    import importlib
+
+    rows = [f"| `{field}` | {kind} | {meaning} |" for field, kind, meaning in
+            importlib.import_module(JSON_FIELDS[path]).JSON_FIELDS]
+    return "\n".join([f"\n`{path} --json` prints one object with these fields (`[]`: each element of a list):", "",
+                      "| field | type | meaning |", "|---|---|---|", *rows, ""])
 
 
 def render() -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from edgekit import cli_options as options
+from edgekit.cli_inspect import inspect_command
 from edgekit.errors import EdgekitError
 
 
@@ -39,7 +40,7 @@ def _print_list(title: str, items: list, as_json: bool) -> None:
     _print_table(title, list(rows[0]) if rows else [], [list(row.values()) for row in rows])
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, commands=[inspect_command], context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgekit")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail (converter output, tracebacks) to stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="Log only warnings and errors, and draw no progress bars.")
@@ -98,8 +99,7 @@ def build(ctx, chosen, recipe_name, data_spec, out, seed, runs, warmup, threads,
                            data_spec=data_spec, force=force, distribute=distribute)
     except KeyboardInterrupt:
         click.echo(f"Interrupted: {build_folder(recipe, chosen, out)} is not finished (no manifest.json); run the "
-                   "same command again to resume from the last finished stage, or add --force to start over",
-                   err=True)
+                   "same command again to resume from the last finished stage, or add --force to start over", err=True)
         ctx.exit(130)
     except BudgetError as e:  # the build finished: its results go to stdout before the error line
         if e.result is not None:

@@ -1,9 +1,10 @@
 """Read a .tflite or .onnx file and report what is in it: tensors, ops, parameters, MACs, weight sparsity.
 
 TensorFlow is never imported here, so `edgekit inspect` starts fast: TFLite files are walked with the
-flatbuffer schema that ai-edge-litert ships, ONNX files with the onnx package. Only the main graph is
-read (TFLite subgraph 0, the top-level ONNX graph): loop and branch bodies run an unknown number of
-times, so their MACs would be guesses.
+flatbuffer schema that ai-edge-litert ships, ONNX files with the onnx package (in edgekit.onnx_info,
+imported only for an ONNX file). MACs and parameters are counted on the main graph (TFLite subgraph 0,
+the top-level ONNX graph): loop and branch bodies run an unknown number of times, so their MACs would be
+guesses.
 """
 
 from __future__ import annotations
@@ -11,17 +12,14 @@ from __future__ import annotations
 import math
 import mmap
 import os
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 import numpy as np
-import onnx
 from ai_edge_litert import schema_py_generated as schema
-from onnx import numpy_helper, shape_inference
-from onnx.external_data_helper import load_external_data_for_model
 
 from edgekit.errors import EdgekitError, UsageError
 from edgekit.validate import check_tflite
@@ -75,6 +73,68 @@ class ModelInfo:
         return {**asdict(self), "op_counts": self.op_counts()}
 
 
+@dataclass(frozen=True)
+class Tensor:
+    """Any tensor of a graph. `shape` has unknown dimensions as 1 (batch 1) and is None when the file leaves
+    the rank unknown; `signature` writes them as the file does: -1 (TFLite's shape_signature) or the ONNX
+    dim_param ('batch'; -1 for an unnamed one). `bytes` is at `shape`. `constant`: its values are in the file
+    (weights, biases, shape operands). `variable`: state that outlives an invocation (a TFLite variable tensor
+    or resource handle), kept outside the activation memory."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...] | None
+    signature: tuple[int | str, ...]
+    dtype: str
+    bytes: int
+    constant: bool
+    variable: bool = False
+    scale: tuple[float, ...] = ()
+    zero_point: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Step:
+    """One operator of a graph, in execution order: the indices of the tensors it reads and writes."""
+
+    op: str
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A TFLite subgraph or an ONNX graph (the main one, or a branch or loop body) as the runtime plans it."""
+
+    name: str
+    tensors: tuple[Tensor, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A TFLite resource variable (VAR_HANDLE's container and shared name; its shape and dtype from the value
+    ASSIGN_VARIABLE first stores, when one does) or a variable tensor of the main graph (kind 'tensor')."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...] | None
+    dtype: str
+    bytes: int
+    container: str = ""
+
+
+@dataclass(frozen=True)
+class ModelGraphs:
+    """What `inspect_graphs` reads: the summary of `inspect_model`, and every graph tensor by tensor."""
+
+    info: ModelInfo
+    graphs: tuple[Graph, ...]  # the main graph first
+    variables: tuple[Variable, ...]
+
+
 def _kinds(table: dict[str, str]) -> dict[str, str]:
     return {op: kind for kind, ops in table.items() for op in ops.split()}
 
@@ -91,16 +151,6 @@ _TFLITE_KINDS = _kinds({
                    "HARD_SWISH GELU ELU EXP SQRT RSQRT SQUARE SQUARED_DIFFERENCE POW NEG ABS MAXIMUM "
                    "MINIMUM QUANTIZE DEQUANTIZE",
 })
-_ONNX_KINDS = _kinds({
-    "conv": "Conv ConvTranspose",  # a Conv with one input channel per group is reported as depthwise_conv
-    "dense": "Gemm MatMul",
-    "pool": "MaxPool AveragePool GlobalAveragePool GlobalMaxPool LpPool ReduceMean ReduceMax",
-    "softmax": "Softmax LogSoftmax",
-    "reshape": "Reshape Flatten Squeeze Unsqueeze Transpose Concat Split Slice Pad Identity",
-    "elementwise": "Add Sub Mul Div Relu Clip LeakyRelu PRelu Sigmoid Tanh HardSigmoid HardSwish Gelu Elu "
-                   "Exp Sqrt Reciprocal Pow Neg Abs Max Min Erf BatchNormalization QuantizeLinear "
-                   "DequantizeLinear",
-})
 # (data, weight, bias) input positions of the TFLite ops that own weights.
 _TFLITE_OPERANDS = {
     "CONV_2D": (0, 1, 2), "DEPTHWISE_CONV_2D": (0, 1, 2), "FULLY_CONNECTED": (0, 1, 2),
@@ -114,6 +164,7 @@ _ITEM_BITS = {"float64": 64, "int64": 64, "uint64": 64, "float32": 32, "int32": 
               "float16": 16, "bfloat16": 16, "int16": 16, "uint16": 16, "int8": 8, "uint8": 8, "bool": 8,
               "int4": 4, "int2": 2}
 _TFLITE_IDENTIFIER = b"TFL3"  # bytes 4:8 of every TFLite flatbuffer
+_Walked = TypeVar("_Walked")
 
 
 class _Weight(NamedTuple):
@@ -127,8 +178,26 @@ def inspect_model(path: str | Path) -> ModelInfo:
     name, data = _read(path)
     if data[4:8] == _TFLITE_IDENTIFIER:
         return _tflite(name, data)
-    model = _parse_onnx(name, data, "not a TFLite or ONNX model", "neither a TFLite flatbuffer nor")
-    return _guard(name, "ONNX", lambda: _onnx_info(name, model, len(data), Path(path).parent))
+    from edgekit import onnx_info
+
+    model = onnx_info.parse(name, data, "not a TFLite or ONNX model", "neither a TFLite flatbuffer nor")
+    return _guard(name, "ONNX", lambda: onnx_info.walk(name, model, len(data), Path(path).parent))
+
+
+def inspect_graphs(path: str | Path) -> ModelGraphs:
+    """`inspect_model`'s summary and, from the same parse, every graph's tensors, operator order and
+    variables: what `edgekit inspect` shows and plans activation memory from."""
+    name, data = _read(path)
+    if data[4:8] == _TFLITE_IDENTIFIER:
+        model = check_tflite(data, name)
+        info = _guard(name, "TFLite", lambda: _tflite_info(model, data))
+        graphs, variables = _guard(name, "TFLite", lambda: _tflite_graphs(model))
+        return ModelGraphs(info, graphs, variables)
+    from edgekit import onnx_info
+
+    proto = onnx_info.parse(name, data, "not a TFLite or ONNX model", "neither a TFLite flatbuffer nor")
+    info, graphs = _guard(name, "ONNX", lambda: onnx_info.walk_graphs(name, proto, len(data), Path(path).parent))
+    return ModelGraphs(info, graphs, ())
 
 
 def inspect_tflite(source: str | Path | bytes) -> ModelInfo:
@@ -161,9 +230,11 @@ def tflite_graph_ops(source: str | Path | bytes) -> tuple[list[str], int]:
 
 def inspect_onnx(source: str | Path | bytes) -> ModelInfo:
     name, data = _read(source)
-    model = _parse_onnx(name, data, "not an ONNX model", "not")
+    from edgekit import onnx_info
+
+    model = onnx_info.parse(name, data, "not an ONNX model", "not")
     base_dir = None if isinstance(source, bytes | bytearray) else Path(source).parent
-    return _guard(name, "ONNX", lambda: _onnx_info(name, model, len(data), base_dir))
+    return _guard(name, "ONNX", lambda: onnx_info.walk(name, model, len(data), base_dir))
 
 
 def _read(source: str | Path | bytes) -> tuple[str, bytes | mmap.mmap]:
@@ -181,7 +252,7 @@ def _read(source: str | Path | bytes) -> tuple[str, bytes | mmap.mmap]:
         raise UsageError(f"{name}: cannot read the file ({exc.strerror or exc})") from exc
 
 
-def _guard(name: str, fmt: str, walk: Callable[[], ModelInfo]) -> ModelInfo:
+def _guard(name: str, fmt: str, walk: Callable[[], _Walked]) -> _Walked:
     """Walking a damaged file fails anywhere in the parser; report it as bad input, not a traceback."""
     try:
         return walk()
@@ -301,6 +372,51 @@ def _tflite_info(model: schema.ModelT, data: bytes | mmap.mmap) -> ModelInfo:
     return _summary("tflite", len(data), model_inputs, model_outputs, ops, weights)
 
 
+def _tflite_graphs(model: schema.ModelT) -> tuple[tuple[Graph, ...], tuple[Variable, ...]]:
+    op_names = [_tflite_op_name(code) for code in model.operatorCodes]
+
+    def tensor(index: int, t: schema.TensorT) -> Tensor:
+        dtype, shape = _TFLITE_DTYPES.get(t.type, f"type{t.type}"), _dims(t.shape)
+        signature = shape if t.shapeSignature is None else tuple(int(d) for d in t.shapeSignature)
+        buffer = model.buffers[t.buffer] if 0 < t.buffer < len(model.buffers) else None
+        constant = bool(t.externalBuffer) or buffer is not None and (
+            buffer.offset > 1 or buffer.data is not None and len(buffer.data) > 0)
+        q = t.quantization
+        return Tensor(index, _text(t.name), shape, signature, dtype, tensor_bytes(shape, dtype), constant,
+                      bool(t.isVariable) or dtype in ("resource", "variant"),
+                      () if q is None or q.scale is None else tuple(float(v) for v in q.scale),
+                      () if q is None or q.zeroPoint is None else tuple(int(v) for v in q.zeroPoint))
+
+    graphs: list[Graph] = []
+    variables: dict[tuple[str, str], Variable] = {}
+    for number, graph in enumerate(model.subgraphs):
+        tensors = tuple(tensor(i, t) for i, t in enumerate(graph.tensors or []))
+        steps = tuple(Step(op_names[op.opcodeIndex], tuple(i for i in _ints(op.inputs) if i >= 0),
+                           tuple(_ints(op.outputs))) for op in graph.operators or [])
+        graphs.append(Graph(_text(graph.name) or f"subgraph {number}", tensors, tuple(_ints(graph.inputs)),
+                            tuple(_ints(graph.outputs)), steps))
+        handles: dict[int, tuple[str, str]] = {}
+        for op, step in zip(graph.operators or [], steps, strict=True):
+            if step.op == "VAR_HANDLE" and op.builtinOptions is not None:
+                key = (_text(op.builtinOptions.container), _text(op.builtinOptions.sharedName))
+                handles[step.outputs[0]] = key
+                variables.setdefault(key, Variable(key[1], "resource", None, "", 0, key[0]))
+            elif step.op == "ASSIGN_VARIABLE" and step.inputs[0] in handles:
+                value, key = tensors[step.inputs[1]], handles[step.inputs[0]]
+                if variables[key].shape is None:
+                    variables[key] = Variable(key[1], "resource", value.shape, value.dtype, value.bytes, key[0])
+    kept = [Variable(t.name, "tensor", t.shape, t.dtype, t.bytes) for t in graphs[0].tensors
+            if t.variable and t.dtype not in ("resource", "variant")]
+    return tuple(graphs), (*variables.values(), *kept)
+
+
+def tensor_bytes(shape: tuple[int, ...] | None, dtype: str) -> int:
+    """Bytes of a tensor of this shape and dtype (packed types rounded up); 0 for an unknown shape or a
+    type of no fixed size (string, resource)."""
+    bits = _ITEM_BITS.get(dtype)
+    return 0 if shape is None or bits is None else (math.prod(shape) * bits + 7) // 8
+
+
 def _element_ops(name: str, kind: str, op, inputs: list[tuple[int, ...]], outputs: list[tuple[int, ...]]) -> int:
     out = math.prod(outputs[0]) if outputs else 0
     if name in ("MAX_POOL_2D", "AVERAGE_POOL_2D", "L2_POOL_2D"):
@@ -327,145 +443,3 @@ def _ints(values) -> list[int]:
 
 def _text(value: bytes | str | None) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value or ""
-
-
-def _parse_onnx(name: str, data: bytes | mmap.mmap, problem: str, neither: str) -> onnx.ModelProto:
-    if not len(data):
-        raise UsageError(f"{name}: {problem} (empty file)")
-    try:  # protobuf raises DecodeError on random and on truncated bytes alike
-        model = onnx.load_from_string(bytes(data))
-    except Exception as exc:
-        raise UsageError(f"{name}: {problem} ({neither} a complete ONNX protobuf)") from exc
-    if not model.ir_version or not model.HasField("graph"):  # an empty message parses from many byte strings
-        raise UsageError(f"{name}: {problem} ({neither} an ONNX protobuf with a graph)")
-    return model
-
-
-def _onnx_info(name: str, model: onnx.ModelProto, size: int, base_dir: Path | None) -> ModelInfo:
-    # Shapes first, while weights kept in external files are still references: a proto over 2 GB
-    # cannot be passed to shape inference.
-    model = shape_inference.infer_shapes(model)
-    if base_dir is not None:
-        try:
-            load_external_data_for_model(model, str(base_dir))
-        except OSError as exc:
-            raise UsageError(f"{name}: cannot read its external weight data ({exc})") from exc
-    graph = model.graph
-    constants = {t.name: t for t in graph.initializer}
-    constants.update({n.output[0]: a.t for n in graph.node if n.op_type == "Constant" for a in n.attribute
-                      if a.name == "value"})
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers = defaultdict(list)
-    for node in graph.node:
-        for input_name in node.input:
-            consumers[input_name].append(node)
-    shapes: dict[str, tuple[int, ...] | None] = {t: tuple(constants[t].dims) for t in constants}
-    shapes.update({v.name: _onnx_shape(v) for v in (*graph.input, *graph.value_info, *graph.output)})
-
-    def stored(operand: str) -> tuple[str, int] | None:
-        """(name of the constant behind an operand, its zero point), through DequantizeLinear (QDQ)."""
-        if operand in constants:
-            return operand, 0
-        node = producer.get(operand)
-        if node is None or node.op_type not in ("DequantizeLinear", "Identity", "Cast"):
-            return None
-        found = stored(node.input[0])
-        zero_point = node.input[2] if node.op_type == "DequantizeLinear" and len(node.input) > 2 else ""
-        if found and zero_point in constants:
-            zero_points = np.unique(numpy_helper.to_array(constants[zero_point]))
-            return found[0], int(zero_points[0]) if zero_points.size == 1 else 0
-        return found
-
-    def following_bias(node: onnx.NodeProto) -> str | None:
-        """tf2onnx writes Dense as MatMul then Add: the Add's constant vector is the MatMul's bias."""
-        users = consumers[node.output[0]]
-        if len(users) != 1 or users[0].op_type != "Add":
-            return None
-        other = [i for i in users[0].input if i != node.output[0]]
-        found = stored(other[0]) if len(other) == 1 else None
-        return other[0] if found and len(constants[found[0]].dims) == 1 else None
-
-    ops, weights = [], {}
-    for index, node in enumerate(graph.node):
-        if node.op_type == "Constant":  # data, not computation: some exporters keep weights this way
-            continue
-        kind, macs, params = _ONNX_KINDS.get(node.op_type, "other"), 0, 0
-        if kind in ("conv", "dense") and len(node.input) > 1:
-            macs = _onnx_macs(node, shapes)
-            w = shapes.get(node.input[1])
-            if node.op_type == "Conv" and _attribute(node, "group", 1) > 1 and w and w[1:2] == (1,):
-                kind = "depthwise_conv"
-            bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
-            if bias is None and kind == "dense" and (node.op_type == "MatMul" or len(node.input) == 2):
-                bias = following_bias(node)
-            for operand in (node.input[1], bias):
-                found = stored(operand) if operand else None
-                if found is not None:
-                    tensor = constants[found[0]]
-                    params += math.prod(tensor.dims)
-                    if operand == node.input[1]:
-                        weights[found[0]] = _onnx_weight(tensor, found[1])
-        ops.append(OpInfo(index, node.op_type, kind, macs, params, 0, _onnx_element_ops(node, kind, shapes)))
-
-    initializers = {t.name for t in graph.initializer}  # older exporters list them among the inputs too
-    inputs = [_onnx_tensor(v) for v in graph.input if v.name not in initializers]
-    outputs = [_onnx_tensor(v) for v in graph.output]
-    return _summary("onnx", size, inputs, outputs, ops, weights)
-
-
-def _onnx_macs(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...] | None]) -> int:
-    out, data, weight = (shapes.get(node.output[0]), shapes.get(node.input[0]), shapes.get(node.input[1]))
-    if not out or not data or not weight:  # rank unknown even after shape inference
-        return 0
-    if node.op_type == "Conv":  # weights (out_c, in_c/groups, k_h, k_w)
-        return math.prod(out) * math.prod(weight[1:])
-    if node.op_type == "ConvTranspose":  # weights (in_c, out_c/groups, k_h, k_w), spread from each input
-        return math.prod(data) * math.prod(weight[1:])
-    transposed = node.op_type == "Gemm" and _attribute(node, "transA", 0)
-    return math.prod(out) * (data[0] if transposed else data[-1])
-
-
-def _onnx_element_ops(node: onnx.NodeProto, kind: str, shapes: dict[str, tuple[int, ...] | None]) -> int:
-    out = shapes.get(node.output[0]) if node.output else None
-    data = shapes.get(node.input[0]) if node.input else None
-    if node.op_type in ("MaxPool", "AveragePool", "LpPool") and out:
-        return math.prod(out) * math.prod(_attribute(node, "kernel_shape", [1]))
-    if node.op_type in ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax") and data:
-        return math.prod(data)
-    if kind in ("elementwise", "softmax") and out:
-        return math.prod(out)
-    return 0
-
-
-_Value = TypeVar("_Value")
-
-
-def _attribute(node: onnx.NodeProto, name: str, default: _Value) -> _Value:
-    """A node attribute's value (an int, or a list of ints for kernel_shape), or `default` when unset."""
-    return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
-
-
-def _onnx_shape(value: onnx.ValueInfoProto) -> tuple[int, ...] | None:
-    tensor_type = value.type.tensor_type
-    if not tensor_type.HasField("shape"):
-        return None
-    return _dims(d.dim_value if d.HasField("dim_value") else 1 for d in tensor_type.shape.dim)
-
-
-def _onnx_dtype(code: int) -> str:
-    try:
-        return onnx.helper.tensor_dtype_to_np_dtype(code).name
-    except (KeyError, ValueError, TypeError):
-        return onnx.TensorProto.DataType.Name(code).lower()
-
-
-def _onnx_tensor(value: onnx.ValueInfoProto) -> TensorInfo:
-    return TensorInfo(value.name, _onnx_shape(value) or (), _onnx_dtype(value.type.tensor_type.elem_type))
-
-
-def _onnx_weight(tensor: onnx.TensorProto, zero: int) -> _Weight:
-    elements = math.prod(tensor.dims)
-    if tensor.data_location == onnx.TensorProto.EXTERNAL:  # read from bytes, so the data file is unknown
-        return _Weight(_onnx_dtype(tensor.data_type), elements, None)
-    values = numpy_helper.to_array(tensor)
-    return _Weight(values.dtype.name, elements, _count_zeros(values, elements, zero))
