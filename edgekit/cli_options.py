@@ -126,7 +126,8 @@ def compare_settings() -> Decorator:
                      help="The build variant the result measured (int8, float32, ...). Default: the one whose file "
                           "the result names."),
         click.option("--target", "target_name", default=None,
-                     help="The build's target the result ran on (a build for several targets). Default: its first."),
+                     help="The build's target the result ran on (a build for several targets). Default: the "
+                          "first the result can belong to."),
         click.option("--calibrate", type=click.Path(dir_okay=False, path_type=Path),
                      default=None, help="Write a copy of the target profile, refitted so its estimate for this model "
                                         "is the measurement, to this TOML file (then use it with --target). Only from "

@@ -245,6 +245,9 @@ def compare(build_dir: Path, result_path: Path, variant_name: str | None = None,
 
     report, manifest = load_build(build_dir)
     result = read_result(result_path)
+    if target_name is None:  # a build for several targets: the first the result can belong to, else the lead
+        target_name = next((entry["target"] for entry in report["targets"]
+                            if not mismatches(result, build_target(report, manifest, entry["target"]))), None)
     target = build_target(report, manifest, target_name)
     variant, matched = pick_variant(report, manifest, result, variant_name, target_name)
     model_path = Path(build_dir) / variant["file"]

@@ -200,6 +200,9 @@ def test_compare_judges_a_measurement_against_the_target_it_ran_on(two_targets, 
     estimate = next(v for v in nucleo["variants"] if v["name"] == "int8")["target_latency"]["ms"]
     comparison = compare(folder, log, "int8", "nucleo-l4r5zi")
     assert comparison["target"] == "nucleo-l4r5zi" and comparison["estimate"]["ms"] == pytest.approx(estimate)
-    assert compare(folder, log, "int8")["target"] == "rpi4"  # the lead, by default
+    # by default the first of the build's targets a serial log can belong to: the microcontroller, not the lead
+    assert compare(folder, log, "int8")["target"] == "nucleo-l4r5zi"
+    with pytest.raises(UsageError, match="serial.log cannot be a measurement of rpi4: the result ran TFLite Micro"):
+        compare(folder, log, "int8", "rpi4")
     with pytest.raises(UsageError, match="not made for target 'esp32-s3'; it was for rpi4, nucleo-l4r5zi"):
         compare(folder, log, "int8", "esp32-s3")
