@@ -209,13 +209,14 @@ def export_command(model, target, out, name, labels, data_spec):
 
 
 @main.command("compare")
-@click.argument("build_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("build_dir", type=click.Path(path_type=Path))
 @click.argument("result", type=click.Path(dir_okay=False, path_type=Path))
 @options.compare_settings()
 @options.json("Print the comparison as JSON.")
 def compare_command(build_dir, result, variant, target_name, calibrate, force, as_json):
     """Compare a device RESULT (bench_on_device.py's JSON, a benchmark_model log or the microcontroller
-    application's serial log) with the estimates in BUILD_DIR: latency and memory, with the error."""
+    application's serial log) with the estimates in BUILD_DIR (a build folder, a bundle folder `edgekit export`
+    wrote, or a saved `edgekit bench --json`): latency and memory, with the error."""
     from edgekit import compare
 
     comparison = compare.compare(build_dir, result, variant, target_name, calibrate, force)

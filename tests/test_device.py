@@ -285,3 +285,46 @@ def test_compare_names_the_target_the_result_ran_on(measured):
     other = CliRunner().invoke(main, ["compare", str(build_dir), result, "--target", "nucleo-l4r5zi"])
     assert other.exit_code == 2
     assert "the build was not made for target 'nucleo-l4r5zi'; it was for rpi4" in other.stderr
+
+
+def test_compare_takes_a_bundle_folder_or_a_saved_bench_json(tmp_path):
+    """A model nobody built with edgekit: its microcontroller bundle (the model only as model_data.cc's array)
+    and a saved `edgekit bench --json` each stand in for the build folder."""
+    from test_tflm import int8_conv
+
+    model = tmp_path / "foreign.tflite"
+    model.write_bytes(int8_conv(8))
+    bundle = tmp_path / "bundle"
+    _export(model, "nucleo-l4r5zi", bundle)
+    assert not (bundle / "foreign.tflite").exists()
+    log = tmp_path / "serial.log"
+    log.write_text("".join(f'{{"run": {i}, "latency_us": 900, "arena_used": 2048}}\n' for i in range(5)))
+    done = CliRunner().invoke(main, ["compare", str(bundle), str(log), "--json"])
+    assert done.exit_code == 0, done.output + repr(done.exception)
+    data = json.loads(done.stdout)
+    assert data["target"] == "nucleo-l4r5zi" and data["variant"] == "foreign" and data["estimate"]["ms"] > 0
+    bench = CliRunner().invoke(main, ["bench", str(model), "--target", "nucleo-l4r5zi", "--runs", "10", "--json"])
+    saved = tmp_path / "bench.json"
+    saved.write_text(bench.stdout)
+    done = CliRunner().invoke(main, ["compare", str(saved), str(log), "--json"])
+    assert done.exit_code == 0, done.output + repr(done.exception)
+    assert json.loads(done.stdout)["estimate"]["ms"] == pytest.approx(data["estimate"]["ms"])
+    (bundle / "model_data.cc").write_text("// edited\n")
+    done = CliRunner().invoke(main, ["compare", str(bundle), str(log)])
+    assert done.exit_code == 2 and "has neither foreign.tflite nor a model_data.cc" in done.stderr
+    junk = tmp_path / "notes.json"
+    junk.write_text("{}")
+    done = CliRunner().invoke(main, ["compare", str(junk), str(log)])
+    assert done.exit_code == 2 and "is not the JSON `edgekit bench --json` prints" in done.stderr
+
+
+def test_an_emulated_phone_or_pi_figure_is_compared_at_the_measurements_threads():
+    from edgekit.compare import at_threads
+
+    estimate = {"ms": 1.0, "low_ms": 0.5, "high_ms": 2.0, "threads": 1, "error_factor": 2.0, "method": "counted",
+                "emulation": {"ms_by_threads": {"1": 1.0, "2": 1.2, "3": 1.4, "4": 1.6}}}
+    four = at_threads(estimate, 4)
+    assert (four["ms"], four["low_ms"], four["high_ms"], four["threads"]) == (1.6, 0.8, 3.2, 4)
+    assert four["method"].endswith("at the measurement's 4 thread(s): 1.6 ms")
+    assert at_threads(estimate, 1) is estimate and at_threads(estimate, None) is estimate
+    assert at_threads({**estimate, "emulation": None}, 4)["ms"] == 1.0  # a cost model's figure stays

@@ -209,7 +209,9 @@ def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=Non
                           + " that runs the model on the test input 10 times, checks the output (within 1 step "
                           "of the host's; optimized kernels may round differently) and prints one JSON line per "
                           "run: `{\"run\": 0, \"latency_us\": 812, \"ok\": true, \"max_diff\": 0, "
-                          "\"arena_used\": 9120}`. Keep the serial log: `edgekit compare` reads it.\n"
+                          "\"arena_used\": 9120}`. Keep the serial log: "
+                          "`edgekit compare BUILD_OR_THIS_FOLDER serial.log` "
+                          "sets it against edgekit's figures.\n"
                           "- `model.json`: input and output shapes, types, scale and zero point.\n")
     for filename, text in files.items():
         write_atomic(Path(out) / filename, text)
