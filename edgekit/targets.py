@@ -18,9 +18,8 @@ from typing import Any
 from edgekit import _toml
 from edgekit.errors import UsageError
 from edgekit.estimate import LatencyModel, parse_latency
-from edgekit.toolchains import aarch64
+from edgekit.toolchains.cores import A_CORES, A_PROFILE_DEFAULTS, emulated_a_core, emulated_core
 from edgekit.toolchains.cores import Core as EmulatedCore
-from edgekit.toolchains.cores import emulated_core
 
 
 class DeviceClass(StrEnum):
@@ -211,7 +210,7 @@ def _parse(data: dict[str, Any], path: Path) -> Target:
     cpu_data = data.get("cpu")
     core_name = cpu_data.get("core") if isinstance(cpu_data, dict) and isinstance(cpu_data.get("core"), str) else None
     core = emulated_core(core_name)
-    a_core = aarch64.emulated_core(core_name) if core is None else None
+    a_core = emulated_a_core(core_name) if core is None else None
     emulated = core is not None or a_core is not None
     title = top.get("title", str, name if emulated else ...)
     device_class = DeviceClass(top.choice("class", [c.value for c in DeviceClass], ... if not emulated else
@@ -268,14 +267,14 @@ def _cpu(table: _toml.Table, emulated: EmulatedCore | None, a_core: str | None =
     """`emulated`: the Cortex-M core edgekit emulates for this profile's cpu.core, `a_core` the Cortex-A one; its
     arch and features are the defaults (a profile may still say them: an M4 without its FPU)."""
     default_arch, default_features = (emulated.arch, emulated.features) if emulated else \
-        aarch64.PROFILE_DEFAULTS[a_core] if a_core else (..., ())
+        A_PROFILE_DEFAULTS[a_core] if a_core else (..., ())
     arch = table.get("arch", str, default_arch)
     core = table.get("core", str)
     clock_mhz = _positive(table, "clock_mhz")
     cores = table.integer("cores", ... if emulated is None and a_core is None else 1, minimum=1)
     features = table.strings("features") if (emulated is None and a_core is None) or "features" in table.data \
         else default_features
-    emulated_as = table.choice("emulated_as", [*aarch64.CORES, NOT_EMULATED], a_core)
+    emulated_as = table.choice("emulated_as", [*A_CORES, NOT_EMULATED], a_core)
     table.done()
     for feature in features:
         if feature not in FEATURES:

@@ -96,3 +96,11 @@ def test_the_python_binding_is_left_out_of_the_figure():
     assert called.ms == pytest.approx(plain.ms) and called.instructions == plain.instructions
     assert called.emulation["binding_instructions"] == 5_000
     assert any(k["kernel"] == cycles_a64.BINDING and k["instructions"] == 5_000 for k in called.emulation["kernels"])
+
+
+def test_the_profile_tables_and_the_runtime_name_the_same_cores():
+    """targets reads the Cortex-A names from toolchains.cores (cheap to import); toolchains.aarch64 runs them."""
+    from edgekit.toolchains import aarch64, cores
+
+    assert set(cores.A_CORES) == set(aarch64.CORES) == set(cores.A_PROFILE_DEFAULTS) == set(FIT["cores"])
+    assert set(cores.A_ALIASES.values()) <= set(cores.A_CORES)

@@ -106,36 +106,6 @@ CORES = {core.name: core for core in (
 )}
 
 
-# A profile's cpu.core -> the emulated core whose kernels and instruction stream it gets: the same core, or the
-# nearest QEMU models with the same instruction set features XNNPACK picks its kernels by (no dot product before
-# the A75/A76 generation; dot product after). The CPI of the emulated core is used for the profile's core.
-ALIASES = {
-    "cortex-a53": "cortex-a53", "cortex-a55": "cortex-a53",  # in-order; the A55's dot product is not used
-    "cortex-a57": "cortex-a72", "cortex-a72": "cortex-a72", "cortex-a73": "cortex-a72",
-    "cortex-a75": "cortex-a76", "cortex-a76": "cortex-a76", "cortex-a77": "cortex-a76", "cortex-a78": "cortex-a76",
-    "cortex-a78ae": "cortex-a76", "cortex-a78c": "cortex-a76", "cortex-x1": "cortex-a76",
-    "neoverse-n1": "cortex-a76",
-    # Armv9 big cores with int8 matrix multiply: QEMU's max, as the A720 spec above sets it up
-    "cortex-a710": "cortex-a720", "cortex-a715": "cortex-a720", "cortex-a720": "cortex-a720",
-    "cortex-a725": "cortex-a720", "cortex-x2": "cortex-a720", "cortex-x3": "cortex-a720", "cortex-x4": "cortex-a720",
-}
-
-
-# What a profile naming only the core gets as cpu.arch and cpu.features (edgekit.targets.FEATURES words).
-PROFILE_DEFAULTS = {
-    "cortex-a53": ("armv8-a", ("neon",)),
-    "cortex-a72": ("armv8-a", ("neon",)),
-    "cortex-a76": ("armv8.2-a", ("neon", "fp16", "dotprod")),
-    "cortex-a720": ("armv9.2-a", ("neon", "fp16", "dotprod", "i8mm")),
-}
-
-
-def emulated_core(name: str | None) -> str | None:
-    """The emulated core a profile's `cpu.core` runs as, or None when edgekit has none for it."""
-    key = (name or "").strip().lower()
-    return ALIASES.get(key) or (key if key in CORES else None)
-
-
 def core(name: str) -> CortexA:
     if name not in CORES:
         raise UsageError(f"no emulated aarch64 core {name!r}; known: {', '.join(CORES)}")

@@ -87,3 +87,35 @@ def core(name: str) -> Core:
     if found is None:
         raise UsageError(f"unknown core '{name}'; edgekit emulates {', '.join(CORES)} (and Cortex-M0, M4F, M7F, M85)")
     return found
+
+
+# --- Cortex-A cores: LiteRT's aarch64 build on qemu-aarch64 (edgekit.toolchains.aarch64 builds and runs them) ---
+# Here only what a target profile needs (their names, and what a profile naming a core gets), so that loading a
+# profile does not import the runtime's builder.
+A_CORES = ("cortex-a53", "cortex-a72", "cortex-a76", "cortex-a720")
+# A profile's cpu.core -> the emulated core whose kernels and instruction stream it gets: the same core, or the
+# nearest QEMU models with the same instruction set features XNNPACK picks its kernels by (no dot product before
+# the A75/A76 generation; dot product after). The CPI of the emulated core is used for the profile's core.
+A_ALIASES = {
+    "cortex-a53": "cortex-a53", "cortex-a55": "cortex-a53",  # in-order; the A55's dot product is not used
+    "cortex-a57": "cortex-a72", "cortex-a72": "cortex-a72", "cortex-a73": "cortex-a72",
+    "cortex-a75": "cortex-a76", "cortex-a76": "cortex-a76", "cortex-a77": "cortex-a76", "cortex-a78": "cortex-a76",
+    "cortex-a78ae": "cortex-a76", "cortex-a78c": "cortex-a76", "cortex-x1": "cortex-a76",
+    "neoverse-n1": "cortex-a76",
+    # Armv9 big cores with int8 matrix multiply: QEMU's max, as edgekit.toolchains.aarch64 sets it up for the A720
+    "cortex-a710": "cortex-a720", "cortex-a715": "cortex-a720", "cortex-a720": "cortex-a720",
+    "cortex-a725": "cortex-a720", "cortex-x2": "cortex-a720", "cortex-x3": "cortex-a720", "cortex-x4": "cortex-a720",
+}
+# What a profile naming only the core gets as cpu.arch and cpu.features (edgekit.targets.FEATURES words).
+A_PROFILE_DEFAULTS = {
+    "cortex-a53": ("armv8-a", ("neon",)),
+    "cortex-a72": ("armv8-a", ("neon",)),
+    "cortex-a76": ("armv8.2-a", ("neon", "fp16", "dotprod")),
+    "cortex-a720": ("armv9.2-a", ("neon", "fp16", "dotprod", "i8mm")),
+}
+
+
+def emulated_a_core(name: str | None) -> str | None:
+    """The emulated Cortex-A core (edgekit.toolchains.aarch64) a profile's `cpu.core` runs as, or None."""
+    key = (name or "").strip().lower()
+    return A_ALIASES.get(key) or (key if key in A_CORES else None)
