@@ -162,7 +162,7 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
     memory: dict[Runtime, tuple[dict, dict, Any]] = {}
     raw_sample = runner.quantize_input(np.asarray(sample, np.float32)[np.newaxis])[0]
     emulations = emulate.Emulations(path, info, raw_sample)
-    host_outputs: dict[str, Any] = {}
+    litert_output = None  # this host's LiteRT output for the sample, to check an emulated Cortex-A run against
     results = []
     for target in targets:
         if target.runtime not in memory:
@@ -173,9 +173,9 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
         if target.runtime is Runtime.TFLM and info.format == "tflite" and ops["supported"]:
             ram, ops, target_latency = emulations.judge(target, precision, host_output, ram, ops, target_latency)
         elif target.runtime is Runtime.LITERT and info.format == "tflite" and target.cpu.emulated_as:
-            if "litert" not in host_outputs:  # this host's LiteRT output for the sample, to check the emulated one
-                host_outputs["litert"] = runner.run_raw(raw_sample[np.newaxis])
-            ram, ops, target_latency = emulations.judge_litert(target, precision, host_outputs["litert"], ram,
+            if litert_output is None:
+                litert_output = runner.run_raw(raw_sample[np.newaxis])
+            ram, ops, target_latency = emulations.judge_litert(target, precision, litert_output, ram,
                                                                ops, target_latency)
         judged = verdict.evaluate(
             target, precision=precision, flash_bytes=info.size_bytes, ram_bytes=ram.get("required_bytes"),

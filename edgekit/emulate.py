@@ -32,7 +32,13 @@ class Emulations:
     def __init__(self, path: Path, info: ModelInfo, raw_sample: np.ndarray):
         self.path, self.info, self.raw_sample = path, info, raw_sample
         self.runs: dict[str, Any] = {}
-        self.warned = False
+        self.warned: set[str] = set()
+
+    def _warn(self, target: Target, reason: str) -> None:
+        """One warning for each reason a target is not emulated (the first target that meets it named)."""
+        if reason not in self.warned:
+            log.warning("%s: %s", target.name, reason)
+            self.warned.add(reason)
 
     def judge(self, target: Target, precision: str, host_output: Any, ram: dict[str, Any], ops: dict[str, Any],
               estimate: LatencyEstimate | None) -> tuple[dict[str, Any], dict[str, Any], LatencyEstimate | None]:
@@ -43,9 +49,7 @@ class Emulations:
 
         reason = emulated.unavailable(target)
         if reason:
-            if not self.warned:
-                log.warning("%s: %s", target.name, reason)
-                self.warned = True
+            self._warn(target, reason)
             return ram, ops, self._fallback(target, precision, estimate, reason)
         core = emulated.core_for(target)
         if core is None or host_output is None:
@@ -101,9 +105,7 @@ class Emulations:
         run = self.runs.get(core)
         if reason or not isinstance(run, emulated_a64.LiteRTRun):
             reason = reason or f"not emulated: {run}"
-            if not self.warned:
-                log.warning("%s: %s", target.name, reason)
-                self.warned = True
+            self._warn(target, reason)
             return ram, ops, self._fallback(target, precision, estimate, reason)
         comparison = emulated_a64.compare(run, host_output)
         ops = {**ops, "checked_with": f"litert on an emulated {core}",

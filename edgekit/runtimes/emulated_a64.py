@@ -35,7 +35,6 @@ from __future__ import annotations
 import bisect
 import functools
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -209,6 +208,7 @@ def counted_run(model_path: Path, core: str, raw_input: np.ndarray, symbols: boo
     the same core) is not run again."""
     import hashlib
 
+    from edgekit._files import write_atomic
     from edgekit.toolchains import sources
 
     model_path = Path(model_path)
@@ -225,10 +225,7 @@ def counted_run(model_path: Path, core: str, raw_input: np.ndarray, symbols: boo
         except (ValueError, TypeError, KeyError):
             path.unlink(missing_ok=True)  # written by another edgekit version: count again
     run = run_litert(model_path, core, raw, symbols=symbols)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.partial")
-    partial.write_text(json.dumps(run.to_dict()))
-    partial.replace(path)
+    write_atomic(path, json.dumps(run.to_dict()))
     return run
 
 
