@@ -7,17 +7,20 @@ the per-op cost model of the target profile. Every figure says which it is."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit import emulate, verdict
+from edgekit import emulate, feeds, verdict
 from edgekit._files import gzip_size
 from edgekit.estimate import LatencyEstimate, estimate_latency
+from edgekit.feeds import InputSpec
 from edgekit.model_info import ModelInfo, inspect_model
 from edgekit.runtimes.base import BATCH
 from edgekit.runtimes.host import litert_memory, open_runner
@@ -27,6 +30,7 @@ DEFAULT_RUNS = 200
 DEFAULT_WARMUP = 20
 ARENA_ALIGNMENT = 16
 PROGRESS_STEPS = 20  # updates of a benchmark's progress bar over its timed runs
+log = logging.getLogger("edgekit")
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class BenchResult:
     flash: dict[str, Any]
     ops: dict[str, Any]
     fit: verdict.FitReport
+    feeds: dict[str, Any] | None = None  # what each input was fed, and the state fed back (edgekit.feeds)
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k not in ("fit", "target_latency")}
@@ -125,26 +130,40 @@ def bench(path: Path, target: Target, x_test: np.ndarray | None = None, y_test: 
 def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None = None,
                   y_test: np.ndarray | None = None, runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
                   threads: int = 1, task: str = "classification", metric: str = "accuracy",
-                  trusted_sha256: str | None = None) -> list[BenchResult]:
+                  trusted_sha256: str | None = None, inputs: Sequence[InputSpec] = ()) -> list[BenchResult]:
     """Measure once on the host, then judge the model against each target. With test data, the task's
     metric is measured too (batched). The file may come from anywhere: `open_runner` checks it and runs it
     once in a child process before this process loads it (unless its sha256 is `trusted_sha256`, a build's
-    own verified file), and TFLite Micro only ever runs in a child."""
+    own verified file), and TFLite Micro only ever runs in a child.
+
+    Every input the model declares is fed (`edgekit.feeds.plan`: the data's first sample for the first
+    input, `inputs` as given, the rest resolved and said); a recurrent state's output is fed back into its
+    input between timed calls (steady state)."""
     from edgekit.tasks import TASKS
 
     path = Path(path)
     count = 0 if y_test is None or x_test is None else len(x_test)
     chunks = tuple(sorted({min(count, BATCH), count % BATCH} - {0}))  # the batch sizes predict() will use
-    runner = open_runner(path, threads, chunks, trusted_sha256)
-    info = inspect_model(path)
-    precision = precision_of(info)
-    if x_test is not None and tuple(x_test.shape[1:]) != info.inputs[0].shape[1:]:
+    plan = feeds.plan(path, inputs, None if x_test is None else (1, *x_test.shape[1:]))
+    if x_test is not None and len(plan.feeds) > 1:
         from edgekit.errors import UsageError
 
-        raise UsageError(f"{path}: the model takes inputs of shape {list(info.inputs[0].shape[1:])}, "
-                         f"the data has {list(x_test.shape[1:])}")
-    sample = x_test[0] if x_test is not None else np.zeros(info.inputs[0].shape[1:], np.float32)
-    host_latency = measure_latency(runner.prepare(sample), runs, warmup, threads, f"bench {path.name}")
+        raise UsageError(f"{path}: --data feeds a model of one input; this one has {len(plan.feeds)} "
+                         f"({', '.join(f.label for f in plan.feeds)}): bench it without --data")
+    for note in plan.notes:
+        log.info("%s: %s", path.name, note)
+    runner = open_runner(path, threads, chunks, trusted_sha256, plan)
+    info = inspect_model(path)
+    precision = precision_of(info)
+    values = dict(plan.values)
+    if x_test is not None:
+        values[plan.primary] = runner.quantize_input(np.asarray(x_test[:1], np.float32))
+    plan = feeds.confirm(replace(plan, values=values), runner.outputs)
+    for feed in plan.feeds:
+        if feed.state_from:
+            log.info("%s: steady state: output '%s' is fed back into input '%s' after every call", path.name,
+                     feed.state_label, feed.label)
+    host_latency = measure_latency(runner.feed(plan.values, plan.state), runs, warmup, threads, f"bench {path.name}")
     value = measured = None
     # every metric of the task (binary: accuracy and AUC; regression: MAE and RMSE)
     if y_test is not None and x_test is not None:
@@ -160,8 +179,9 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
     flash = {"model_bytes": info.size_bytes, "basis": "measured",
              "note": "the model file; the runtime's own code is in the profile's memory reserve"}
     memory: dict[Runtime, tuple[dict, dict, Any]] = {}
-    raw_sample = runner.quantize_input(np.asarray(sample, np.float32)[np.newaxis])[0]
-    emulations = emulate.Emulations(path, info, raw_sample)
+    single = len(plan.feeds) == 1  # TFLite Micro and the emulated cores are fed one input
+    raw_sample = plan.values[plan.primary][0] if single else None
+    emulations = emulate.Emulations(path, info, raw_sample) if raw_sample is not None else None
     litert_output = None  # this host's LiteRT output for the sample, to check an emulated Cortex-A run against
     results = []
     for target in targets:
@@ -170,7 +190,9 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
         ram, ops, host_output = memory[target.runtime]
         ram = _with_margin(ram, target.memory.arena_margin) if target.runtime is Runtime.TFLM else ram
         target_latency = estimate_latency(info, target, precision)
-        if target.runtime is Runtime.TFLM and info.format == "tflite" and ops["supported"]:
+        if emulations is None or raw_sample is None:
+            pass  # a model of several inputs: the cost model's estimate stays (the emulated programs feed one)
+        elif target.runtime is Runtime.TFLM and info.format == "tflite" and ops["supported"]:
             ram, ops, target_latency = emulations.judge(target, precision, host_output, ram, ops, target_latency)
         elif target.runtime is Runtime.LITERT and info.format == "tflite" and target.cpu.emulated_as:
             if litert_output is None:
@@ -190,13 +212,13 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
             element_ops=info.element_ops, accuracy=value if metric == "accuracy" else None, metric=measured,
             latency_ms=host_latency,
             structure=structure, target=target.name,
-            target_latency=target_latency, ram=ram, flash=flash, ops=ops, fit=judged,
+            target_latency=target_latency, ram=ram, flash=flash, ops=ops, fit=judged, feeds=plan.to_dict(),
         ))
     return results
 
 
 def _ram_and_ops(path: Path, info: ModelInfo, runtime: Runtime, threads: int,
-                 smoke: dict | None, raw_sample: np.ndarray) -> tuple[dict, dict, Any]:
+                 smoke: dict | None, raw_sample: np.ndarray | None) -> tuple[dict, dict, Any]:
     """RAM and op support on the runtime, and (TFLite Micro) its output for `raw_sample`."""
     if info.format != "tflite":
         return ({"basis": "not measured", "note": "RAM is measured for .tflite files"},
@@ -231,7 +253,8 @@ def _with_margin(ram: dict[str, Any], margin: float) -> dict[str, Any]:
 
 
 def bench_file(path: Path, targets: list[Target], data_spec: str | None = None, task: str = "classification",
-               runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP, threads: int = 1) -> list[BenchResult]:
+               runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP, threads: int = 1,
+               inputs: Sequence[InputSpec] = ()) -> list[BenchResult]:
     """`edgekit bench`: a model file from anywhere, checked before anything loads it, with the task's first
     metric measured on the test split of `data_spec` (shaped for the model's input) when one is given."""
     from edgekit.errors import UsageError
@@ -248,7 +271,7 @@ def bench_file(path: Path, targets: list[Target], data_spec: str | None = None, 
 
         dataset = data.load_for_model(data_spec, path, task)
         x, y = dataset.x_test, dataset.y_test
-    return bench_targets(path, targets, x, y, runs, warmup, threads, task, METRICS[task][0])
+    return bench_targets(path, targets, x, y, runs, warmup, threads, task, METRICS[task][0], inputs=inputs)
 
 
 def check_fits(model: str, measured: list[BenchResult]) -> None:

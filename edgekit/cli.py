@@ -121,6 +121,7 @@ def _show_build(result, as_json: bool) -> None:
 @click.argument("model", type=click.Path(path_type=Path))
 @options.target("Target name or TOML path; repeat it, or say 'all' for every built-in target.")
 @click.option("--data", "data_spec", default=None, help="Dataset spec; its test split measures the task metric.")
+@options.inputs()
 @options.task()
 @options.timing()
 @click.option("--latency-ms", type=float, default=None, help="Latency budget, overriding the profile's.")
@@ -130,7 +131,7 @@ def _show_build(result, as_json: bool) -> None:
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the table across targets and a verdict card per target as one self-contained "
                    "HTML page to this file.")
-def bench_command(model, chosen, data_spec, task, runs, warmup, threads, latency_ms, ram_kb, flash_kb,
+def bench_command(model, chosen, data_spec, inputs, task, runs, warmup, threads, latency_ms, ram_kb, flash_kb,
                   as_json, html_path):
     """Does MODEL (.tflite or .onnx) fit a target: structure, MACs, flash, RAM, op support, host latency and
     the target latency (the profile's cost-model estimate, or instructions counted on an emulated Cortex-M
@@ -140,7 +141,7 @@ def bench_command(model, chosen, data_spec, task, runs, warmup, threads, latency
     from edgekit.results import of_file, ranked_targets
 
     chosen = [t.with_budgets(latency_ms, ram_kb, flash_kb) for t in chosen]
-    measured = bench_file(model, chosen, data_spec, task, runs, warmup, threads)
+    measured = bench_file(model, chosen, data_spec, task, runs, warmup, threads, inputs)
     judged = ranked_targets([of_file(r, t) for r, t in zip(measured, chosen, strict=True)])
     click.echo(json.dumps([r.to_dict() for r in measured], indent=2) if as_json
                else bench_text(model.name, measured, judged, sys.stdout.isatty()), nl=as_json)

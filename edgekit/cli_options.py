@@ -136,3 +136,24 @@ def compare_settings() -> Decorator:
                      help="Compare a result that cannot be the target's (another runtime, device class or "
                           "instruction set), marked as such; never with --calibrate."),
     )
+
+
+class InputType(click.ParamType):
+    """One `--input` (edgekit.feeds.parse_input): a malformed one fails with edgekit's one line before the command
+    runs."""
+
+    name = "input"
+
+    def convert(self, value, param, ctx):
+        from edgekit.feeds import parse_input
+
+        return parse_input(value)
+
+
+def inputs() -> Decorator:
+    """`--input`, repeatable: the command gets `inputs`, a tuple of edgekit.feeds.InputSpec."""
+    return click.option(
+        "--input", "inputs", type=InputType(), multiple=True, metavar="SPEC",
+        help="What an input of the model is fed, by name: NAME:SHAPE[:DTYPE] (its shape, batch included: "
+             "state:2x1x128), NAME=FILE.npy (its values) or NAME=NUMBER (a scalar's value, or a tensor's fill). "
+             "Repeat it for each input to set; the others are resolved from the model, and said.")

@@ -14,7 +14,7 @@ import mmap
 import os
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
@@ -133,6 +133,9 @@ class ModelGraphs:
     info: ModelInfo
     graphs: tuple[Graph, ...]  # the main graph first
     variables: tuple[Variable, ...]
+    # The signature's names of main-graph tensors (TFLite SignatureDefs: 'state' for 'serving_default_state:0'
+    # and 'stateN' for 'StatefulPartitionedCall:1'), by tensor index; empty for ONNX, whose names are its own.
+    aliases: dict[int, str] = field(default_factory=dict)
 
 
 def _kinds(table: dict[str, str]) -> dict[str, str]:
@@ -192,7 +195,9 @@ def inspect_graphs(path: str | Path) -> ModelGraphs:
         model = check_tflite(data, name)
         info = _guard(name, "TFLite", lambda: _tflite_info(model, data))
         graphs, variables = _guard(name, "TFLite", lambda: _tflite_graphs(model))
-        return ModelGraphs(info, graphs, variables)
+        aliases = {m.tensorIndex: _text(m.name) for d in model.signatureDefs or [] if d.subgraphIndex == 0
+                   for m in (*(d.inputs or []), *(d.outputs or [])) if m is not None and m.name}
+        return ModelGraphs(info, graphs, variables, aliases)
     from edgekit import onnx_info
 
     proto = onnx_info.parse(name, data, "not a TFLite or ONNX model", "neither a TFLite flatbuffer nor")

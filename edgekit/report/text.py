@@ -143,7 +143,19 @@ def model_lines(result: BenchResult) -> list[str]:
     ]
     if metric is not None:
         lines.append(f"{metric['name']}: {metric['value']:.4f} on the given test data (host)")
+    fed = (result.feeds or {}).get("inputs", [])
+    if len(fed) > 1 or any(f["source"] not in ("zeros", "data") for f in fed):
+        lines.append("inputs: " + "; ".join(_fed(f) for f in fed))
+    if (result.feeds or {}).get("state_method"):
+        lines.append(f"host latency is {result.feeds['state_method']}")  # type: ignore[index]
     return lines
+
+
+def _fed(feed: dict[str, Any]) -> str:
+    """'state [2x1x128] float32, zeros, then stateN fed back'."""
+    shape = "x".join(str(d) for d in feed["shape"]) or "scalar"
+    back = f", then {feed['state_from']} fed back" if feed.get("state_from") else ""
+    return f"{feed['name']} [{shape}] {feed['dtype']}, {feed['source']}{back}"
 
 
 def target_lines(result: BenchResult) -> list[str]:

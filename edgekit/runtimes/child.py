@@ -12,6 +12,7 @@ runtime and the phase the child was in.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -77,6 +78,8 @@ def run_child(module: str, args: Sequence[str], *, model: str, runtime: str, sta
                                 f"while {where}; {crash_hint}")
     done = ChildRun(tuple(found))
     if "usage_error" in done.values:
+        if "\n" in done.values.get("detail", ""):  # the runtime's whole message, for --verbose
+            logging.getLogger("edgekit").debug("%s said:\n%s", runtime, done.values["detail"])
         raise UsageError(f"{model}: {done.values['usage_error']}")
     if process.returncode != 0 or not any("end" in record for record in found):
         last = (stderr.strip().splitlines() or ["no message"])[-1][:_LINE]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,13 +19,17 @@ from edgekit.runtimes.child import Reporter, run_child
 from edgekit.runtimes.litert import TFLiteRunner
 from edgekit.runtimes.onnx import ORT_TYPES, OnnxRunner, input_shape
 
+if TYPE_CHECKING:
+    from edgekit.feeds import FeedPlan
+
 
 def open_runner(path: str | Path, threads: int = 1, batch_sizes: tuple[int, ...] = (),
-                trusted_sha256: str | None = None) -> TFLiteRunner | OnnxRunner:
+                trusted_sha256: str | None = None, plan: FeedPlan | None = None) -> TFLiteRunner | OnnxRunner:
     """The runner for a model file from anywhere. The file is checked first (`validate.check_model_file`),
-    then loaded, allocated and run once on zeros in a child process (`smoke_run`, also at each of
-    `batch_sizes`), and only then opened in this process: a file that would crash the runtime costs the
-    child, not edgekit. What the child measured stays on the runner as `smoke`.
+    then loaded, allocated and run once in a child process (`smoke_run`, on `plan`'s values, by default
+    `feeds.plan(path)`: every input resolved, zeros and default scalars; and at each of `batch_sizes`), and
+    only then opened in this process: a file that would crash the runtime costs the child, not edgekit. What
+    the child measured stays on the runner as `smoke`.
 
     `trusted_sha256` is for the files a build made itself: the sha256 of bytes already run in-process by the
     build that made them (every conversion is verified by running it before it is kept or cached). A file
@@ -37,7 +41,11 @@ def open_runner(path: str | Path, threads: int = 1, batch_sizes: tuple[int, ...]
     fmt = check_model_file(path)
     content = Path(path).read_bytes()
     trusted = trusted_sha256 is not None and hashlib.sha256(content).hexdigest() == trusted_sha256
-    smoke = None if trusted else smoke_run(path, fmt, threads, batch_sizes)
+    smoke = None
+    if not trusted:
+        from edgekit import feeds
+
+        smoke = smoke_run(path, fmt, threads, batch_sizes, values=(plan or feeds.plan(path)).values)
     runner = TFLiteRunner(content, threads) if fmt == "tflite" else OnnxRunner(content, threads)
     runner.smoke = smoke
     return runner
@@ -47,20 +55,29 @@ STAGES = {"tflite": ("litert", "LiteRT"), "onnx": ("onnxruntime", "ONNX Runtime"
 
 
 def smoke_run(path: str | Path, fmt: str, threads: int = 1, batch_sizes: tuple[int, ...] = (),
-              timeout_s: float = 120.0) -> dict[str, Any]:
+              timeout_s: float = 120.0, values: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Load `path` in its runtime (LiteRT for 'tflite', ONNX Runtime for 'onnx'), allocate, and invoke it
-    once on zeros at batch 1, in a child process (`python -m edgekit.runtimes.host`) under a timeout. Each of
-    `batch_sizes` is then resized to and allocated (LiteRT) or run (ONNX Runtime) too, as `predict` will.
+    once, in a child process (`python -m edgekit.runtimes.host`) under a timeout: on `values` (every input by
+    name, batch included, as `feeds.FeedPlan.values`; an input of another shape is resized to it), or on zeros
+    at batch 1. Each of `batch_sizes` is then resized to and allocated (LiteRT) or run (ONNX Runtime) too, as
+    `predict` will, for a model of one input.
 
     For LiteRT the child also measures its peak memory (see `litert_memory`), returned as
     {"before", "after"} bytes; for ONNX Runtime, {}. A crash (a signal) or a hang is a StageError naming
     the file, the runtime and what it was doing; a model the runtime refuses is a UsageError with the
     runtime's own reason. The child's cost is a Python start and the runtime import, about 0.15 s."""
+    import tempfile
+
     stage, runtime = STAGES[fmt]
-    args = [fmt, str(Path(path).resolve()), str(threads), ",".join(str(b) for b in batch_sizes if b != 1)]
-    done = run_child("edgekit.runtimes.host", args, model=str(path), runtime=runtime, stage=stage,
-                     timeout_s=timeout_s,
-                     crash_hint="the file may be corrupt or made for another runtime version")
+    with tempfile.TemporaryDirectory(prefix="edgekit-feeds-") as work:
+        feeds = ""
+        if values:
+            feeds = str(Path(work) / "feeds.npz")
+            np.savez(feeds, np.array(list(values)), *values.values())  # arr_0: the names; arr_1...: the values
+        args = [fmt, str(Path(path).resolve()), str(threads), ",".join(str(b) for b in batch_sizes if b != 1), feeds]
+        done = run_child("edgekit.runtimes.host", args, model=str(path), runtime=runtime, stage=stage,
+                         timeout_s=timeout_s,
+                         crash_hint="the file may be corrupt or made for another runtime version")
     return {k: v for k, v in done.values.items() if k in ("before", "after")}
 
 
@@ -91,7 +108,7 @@ def _peak_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _child_main(fmt: str, path: str, threads: int, batch_sizes: list[int]) -> None:
+def _child_main(fmt: str, path: str, threads: int, batch_sizes: list[int], feeds: str) -> None:
     report, runtime = Reporter(), STAGES[fmt][1]
 
     def step(what: str, call):
@@ -99,19 +116,26 @@ def _child_main(fmt: str, path: str, threads: int, batch_sizes: list[int]) -> No
         try:
             return call()
         except Exception as exc:  # the runtime read the model and refused it: report, do not crash
-            message = (str(exc).strip().splitlines() or [""])[0][:300]
-            report.emit(usage_error=f"{runtime} cannot run it while {what}: {message or type(exc).__name__}")
+            lines = str(exc).strip().splitlines() or [""]
+            report.emit(usage_error=f"{runtime} cannot run it while {what}: {lines[0][:2000] or type(exc).__name__}",
+                        detail=str(exc).strip())
             sys.exit(1)
 
+    values: dict[str, np.ndarray] = {}
+    if feeds:
+        with np.load(feeds, allow_pickle=False) as stored:
+            values = {str(name): stored[f"arr_{k + 1}"] for k, name in enumerate(stored["arr_0"])}
+    what = "running the model on its inputs" if values else "running the model on zeros (batch 1)"
     report.begin("importing the runtime")
     if fmt == "onnx":
         from edgekit.runtimes.onnx import session as onnx_session
 
         session = step("loading the model", lambda: onnx_session(path, threads))
-        for batch in (1, *batch_sizes):
-            feed: dict[str, np.ndarray] = {
-                i.name: np.zeros(input_shape(i.shape, batch), ORT_TYPES.get(i.type, np.float32))
-                for i in session.get_inputs()}
+        first: dict[str, np.ndarray] = values or {
+            i.name: np.zeros(input_shape(i.shape, 1), ORT_TYPES.get(i.type, np.float32)) for i in session.get_inputs()}
+        step(what, lambda: session.run(None, first))
+        for batch in batch_sizes if len(first) == 1 else ():
+            feed = {name: np.zeros((batch, *v.shape[1:]), v.dtype) for name, v in first.items()}
             step(f"running the model on zeros (batch {batch})", lambda feed=feed: session.run(None, feed))
         report.emit(end=True)
         return
@@ -125,25 +149,35 @@ def _child_main(fmt: str, path: str, threads: int, batch_sizes: list[int]) -> No
     before = _peak_bytes()
     with captured_stderr_fd():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
         interpreter = step("loading the model", lambda: Interpreter(model_path=path, num_threads=threads))
+    inputs = interpreter.get_input_details()
+    if values:
+        def resize() -> None:
+            for detail in inputs:
+                if detail["name"] in values and tuple(detail["shape"]) != values[detail["name"]].shape:
+                    interpreter.resize_tensor_input(detail["index"], list(values[detail["name"]].shape))
+
+        step("resizing the inputs", resize)
     step("allocating tensors", interpreter.allocate_tensors)
 
-    def zeros() -> None:
+    def fill() -> None:
         for detail in interpreter.get_input_details():
-            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+            value = values.get(detail["name"])
+            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]) if value is None
+                                   else value)
 
-    step("setting zero inputs", zeros)
-    step("running the model on zeros (batch 1)", interpreter.invoke)
+    step("setting the inputs", fill)
+    step(what, interpreter.invoke)
     report.emit(before=before, after=_peak_bytes())
-    inputs = interpreter.get_input_details()
     for batch in batch_sizes:
-        def resize(batch=batch) -> None:
+        def resize_to(batch=batch) -> None:
             for detail in inputs:
                 interpreter.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
             interpreter.allocate_tensors()
 
-        step(f"resizing to batch {batch} and allocating", resize)
+        step(f"resizing to batch {batch} and allocating", resize_to)
     report.emit(end=True)
 
 
 if __name__ == "__main__":
-    _child_main(sys.argv[1], sys.argv[2], int(sys.argv[3]), [int(b) for b in sys.argv[4].split(",") if b])
+    _child_main(sys.argv[1], sys.argv[2], int(sys.argv[3]), [int(b) for b in sys.argv[4].split(",") if b],
+                sys.argv[5] if len(sys.argv) > 5 else "")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,39 @@ class TFLiteRunner:
     def prepare(self, sample: np.ndarray) -> Callable[[], object]:
         """Set one input (batch 1) and return the bare call that latency measurements time."""
         return self.prepare_batch(sample[np.newaxis])
+
+    def feed(self, values: dict[str, np.ndarray], state: Sequence[tuple[str, str]] = ()) -> Callable[[], object]:
+        """Set every input from `values` (by tensor name, batch included, in the model's dtypes; an input whose
+        shape differs is resized to it) and return the bare call that latency measurements time. For each
+        (input, output) pair of `state` the call copies the output into the input after invoking."""
+        interpreter = self._interpreter
+        inputs = {d["name"]: d for d in interpreter.get_input_details()}
+        resized = [interpreter.resize_tensor_input(inputs[name]["index"], list(value.shape))
+                   for name, value in values.items() if tuple(inputs[name]["shape"]) != value.shape]
+        if resized:
+            interpreter.allocate_tensors()
+            self._input, self._output = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+            self._batch = None
+        for name, value in values.items():
+            interpreter.set_tensor(inputs[name]["index"], value)
+        if not state:
+            return interpreter.invoke
+        outputs = {d["name"]: d["index"] for d in interpreter.get_output_details()}
+        copies = [(inputs[i]["index"], outputs[o]) for i, o in state]
+        invoke, get, put = interpreter.invoke, interpreter.get_tensor, interpreter.set_tensor
+
+        def call() -> None:
+            invoke()
+            for into, out in copies:
+                put(into, get(out))
+
+        return call
+
+    def outputs(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output by tensor name, for one call on `values` (as `feed` takes them)."""
+        self.feed(values)()
+        return {d["name"]: np.array(self._interpreter.get_tensor(d["index"]))
+                for d in self._interpreter.get_output_details()}
 
     def prepare_batch(self, batch: np.ndarray) -> Callable[[], object]:
         """Set a batch of inputs (resizing the interpreter to it) and return the bare call that times it."""

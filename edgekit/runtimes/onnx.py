@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +73,25 @@ class OnnxRunner:
         feed = {self._input.name: self.quantize_input(sample[np.newaxis])}
         session = self._session
         return lambda: session.run(None, feed)
+
+    def feed(self, values: dict[str, np.ndarray], state: Sequence[tuple[str, str]] = ()) -> Callable[[], object]:
+        """The bare call on every input of `values` (by name, batch included, in the graph's types) that latency
+        measurements time. For each (input, output) pair of `state` the call feeds the output back as the input
+        of the next call."""
+        feed, session = dict(values), self._session
+        if not state:
+            return lambda: session.run(None, feed)
+        names = [o.name for o in session.get_outputs()]
+        back = [(i, names.index(o)) for i, o in state]
+
+        def call() -> None:
+            results = session.run(None, feed)
+            for into, out in back:
+                feed[into] = results[out]
+
+        return call
+
+    def outputs(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output by name, for one call on `values`."""
+        names = [o.name for o in self._session.get_outputs()]
+        return dict(zip(names, (np.asarray(v) for v in self._session.run(None, dict(values))), strict=True))

@@ -1,0 +1,183 @@
+"""Models as users bring them (issue 18, items 1 and 2): symbolic and fixed dimensions, integer scalars, and
+recurrent state, in ONNX and TFLite files built here (tests/stateful.py) and run in the real runtimes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import stateful
+from click.testing import CliRunner
+
+from edgekit import feeds
+from edgekit.cli import main
+from edgekit.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("stateful")
+    return {
+        # one state [2, batch, 16] with a fixed leading dimension, a symbolic batch, an int64 scalar sample rate
+        "vad.onnx": stateful.onnx_model(folder / "vad.onnx"),
+        # the recurrent state as separate h and c inputs, their updates as hn and cn
+        "hc.onnx": stateful.onnx_model(folder / "hc.onnx", states=("h", "c"), layers=1,
+                                       state_outputs={"h": "hn", "c": "cn"}),
+        # the samples dimension symbolic: only --input can say its size
+        "dyn.onnx": stateful.onnx_model(folder / "dyn.onnx", samples="samples"),
+        # names in a TFLite signature; the converter orders the inputs by name (state before input)
+        "vad.tflite": stateful.tflite_model(folder / "vad.tflite"),
+        # the state's batch dimension is -1 in the file: unresolved without --input
+        "dyn.tflite": stateful.tflite_model(folder / "dyn.tflite", dynamic_state_batch=True),
+    }
+
+
+def bench(path, *args: str) -> tuple[int, list | None, str]:
+    done = CliRunner().invoke(main, ["bench", str(path), "--runs", "10", "--warmup", "2", "--json", *args])
+    assert done.exception is None or isinstance(done.exception, SystemExit), done.exception
+    return done.exit_code, json.loads(done.stdout) if done.stdout.strip() else None, done.stderr
+
+
+def by_name(result: dict) -> dict[str, dict]:
+    return {f["name"]: f for f in result["feeds"]["inputs"]}
+
+
+# ---- the plan, read statically --------------------------------------------------------------------------
+
+def test_parse_input_forms(tmp_path):
+    assert feeds.parse_input("state:2x1x128").shape == (2, 1, 128)
+    assert feeds.parse_input("state:[2,1,128]:float32").dtype == "float32"
+    assert feeds.parse_input("sr:[]").shape == ()
+    assert feeds.parse_input("serving_default_x:0:1x4").name == "serving_default_x:0"
+    assert feeds.parse_input("sr=8000").value == 8000
+    np.save(tmp_path / "chunk.npy", np.zeros((1, 64), np.float32))
+    assert feeds.parse_input(f"input={tmp_path / 'chunk.npy'}").file == tmp_path / "chunk.npy"
+    for bad in ("state", "state:2xhalf", "=3", "x=/no/such.npy", "x:-1x4"):
+        with pytest.raises(UsageError, match="--input"):
+            feeds.parse_input(bad)
+
+
+def test_plan_resolves_batch_keeps_fixed_dims_and_pairs_state(models):
+    plan = feeds.plan(models["vad.onnx"])
+    shapes = {f.label: f.shape for f in plan.feeds}
+    # the batch axis (named 'batch', also inside the state) is 1; the state's fixed 2 is kept, never rewritten
+    assert shapes == {"input": (1, 64), "state": (2, 1, 16), "sr": ()}
+    assert plan.state == (("state", "stateN"),)
+    assert plan.values["sr"].dtype == np.int64 and int(plan.values["sr"]) == feeds.DEFAULT_RATE
+    assert plan.notes and "sr" in plan.notes[0] and "--input sr=VALUE" in plan.notes[0]
+    hc = feeds.plan(models["hc.onnx"])
+    assert hc.state == (("h", "hn"), ("c", "cn"))
+
+
+def test_plan_names_what_it_cannot_resolve_and_takes_the_fix(models):
+    with pytest.raises(UsageError) as error:
+        feeds.plan(models["dyn.onnx"])
+    line = str(error.value)
+    assert "\n" not in line
+    for shown in ("input [batch, samples] float32", "state [2, batch, 16] float32", "sr [] int64",
+                  "--input input:1xN"):
+        assert shown in line
+    plan = feeds.plan(models["dyn.onnx"], feeds.parse_inputs(["input:1x64", "sr=8000"]))
+    assert [f.shape for f in plan.feeds] == [(1, 64), (2, 1, 16), ()]
+    assert int(plan.values["sr"]) == 8000 and plan.feeds[2].source == "value 8000"
+
+
+def test_plan_refuses_what_contradicts_the_model(models):
+    cases = {"state:1x1x16": "has 2 at axis 0, fixed by the model", "nope:1": "has no input 'nope'",
+             "sr=0.5": "holds whole numbers", "state:2x1x16:int8": "is float32 in the model"}
+    for given, message in cases.items():
+        with pytest.raises(UsageError, match=message):
+            feeds.plan(models["vad.onnx"], feeds.parse_inputs([given]))
+
+
+def test_tflite_signature_names_order_and_state(models):
+    plan = feeds.plan(models["vad.tflite"])
+    assert [f.label for f in plan.feeds] == ["input", "state", "sr"]  # the data's input first
+    assert plan.feeds[1].name == "serving_default_state:0" and plan.feeds[1].state_label == "stateN"
+    with pytest.raises(UsageError, match=r"state \[2, \?, 16\] float32.*--input state:2xNx16"):
+        feeds.plan(models["dyn.tflite"])
+
+
+# ---- bench, with and without --input -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["vad.onnx", "hc.onnx", "vad.tflite"])
+def test_bench_feeds_every_input_and_times_steady_state(models, name):
+    code, results, stderr = bench(models[name])
+    assert code in (0, 3), stderr  # 3: an ONNX file misses rpi4's op check (LiteRT loads .tflite)
+    result = results[0]
+    fed = by_name(result)
+    assert fed["sr"]["source"].startswith("value 16000")
+    states = {n: f["state_from"] for n, f in fed.items() if f["state_from"]}
+    assert states == ({"h": "hn", "c": "cn"} if name == "hc.onnx" else {"state": "stateN"})
+    assert result["feeds"]["state_method"].startswith("steady state")
+    assert "fed 16000" in stderr and "is fed back into input" in stderr
+    assert result["latency_ms"]["median"] > 0
+
+
+@pytest.mark.parametrize("name", ["dyn.onnx", "dyn.tflite"])
+def test_bench_unresolved_is_one_line_then_input_fixes_it(models, name, tmp_path):
+    code, _, stderr = bench(models[name])
+    assert code == 2 and stderr.count("\n") == 1 and stderr.startswith("Error: ") and "--input" in stderr
+    state = np.full((2, 1, 16), 0.5, np.float32)
+    np.save(tmp_path / "state.npy", state)
+    given = ["--input", "input:1x64"] if name == "dyn.onnx" else ["--input", f"state={tmp_path / 'state.npy'}"]
+    code, results, stderr = bench(models[name], *given, "--input", "sr=8000")
+    assert code in (0, 3), stderr
+    fed = by_name(results[0])
+    assert fed["sr"]["source"] == "value 8000" and fed["state"]["shape"] == [2, 1, 16]
+    if name == "dyn.tflite":
+        assert fed["state"]["source"] == "file state.npy"
+
+
+def test_the_timed_call_feeds_the_state_back(models):
+    """LiteRT: after two timed calls the state input holds the state output of the second, which is the
+    model applied twice from zeros (the same steps done by hand)."""
+    from edgekit.runtimes.litert import TFLiteRunner
+
+    plan = feeds.plan(models["vad.tflite"])
+    runner = TFLiteRunner(models["vad.tflite"])
+    state_in, state_out = plan.state[0]
+    values = {**plan.values, plan.primary: np.full((1, stateful.SAMPLES), 0.05, np.float32)}  # zeros stay zeros
+    by_hand = dict(values)
+    for _ in range(2):
+        by_hand[state_in] = runner.outputs(by_hand)[state_out]
+    call = runner.feed(values, plan.state)
+    call()
+    call()
+    details = {d["name"]: d["index"] for d in runner._interpreter.get_input_details()}
+    fed_back = runner._interpreter.get_tensor(details[state_in])
+    assert np.abs(fed_back).max() > 0 and np.allclose(fed_back, by_hand[state_in])
+
+
+def test_data_refused_for_a_model_of_several_inputs(models):
+    code, _, stderr = bench(models["vad.onnx"], "--data", "digits")
+    assert code == 2 and "--data feeds a model of one input; this one has 3 (input, state, sr)" in stderr
+
+
+@pytest.mark.parametrize("name", ["vad.onnx", "hc.onnx", "dyn.onnx", "vad.tflite", "dyn.tflite"])
+def test_inspect_reads_every_model_made_here(models, name):
+    done = CliRunner().invoke(main, ["inspect", str(models[name]), "--json"])
+    assert done.exit_code == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert len(report["inputs"]) == (4 if name == "hc.onnx" else 3)
+
+
+def test_a_state_output_of_another_shape_is_not_fed_back(models):
+    """Batch 2 on the data input broadcasts against the fixed batch-1 state: the new state is [2, 2, 16], which
+    cannot go back into [2, 1, 16]; the run is timed without feeding it back, and says so."""
+    code, results, stderr = bench(models["vad.tflite"], "--input", "input:2x64")
+    assert code == 0, stderr
+    assert results[0]["feeds"]["state_method"] is None
+    assert "output 'stateN' (2x2x16 float32) cannot be fed back into input 'state' (2x1x16 float32)" in stderr
+
+
+def test_the_runtime_message_is_whole_and_one_line(models):
+    """ONNX Runtime's refusal keeps its own words (the node and what mismatched), not cut; one line, exit 2."""
+    code, _, stderr = bench(models["dyn.onnx"], "--input", "input:1x32")
+    lines = stderr.splitlines()
+    assert code == 2 and lines[-1].startswith("Error: ") and sum(line.startswith("Error") for line in lines) == 1
+    assert "ONNX Runtime cannot run it while running the model on its inputs: " in stderr
+    assert "MatMul node" in stderr and "dimension mismatch" in stderr
+    with pytest.raises(UsageError, match="dimension 'batch' is given as 2 and as 3"):
+        feeds.plan(models["vad.onnx"], feeds.parse_inputs(["input:2x64", "state:2x3x16"]))
