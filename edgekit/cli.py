@@ -190,7 +190,8 @@ def convert_command(model, fmt, data_spec, out, calibration_samples, task, unsaf
                    "MODEL, when there is one (as in a build folder).")
 @click.option("--data", "data_spec", default=None,
               help="Dataset spec: its first test sample becomes the bundle's stored test input (default: random).")
-def export_command(model, target, out, name, labels, data_spec):
+@options.inputs()
+def export_command(model, target, out, name, labels, data_spec, inputs):
     """Write the bundle a developer copies to the device for MODEL (.tflite). Microcontroller: the model as an
     aligned C array, an op resolver with exactly its ops and the tensor arena size measured by the TFLite Micro
     runtime. Single-board computer: bench_on_device.py, requirements.txt and run.sh. Phone: bench_android.sh
@@ -205,7 +206,7 @@ def export_command(model, target, out, name, labels, data_spec):
     sample = data.load_for_model(data_spec, model).x_test[0] if data_spec else None
     from edgekit.export import export
 
-    bundle = export(model, target, out, name=name, labels=labels, sample=sample)
+    bundle = export(model, target, out, name=name, labels=labels, sample=sample, inputs=inputs)
     click.echo(f"{out}: {bundle.summary}")
 
 
@@ -213,14 +214,15 @@ def export_command(model, target, out, name, labels, data_spec):
 @click.argument("build_dir", type=click.Path(path_type=Path))
 @click.argument("result", type=click.Path(dir_okay=False, path_type=Path))
 @options.compare_settings()
+@options.inputs()
 @options.json("Print the comparison as JSON.")
-def compare_command(build_dir, result, variant, target_name, calibrate, force, as_json):
+def compare_command(build_dir, result, variant, target_name, calibrate, force, inputs, as_json):
     """Compare a device RESULT (bench_on_device.py's JSON, a benchmark_model log or the microcontroller
     application's serial log) with the estimates in BUILD_DIR (a build folder, a bundle folder `edgekit export`
     wrote, or a saved `edgekit bench --json`): latency and memory, with the error."""
     from edgekit import compare
 
-    comparison = compare.compare(build_dir, result, variant, target_name, calibrate, force)
+    comparison = compare.compare(build_dir, result, variant, target_name, calibrate, force, inputs)
     if as_json:
         click.echo(json.dumps(comparison, indent=2, default=str))
         return

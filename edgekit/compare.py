@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from edgekit.device_results import mismatches, parse_benchmark_model_log, parse_serial_log, read_result
 from edgekit.errors import UsageError
+from edgekit.feeds import InputSpec
 from edgekit.report import latency as latency_text
 
 __all__ = ["compare", "mismatches", "parse_benchmark_model_log", "parse_serial_log", "read_result", "refit", "text"]
@@ -27,15 +29,17 @@ def at_threads(estimate: dict[str, Any] | None, threads: int | None) -> dict[str
             "method": f"{estimate['method']}; at the measurement's {threads} thread(s): {ms:.3g} ms"}
 
 
-def load_build(build_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_build(build_dir: Path, inputs: Sequence[InputSpec] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report.json, manifest.json or {}) of a build folder; of a bundle folder (`edgekit export`, no build
-    behind it) or a saved `edgekit bench --json`, the same shape made from them (`_bundle`, `_bench_json`)."""
+    behind it) or a saved `edgekit bench --json`, the same shape made from them (`_bundle`, `_bench_json`).
+    `inputs` feed a bundle's model when it is benchmarked again, as `edgekit bench --input`; by default the
+    bundle's own (model.json's `inputs_given`)."""
     build_dir = Path(build_dir)
     if build_dir.is_file():
         return _bench_json(build_dir)
     report_path = build_dir / "report.json"
     if not report_path.is_file() and (build_dir / "model.json").is_file():
-        return _bundle(build_dir)
+        return _bundle(build_dir, inputs)
     if not report_path.is_file():
         raise UsageError(f"'{build_dir}' has no report.json; give the folder `edgekit build` wrote, a bundle folder "
                          "`edgekit export` wrote, or the JSON `edgekit bench --json` printed")
@@ -61,16 +65,18 @@ def _bench_json(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return _as_report(data, {})
 
 
-def _bundle(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A bundle folder: its model benchmarked again for the bundle's target, as `edgekit bench` would."""
-    from edgekit import targets
+def _bundle(folder: Path, inputs: Sequence[InputSpec] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A bundle folder: its model benchmarked again for the bundle's target, as `edgekit bench` would, with the
+    bundle's inputs (`inputs`, else those its export was given)."""
+    from edgekit import feeds, targets
     from edgekit.bench import bench_targets
 
     described = json.loads((folder / "model.json").read_text())
     model = folder / described["model"]
     target = targets.load(described["target"])
+    inputs = inputs or feeds.parse_inputs(described.get("inputs_given", []))
     if model.is_file():
-        result = bench_targets(model, [target], runs=10, warmup=1)[0].to_dict()
+        result = bench_targets(model, [target], runs=10, warmup=1, inputs=inputs)[0].to_dict()
     else:  # a microcontroller bundle holds the model as the C array of model_data.cc
         import hashlib
         import tempfile
@@ -144,18 +150,19 @@ def pick_variant(report: dict[str, Any], manifest: dict[str, Any], result: dict[
 
 
 def compare(build_dir: Path, result_path: Path, variant_name: str | None = None,
-            target_name: str | None = None, calibrate: Path | None = None, force: bool = False) -> dict[str, Any]:
+            target_name: str | None = None, calibrate: Path | None = None, force: bool = False,
+            inputs: Sequence[InputSpec] = ()) -> dict[str, Any]:
     """Estimate vs measured for the variant the result measured, on the target it ran on (`target_name`, one
     the build was made for; default: the lead target): latency and memory, with the error, and whether the
     measurement lies in the figure's band (low_ms..high_ms). A cost-model estimate is made again from the file
     and the profile; an emulated figure is the build's own. `calibrate`: also
     write there a copy of that target's profile, refitted (`refit`) so that its estimate for this model is the
     measurement. A result that cannot be the target's (`mismatches`) is refused, unless `force`, which marks the
-    comparison; `calibrate` never refits from one."""
+    comparison; `calibrate` never refits from one. `inputs`: as `load_build` takes them."""
     from edgekit.estimate import estimate_latency
     from edgekit.model_info import inspect_model
 
-    report, manifest = load_build(build_dir)
+    report, manifest = load_build(build_dir, inputs)
     result = read_result(result_path)
     if target_name is None:  # a build for several targets: the first the result can belong to, else the lead
         target_name = next((entry["target"] for entry in report["targets"]

@@ -181,3 +181,68 @@ def test_the_runtime_message_is_whole_and_one_line(models):
     assert "MatMul node" in stderr and "dimension mismatch" in stderr
     with pytest.raises(UsageError, match="dimension 'batch' is given as 2 and as 3"):
         feeds.plan(models["vad.onnx"], feeds.parse_inputs(["input:2x64", "state:2x3x16"]))
+
+
+# ---- export and compare ------------------------------------------------------------------------------------
+
+def cli(*args: str):
+    done = CliRunner().invoke(main, list(args))
+    assert done.exception is None or isinstance(done.exception, SystemExit), done.exception
+    return done
+
+
+def test_a_board_bundle_stores_every_input_and_carries_the_state(models, tmp_path):
+    import subprocess
+    import sys
+
+    bundle = tmp_path / "vad-rpi4"
+    done = cli("export", str(models["vad.tflite"]), "--target", "rpi4", "--out", str(bundle), "--input", "sr=8000")
+    assert done.exit_code == 0, done.stderr
+    with np.load(bundle / "test_inputs.npz") as stored:
+        assert sorted(stored.files) == sorted(["serving_default_input:0", "serving_default_state:0",
+                                               "serving_default_sr:0"])
+        assert int(stored["serving_default_sr:0"]) == 8000
+    described = json.loads((bundle / "model.json").read_text())
+    assert described["inputs_given"] == ["sr=8000"] and described["feeds"]["state_method"]
+    run_sh = (bundle / "run.sh").read_text()
+    assert "--input test_inputs.npz" in run_sh and "--state 'serving_default_state:0=" in run_sh
+    state = run_sh.split("--state '")[1].split("'")[0]
+    ran = subprocess.run([sys.executable, "bench_on_device.py", "--model", "vad.tflite", "--runs", "10", "--warmup",
+                          "1", "--input", "test_inputs.npz", "--state", state, "--out", "result.json"],
+                         cwd=bundle, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads((bundle / "result.json").read_text())
+    assert "steady state" in result["latency_ms"]["note"] and result["check"]["ok"]
+    # this host is not a Raspberry Pi: compare refuses it unless forced, then benchmarks the bundle's model again
+    # with the bundle's own --input
+    refused = cli("compare", str(bundle), str(bundle / "result.json"))
+    assert refused.exit_code == 2 and "cannot be a measurement of rpi4" in refused.stderr
+    done = cli("compare", str(bundle), str(bundle / "result.json"), "--force", "--json")
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout)["forced"]
+
+
+def test_a_dynamic_model_exports_with_input_and_compares_with_it(models, tmp_path):
+    bundle = tmp_path / "dyn"
+    refused = cli("export", str(models["dyn.tflite"]), "--target", "rpi4", "--out", str(bundle))
+    assert refused.exit_code == 2 and "--input state:2xNx16" in refused.stderr and not bundle.exists()
+    done = cli("export", str(models["dyn.tflite"]), "--target", "rpi4", "--out", str(bundle), "--input",
+               "state:2x1x16")
+    assert done.exit_code == 0, done.stderr
+    assert json.loads((bundle / "model.json").read_text())["inputs_given"] == ["state:2x1x16"]
+    from edgekit.compare import load_build
+
+    report, _ = load_build(bundle)  # benchmarked again with the bundle's --input, not refused
+    assert by_name(report["targets"][0]["variants"][0])["state"]["shape"] == [2, 1, 16]
+
+
+def test_phone_and_microcontroller_bundles_of_several_inputs(models, tmp_path):
+    phone = tmp_path / "phone"
+    done = cli("export", str(models["vad.tflite"]), "--target", "android-midrange", "--out", str(phone))
+    assert done.exit_code == 0, done.stderr
+    readme = (phone / "README.md").read_text()
+    assert "--input_layer='serving_default_input:0,serving_default_state:0,serving_default_sr:0'" in readme
+    assert "serving_default_state::0:/data/local/tmp/edgekit/inputs/1.bin" in readme
+    assert (phone / "inputs" / "2.bin").read_bytes() == np.array(16000, np.int64).tobytes()
+    mcu = cli("export", str(models["vad.tflite"]), "--target", "nucleo-l4r5zi", "--out", str(tmp_path / "mcu"))
+    assert mcu.exit_code == 2 and "a microcontroller bundle's program feeds one input; this model has 3" in mcu.stderr

@@ -4,12 +4,14 @@ target's device class; `edgekit build` and `edgekit export` both call it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgekit.feeds import InputSpec
 from edgekit.targets import Target
 
 
@@ -22,7 +24,7 @@ class Bundle:
 
 def export(model: Path, target: Target, out: Path, *, name: str = "g_model", labels: Path | None = None,
            sample: np.ndarray | None = None, verified_sha256: str | None = None,
-           measured_ram: dict[str, Any] | None = None) -> Bundle:
+           measured_ram: dict[str, Any] | None = None, inputs: Sequence[InputSpec] = ()) -> Bundle:
     """Write the bundle a developer copies to `target` for `model` (.tflite) into `out`: a firmware project's
     files for a microcontroller (`name` is the C array's identifier), a LiteRT bundle for a board or a phone
     (with `labels` copied in; default: labels.txt beside `model`, when there is one, as in a build folder).
@@ -30,13 +32,17 @@ def export(model: Path, target: Target, out: Path, *, name: str = "g_model", lab
 
     `verified_sha256` is the sha256 of a file this process already ran safely (a build's own verified
     artifact) and `measured_ram` what bench measured for it: a microcontroller's arena is then not bisected
-    again, and the file is not run once more in a child process first."""
+    again, and the file is not run once more in a child process first.
+
+    `inputs` (as `edgekit bench --input` takes them) set a board's or phone's bundle inputs; a microcontroller
+    bundle's program feeds one input, from `sample`."""
     model, out = Path(model), Path(out)
     if labels is None and (model.parent / "labels.txt").is_file():
         labels = model.parent / "labels.txt"
     if target.device_class.value == "mcu":
         from edgekit.export.mcu import export_mcu
 
+        _one_input(model, inputs)
         arena = measured_ram or {}
         measured = ({**arena, "sha256": verified_sha256}
                     if verified_sha256 and arena.get("arena_bytes") is not None else None)
@@ -46,7 +52,22 @@ def export(model: Path, target: Target, out: Path, *, name: str = "g_model", lab
     else:
         from edgekit.export.boards import export_bundle
 
-        written = export_bundle(model, target, out, labels, sample=sample, trusted_sha256=verified_sha256)
+        written = export_bundle(model, target, out, labels, sample=sample, trusted_sha256=verified_sha256,
+                                inputs=inputs)
         summary = ", ".join(written["files"])
     files = tuple(sorted(f.name for f in out.iterdir() if f.is_file() and not f.name.startswith(".")))
     return Bundle(out, files, summary)
+
+
+def _one_input(model: Path, inputs: Sequence[InputSpec]) -> None:
+    """A microcontroller bundle's program (and TFLite Micro's fixed shapes) take one input, from --data."""
+    from edgekit.errors import UsageError
+    from edgekit.model_info import inspect_model
+    from edgekit.validate import check_model_file
+
+    if inputs:
+        raise UsageError("--input sets the inputs of a board's or phone's bundle; a microcontroller bundle's test "
+                         "input comes from --data (or is random)")
+    if check_model_file(model) == "tflite" and len(found := inspect_model(model).inputs) > 1:
+        raise UsageError(f"{model.name}: a microcontroller bundle's program feeds one input; this model has "
+                         f"{len(found)} ({', '.join(t.name for t in found)})")

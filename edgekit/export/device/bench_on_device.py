@@ -6,6 +6,10 @@ ai-edge-litert (or the older tflite-runtime), never TensorFlow:
     python3 bench_on_device.py --model model.tflite --threads 4 --runs 200 --warmup 20 \\
         --input test_input.npy --expected expected_output.npy --out result.json
 
+A model of several inputs takes them from an .npz (`--input test_inputs.npz`, one array per input tensor
+name), and `--state IN=OUT` (repeatable) feeds output OUT back into input IN after every timed run, so that a
+recurrent model is timed in steady state, as `edgekit bench` times it.
+
 Exit status: 0 done, 1 the stored input did not give the stored output (nothing is written), 2 bad arguments.
 Read the result back with `edgekit compare BUILD_DIR result.json`.
 """
@@ -120,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     parser.add_argument("--runs", type=int, default=200, help="timed runs (default 200)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed runs first (default 20)")
-    parser.add_argument("--input", default="test_input.npy", help="stored input, in the model's own dtype")
+    parser.add_argument("--input", default="test_input.npy",
+                        help="stored input, in the model's own dtype (.npz: one array per input tensor name)")
+    parser.add_argument("--state", action="append", default=[], metavar="IN=OUT",
+                        help="feed output tensor OUT back into input tensor IN after every run (repeatable)")
     parser.add_argument("--expected", default="expected_output.npy", help="the output the build machine got")
     parser.add_argument("--out", default="result.json", help="where to write the JSON result")
     args = parser.parse_args(argv)
@@ -128,24 +135,47 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--runs and --threads must be >= 1, --warmup >= 0")
 
     interpreter_class, runtime, version = load_runtime()
-    sample = np.load(args.input)
+    if args.input.endswith(".npz"):
+        with np.load(args.input, allow_pickle=False) as stored:
+            given = {name: stored[name] for name in stored.files}
+    else:
+        given = {None: np.load(args.input, allow_pickle=False)}  # the first input
     expected = np.load(args.expected)
-    with open(args.model, "rb") as f:
-        content = f.read()
+    with open(args.model, "rb") as model_file:
+        content = model_file.read()
 
     reset_peak()
     before = peak_rss_bytes()
     started = time.perf_counter_ns()
     interpreter = interpreter_class(model_path=args.model, num_threads=args.threads)
+    details = interpreter.get_input_details()
+    by_name = {d["name"]: d for d in details}
+    unknown = sorted(str(name) for name in given if name is not None and name not in by_name)
+    if unknown:
+        print(f"error: {args.input} holds {', '.join(unknown)}, which {args.model} has no input named; its inputs: "
+              f"{', '.join(by_name)}", file=sys.stderr)
+        return 1
+    feeds = {(details[0]["name"] if name is None else name): value for name, value in given.items()}
+    for name, value in feeds.items():  # a dynamic dimension takes the stored size
+        if tuple(by_name[name]["shape"]) != tuple(value.shape):
+            interpreter.resize_tensor_input(by_name[name]["index"], list(value.shape))
     interpreter.allocate_tensors()
     init_ms = (time.perf_counter_ns() - started) / 1e6
-    detail = interpreter.get_input_details()[0]
+    details = interpreter.get_input_details()
     output_detail = interpreter.get_output_details()[0]
-    if sample.dtype != detail["dtype"] or tuple(sample.shape) != tuple(detail["shape"]):
-        print(f"error: {args.input} is {sample.dtype} {list(sample.shape)}; the model takes "
-              f"{np.dtype(detail['dtype'])} {list(detail['shape'])}", file=sys.stderr)
-        return 1
-    interpreter.set_tensor(detail["index"], sample)
+    for detail in details:
+        sample = feeds.get(detail["name"])
+        if sample is not None and (sample.dtype != detail["dtype"] or tuple(sample.shape) != tuple(detail["shape"])):
+            print(f"error: {args.input} is {sample.dtype} {list(sample.shape)} for {detail['name']}; the model "
+                  f"takes {np.dtype(detail['dtype'])} {list(detail['shape'])}", file=sys.stderr)
+            return 1
+        if sample is not None:
+            interpreter.set_tensor(detail["index"], sample)
+    outputs = {d["name"]: d["index"] for d in interpreter.get_output_details()}
+    try:
+        carried = [(by_name[pair.split("=", 1)[0]]["index"], outputs[pair.split("=", 1)[1]]) for pair in args.state]
+    except (KeyError, IndexError):
+        parser.error(f"--state takes IN=OUT, an input and an output tensor of {args.model}: {args.state}")
     started = time.perf_counter_ns()
     interpreter.invoke()
     first_ms = (time.perf_counter_ns() - started) / 1e6
@@ -157,6 +187,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     invoke = interpreter.invoke
+    if carried:
+        get, put, bare = interpreter.get_tensor, interpreter.set_tensor, interpreter.invoke
+
+        def invoke() -> None:  # steady state: the new state goes back in after every run
+            bare()
+            for into, out in carried:
+                put(into, get(out))
+
     for _ in range(args.warmup):
         invoke()
     samples = np.empty(args.runs, dtype=np.int64)
@@ -175,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         "model_sha256": hashlib.sha256(content).hexdigest(),
         "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
         "latency_ms": {**stats(samples), "init": init_ms, "first": first_ms, "where": "device",
-                       "note": "batch 1, interpreter.invoke() only; warm-up runs discarded"},
+                       "note": "batch 1, interpreter.invoke() only; warm-up runs discarded" + (
+                           "; steady state: " + ", ".join(args.state) + " fed back after every run" if carried
+                           else "")},
         "memory": {"peak_rss_bytes": peak, "rss_rise_bytes": max(0, peak - before),
                    "method": "rise of the process's peak resident set (VmHWM, else ru_maxrss) from just before "
                              "the interpreter was created to the end of the timed runs"},
