@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import UsageError, unknown_name
+from edgekit.errors import UsageError, require_file, unknown_name
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -34,9 +34,8 @@ def resolve(kind: str, noun: str, name_or_path: str | Path, list_command: str) -
         return names[text]
     path = Path(text).expanduser()
     if path.suffix == ".toml" or path.exists() or "/" in text:
-        if not path.is_file():
-            raise UsageError(f"{noun} file '{text}' does not exist")
-        return path
+        return require_file(path, f"{noun} file", f"give the .toml file in it (`{list_command}` lists the built-in "
+                            "ones)")
     raise unknown_name(noun, text, names, list_command)
 
 
