@@ -24,8 +24,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from edgekit._files import folder_lock, write_atomic, write_json
-from edgekit.cache import Entry, StageCache, array_fingerprint
+from edgekit._files import LOCK, folder_lock, write_atomic, write_json
+from edgekit.cache import CACHE, ENTRY, Entry, StageCache, array_fingerprint
 from edgekit.convert import CHECK_SAMPLES as VERIFY_SAMPLES  # validation inputs each conversion is checked on
 from edgekit.errors import BudgetError, EdgekitError, StageError, UsageError
 from edgekit.model_files import keras_bytes, load_own_keras
@@ -38,6 +38,7 @@ log = logging.getLogger("edgekit")
 
 FLOAT_KERAS = "float32.keras"  # the trained float baseline, as tf_keras saved it
 BUNDLE = "bundle"  # the deployment files of each target's selected model (edgekit export): bundle/<target>/
+UNFINISHED = "UNFINISHED"  # in a build folder until its manifest is written: what stopped the build, how to resume
 
 
 @contextlib.contextmanager
@@ -114,14 +115,56 @@ def build(recipe: Recipe, target: Target | Sequence[Target], out: Path = Path("b
         if stale is not None:
             log.info("taking over the lock of a build that stopped without releasing it (%s)",
                      ", ".join(f"{k} {v}" for k, v in stale.items()) or "no record")
-        from edgekit.report.manifest import forget_manifest
+        from edgekit.report.manifest import MANIFEST, forget_manifest
 
         forget_manifest(directory)
         siblings = [] if force else sorted({*Path(out).glob(f"{recipe.name}-*"), Path(out) / recipe.name})
         cache = StageCache(directory, [folder for folder in siblings if folder.is_dir()])
         if force:
             cache.clear()
-        return _build(recipe, chosen, directory, cache, spec, seed, runs, warmup, threads, distribute)
+        mark_unfinished(directory)  # until the manifest is written: a build killed outright leaves it too
+        try:
+            return _build(recipe, chosen, directory, cache, spec, seed, runs, warmup, threads, distribute)
+        except BaseException as error:
+            if not (directory / MANIFEST).exists():  # a missed budget comes after a complete folder
+                _after_failure(directory, error)
+            raise
+
+
+def mark_unfinished(directory: Path, why: str = "") -> Path:
+    """Write UNFINISHED into a build folder: what stopped the build (`why`; none yet: it is running, or was
+    killed), the stages its cache keeps and how to resume. The build removes it just before the manifest."""
+    import os
+    import socket
+
+    now = time.strftime("%Y-%m-%d %H:%M:%S %z")
+    cached = sorted(entry.parent.name for entry in (directory / CACHE).glob(f"*/{ENTRY}"))
+    lines = [f"edgekit build stopped ({now}): {why}" if why else
+             f"edgekit build started {now} (PID {os.getpid()} on {socket.gethostname()}) and has not finished; "
+             "if it is no longer running, it was stopped before the end.",
+             "This folder is not a finished build: it has no manifest.json, and its files may be out of date or "
+             "missing.",
+             f"Finished stages kept in {CACHE}/ for the next run: {', '.join(cached)}." if cached else
+             "No stage finished, so nothing is kept for the next run.",
+             "Run the same `edgekit build` command again to resume from the first stage that did not finish "
+             "(after fixing what stopped it), or add --force to start over."]
+    return write_atomic(directory / UNFINISHED, "\n".join(lines) + "\n")
+
+
+def _after_failure(directory: Path, error: BaseException) -> None:
+    """A failed build leaves nothing, when nothing it did is worth keeping (it stopped before any stage finished
+    in a folder of its own), or the folder with UNFINISHED saying what stopped it; never a bare lock. An
+    interrupted one always keeps its folder, which the interruption message names."""
+    import shutil
+
+    ours = {LOCK, UNFINISHED}
+    if isinstance(error, Exception) and not any(p.is_file() and p.name not in ours for p in directory.rglob("*")):
+        shutil.rmtree(directory, ignore_errors=True)
+        return
+    why = "interrupted" if isinstance(error, KeyboardInterrupt) else \
+        str(error) if isinstance(error, EdgekitError) else f"{type(error).__name__}: {error}"
+    mark_unfinished(directory, why)
+    log.info("%s is not finished; %s there says what stopped it and how to resume", directory, UNFINISHED)
 
 
 def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCache, spec: str, seed: int,
@@ -191,6 +234,7 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
     files += _write_bundles(result, dataset.x_test[0], verified)
     from edgekit.report.manifest import write_build_manifest
 
+    (directory / UNFINISHED).unlink(missing_ok=True)  # before the manifest: no finished folder says otherwise
     write_build_manifest(directory, files, result, recipe, seed, dataset.describe())
     problems = [guard] if guard else []
     problems += [f"{t.selection.variant} does not fit {t.name}: {t.misses()}" for t in result.missed]

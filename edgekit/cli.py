@@ -139,6 +139,9 @@ def bench_command(model, chosen, data_spec, inputs, task, runs, warmup, threads,
     from edgekit.bench import bench_file, check_fits
     from edgekit.report.terminal import bench_text
     from edgekit.results import of_file, ranked_targets
+    from edgekit.validate import require_model_file
+
+    require_model_file(model)  # bench_file would call a folder missing
 
     chosen = [t.with_budgets(latency_ms, ram_kb, flash_kb) for t in chosen]
     measured = bench_file(model, chosen, data_spec, task, runs, warmup, threads, inputs)
@@ -197,12 +200,9 @@ def export_command(model, target, out, name, labels, data_spec, inputs):
     runtime. Single-board computer: bench_on_device.py, requirements.txt and run.sh. Phone: bench_android.sh
     for TensorFlow Lite's benchmark_model. Every bundle has model.json and a README with the commands."""
     from edgekit import data
-    from edgekit.errors import UsageError
-    from edgekit.validate import check_model_file
+    from edgekit.validate import check_model_file, require_model_file
 
-    if not model.is_file():
-        raise UsageError(f"model file '{model}' does not exist")
-    check_model_file(model)  # before --data reads its input shape: a bad file gets its own line
+    check_model_file(require_model_file(model))  # before --data reads its input shape: a bad file gets its own line
     sample = data.load_for_model(data_spec, model).x_test[0] if data_spec else None
     from edgekit.export import export
 

@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import UsageError
+from edgekit.errors import UsageError, require_file
 
 # benchmark_model's summary lines (tensorflow/lite/tools/benchmark/benchmark_model.cc, benchmark_tflite_model.cc).
 # Lines may carry a prefix ("INFO: ", logcat's "I tflite  : "); numbers may be printed as 1.24027e+06.
@@ -85,8 +85,8 @@ def read_result(path: Path) -> dict[str, Any]:
     """Any device result, in one shape: kind, model (file name, when the result says), measured latency
     (ms, with the statistic used), memory (bytes, with what it measures), threads, device, runtime."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"result file '{path}' does not exist")
+    require_file(path, "result file", "give the file in it: bench_on_device.py's JSON, a benchmark_model log or a "
+                 "serial log")
     text = path.read_text(errors="replace")
     try:
         data = json.loads(text)

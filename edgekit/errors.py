@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class EdgekitError(Exception):
@@ -46,6 +47,17 @@ def unknown_name(kind: str, name: str, valid: Iterable[str], list_command: str) 
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f"did you mean '{close[0]}'? " if close else f"valid: {', '.join(valid)}; "
     return UsageError(f"unknown {kind} '{name}'; {hint}`{list_command}` lists them")
+
+
+def require_file(path: str | Path, noun: str, instead: str = "") -> Path:
+    """`path` when it is a file; otherwise a one-line UsageError that says whether it does not exist or is a
+    folder where a file was expected (`instead`: what to give, for that case)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{noun} '{path}' is a folder, not a file" + (f"; {instead}" if instead else ""))
+    if not path.is_file():
+        raise UsageError(f"{noun} '{path}' does not exist")
+    return path
 
 
 def run_or_exit(main, *args, **kwargs):

@@ -161,13 +161,15 @@ def parse_latency(table: _toml.Table, features: Collection[str] = (),
                   known: Collection[str] | None = None) -> LatencyModel:
     """The `[latency]` table of a target profile whose core has `features`; `known` is the list a
     `requires` word must come from (every word when None)."""
+    table.only(*PRECISIONS, "runtime", "threads", "bytes_per_cycle", "op_overhead_cycles", "expected_error", "method",
+               "calibration")
     rates, requires, fallback = {}, {}, {}
     for precision in PRECISIONS:
-        sub = table.table(precision, required=False)
+        sub = table.table(precision, required=False).only(*MAC_KINDS, "requires", "fallback")
         if sub.data:
             rates[precision] = {kind: sub.number(kind, minimum=1e-6) for kind in MAC_KINDS}
             needs = _requires(sub, known)
-            spare = sub.table("fallback", required=False)
+            spare = sub.table("fallback", required=False).only(*MAC_KINDS)
             if spare.data:
                 if not needs:
                     raise UsageError(f"{spare.file}: key '{spare.where}': a fallback is used when cpu.features "
@@ -218,14 +220,21 @@ def _calibration(table: _toml.Table, index: int, data: Any) -> CalibrationPoint:
     if not isinstance(data, dict):
         raise _toml.UsageError(f"{table.file}: key '{table.where}.calibration': expected a list of tables, "
                                f"got {data!r}")
-    point = _toml.Table(data, table.file, f"{table.where}.calibration[{index}]")
+    from edgekit import zoo
+
+    point = _toml.Table(data, table.file, f"{table.where}.calibration[{index}]").only(
+        "model", "input", "classes", "args", "macs", "published_ms", "runtime", "speedup_since", "source",
+        "precision", "clock_mhz", "proxy")
+    model = point.get("model", str)  # a zoo builder, or a name for a measured file (compare --calibrate)
+    args = point.table("args", required=False)
     shape = point.get("input", list, expected="a list of positive integers")
     if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
         raise _toml.UsageError(f"{table.file}: key '{point.where}.input': expected a list of positive "
                                f"integers, got {shape!r}")
     result = CalibrationPoint(
-        model=point.get("model", str), input_shape=tuple(shape), classes=point.integer("classes", None, minimum=1),
-        args=dict(point.get("args", dict, {})), macs=point.integer("macs", minimum=1),
+        model=model, input_shape=tuple(shape), classes=point.integer("classes", None, minimum=1),
+        args=zoo.check_args(args, model) if model in zoo.BUILDERS else dict(args.data),
+        macs=point.integer("macs", minimum=1),
         published_ms=point.number("published_ms", minimum=1e-6), runtime=point.get("runtime", str),
         speedup_since=point.number("speedup_since", 1.0, minimum=0.01), source=point.get("source", str),
         precision=point.choice("precision", PRECISIONS, "int8"), clock_mhz=point.number("clock_mhz", None, minimum=1),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import difflib
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from edgekit import _toml
+from edgekit import _toml, zoo
+from edgekit.errors import UsageError
 from edgekit.tasks import TASKS
 
 # The first metric of each task is its default. Higher is better for accuracy and auc, lower for mae/rmse.
@@ -16,6 +18,8 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULES = ("polynomial", "constant")
 QUANTIZE_MODES = ("qat", "ptq", "int16x8")
 STRUCTURED_SPARSITY = ("2:4",)  # M-by-N patterns: M zeros in every block of N weights along the input axis
+EXTERNAL = "external"  # the builder of a model trained elsewhere (`edgekit optimize`): no zoo builder, no args
+KEYS = ("name", "description", "dataset", "task", "metric", "expected_params", "model", "train", "optimize")
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,7 @@ def load_all() -> list[Recipe]:
 
 
 def _parse(top: _toml.Table, path: Path) -> Recipe:
+    top.only(*KEYS)
     name = top.get("name", str)
     if path.parent == _toml.builtin_dir("models") and name != path.stem:
         raise _toml.UsageError(f"{path}: key 'name': expected '{path.stem}' (the file name), got {name!r}")
@@ -154,15 +159,21 @@ def _parse(top: _toml.Table, path: Path) -> Recipe:
         expected_params=top.integer("expected_params", None, minimum=1),
     )
 
-    model = top.table("model")
+    model = top.table("model").only("builder", "args", "input")
     builder = model.get("builder", str)
-    builder_args = dict(model.get("args", dict, {}))
+    if builder not in zoo.BUILDERS and builder != EXTERNAL:
+        raise UsageError(f"{path}: key 'model.builder': unknown builder {builder!r}; "
+                         f"{_did_you_mean(builder, list(zoo.BUILDERS))}valid: {', '.join(zoo.BUILDERS)}")
+    args = model.table("args", required=False)
+    if builder == EXTERNAL:
+        args.only(valid=f"builder '{EXTERNAL}' takes").done()
+    builder_args = {} if builder == EXTERNAL else zoo.check_args(args, builder)
     shape = model.get("input", list, None, expected="a list of positive integers")
     if shape is not None and (not shape or not all(isinstance(d, int) and d > 0 for d in shape)):
         raise _toml.UsageError(f"{path}: key 'model.input': expected a list of positive integers, got {shape!r}")
     model.done()
 
-    train = top.table("train")
+    train = top.table("train").only(*(f.name for f in fields(TrainSettings)))
     train_settings = TrainSettings(
         epochs=train.integer("epochs", minimum=1),
         batch_size=train.integer("batch_size", 32, minimum=1),
@@ -171,7 +182,7 @@ def _parse(top: _toml.Table, path: Path) -> Recipe:
     )
     train.done()
 
-    opt = top.table("optimize", required=False)
+    opt = top.table("optimize", required=False).only(*(f.name for f in fields(OptimizeSettings)))
     if isinstance(opt.data.get("sparsity"), str):
         sparsity = opt.choice("sparsity", STRUCTURED_SPARSITY)
     else:
@@ -199,3 +210,8 @@ def _parse(top: _toml.Table, path: Path) -> Recipe:
     top.done()
     return Recipe(**recipe_fields, builder=builder, builder_args=builder_args, train=train_settings,
                   optimize=optimize_settings, input_shape=tuple(shape) if shape else None, file=path)
+
+
+def _did_you_mean(name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1)
+    return f"did you mean {close[0]!r}? " if close else ""

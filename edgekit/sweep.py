@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgekit import _toml
 from edgekit._files import write_atomic, write_json
-from edgekit.errors import BudgetError, EdgekitError, UsageError
+from edgekit.errors import BudgetError, EdgekitError, UsageError, require_file
 
 if TYPE_CHECKING:
     from edgekit.results import TargetResult
@@ -48,8 +48,7 @@ class Point:
 def load_grid(path: str | Path) -> dict[str, list[Any]]:
     """The [grid] table of a grid file: dotted recipe key -> the values to try (a non-empty list)."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"grid file '{path}' does not exist")
+    require_file(path, "grid file")
     top = _toml.read(path)
     unknown = sorted(set(top) - {"grid"})
     if unknown or not isinstance(top.get("grid"), dict) or not top["grid"]:

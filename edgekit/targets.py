@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ NO_RESERVE = ("none given in the profile: all of the RAM and flash is counted as
               "memory.ram_available_kb and flash_available_kb to keep some for the firmware")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _LIST_COMMAND = "edgekit targets"
+KEYS = ("name", "title", "class", "runtime", "precisions", "cpu", "memory", "budgets", "latency")
 NOT_EMULATED = "none"  # cpu.emulated_as of a profile that keeps its cost model (edgekit compare --calibrate writes it)
 
 
@@ -202,7 +203,7 @@ def resolve(refs: Iterable[str | Target]) -> list[Target]:
 
 
 def _parse(data: dict[str, Any], path: Path) -> Target:
-    top = _toml.Table(data, path)
+    top = _toml.Table(data, path).only(*KEYS)
     name = _name(top, path)
     # A profile whose core edgekit emulates (a Cortex-M) needs only the core, its clock and the memory:
     # the rest has defaults from the core, and latency comes from running the model on the emulated core.
@@ -220,12 +221,12 @@ def _parse(data: dict[str, Any], path: Path) -> Target:
     default_precisions = ["int8"] + (["float32"] if core.enable_fpu else []) if core else \
         ["int8", "float32"] if a_core else None
     precisions = _precisions(top, default_precisions)
-    cpu = _cpu(top.table("cpu"), core, a_core)
+    cpu = _cpu(top.table("cpu").only(*_keys(Cpu)), core, a_core)
     memory_data = data.get("memory")
     reserved = isinstance(memory_data, dict) and any(
         key in memory_data for key in ("ram_available_kb", "flash_available_kb", "reserve_reason"))
-    memory = _memory(top.table("memory"), minimal=emulated and not reserved)
-    budgets = _budgets(top.table("budgets", required=False), memory)
+    memory = _memory(top.table("memory").only(*_keys(Memory)), minimal=emulated and not reserved)
+    budgets = _budgets(top.table("budgets", required=False).only(*_keys(Budgets)), memory)
     latency_table = top.table("latency", required=False)
     latency = parse_latency(latency_table, cpu.features, FEATURES) if latency_table.data else None
     top.done()
@@ -242,6 +243,11 @@ def _parse(data: dict[str, Any], path: Path) -> Target:
                          f"got {[p.value for p in precisions]!r}")
     return Target(name=name, title=title, device_class=device_class, runtime=runtime, precisions=precisions,
                   cpu=cpu, memory=memory, budgets=budgets, file=path, latency=latency)
+
+
+def _keys(section: type) -> list[str]:
+    """The keys of a profile's table: the fields of the dataclass it becomes."""
+    return [f.name for f in fields(section)]
 
 
 def _name(top: _toml.Table, path: Path) -> str:

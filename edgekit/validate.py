@@ -28,7 +28,7 @@ import mmap
 import re
 from pathlib import Path
 
-from edgekit.errors import UsageError
+from edgekit.errors import UsageError, require_file
 
 SUFFIXES = {".tflite": "tflite", ".onnx": "onnx"}
 _A_LABEL = {"tflite": "a TFLite", "onnx": "an ONNX"}
@@ -44,6 +44,9 @@ _ITEM_BYTES = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "
                "BFLOAT16": 2, "FLOAT8_E4M3FN": 1, "FLOAT8_E5M2": 1}
 _READ_PAST = re.compile(r"unpack_from requires a buffer of at least \d+ bytes for unpacking \d+ bytes at offset (\d+)")
 _CONVERT_HINT = "convert it first: `edgekit convert {name} --to tflite-int8 --data SPEC` (or --to onnx)"
+# A folder given where a model file goes: most often a build folder or a bundle
+_IN_A_FOLDER = ("give the .tflite or .onnx file in it (a build folder holds float32.tflite, int8.tflite and "
+                "model.onnx)")
 
 
 class _Corrupt(Exception):
@@ -58,6 +61,8 @@ def check_model_file(path: str | Path) -> str:
     """'tflite' or 'onnx' for a whole, well-formed model file whose suffix matches its content; otherwise
     a one-line UsageError naming the file, what is wrong and what to do."""
     path = Path(path)
+    if path.is_dir():
+        require_model_file(path)  # its line for a folder; a missing file is one that cannot be read, below
     name = str(path)
     try:
         data = path.read_bytes()
@@ -94,6 +99,11 @@ def check_model_file(path: str | Path) -> str:
     else:
         check_onnx(data, name, path)
     return content
+
+
+def require_model_file(path: str | Path) -> Path:
+    """`path` when it is a file; a one-line UsageError when it does not exist or is a folder."""
+    return require_file(path, "model file", _IN_A_FOLDER)
 
 
 def sniff(data: bytes) -> str | None:

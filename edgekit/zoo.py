@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from edgekit.errors import UsageError, unknown_name
+
+if TYPE_CHECKING:
+    from edgekit._toml import Table
 
 BUILDERS: dict[str, Callable[..., Any]] = {}
 
@@ -29,8 +34,32 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, args: d
         raise UsageError(f"model builder '{name}': {e}") from None
 
 
+def parameters(name: str) -> dict[str, tuple[Any, tuple[str, ...]]]:
+    """The arguments a recipe may give builder `name` (all but input_shape and num_classes): name -> (default,
+    the values a Literal annotation allows, or ()). Read from the signature, so without TensorFlow."""
+    found = {}
+    for parameter in list(inspect.signature(BUILDERS[name], eval_str=True).parameters.values())[2:]:
+        annotation = parameter.annotation
+        choices = typing.get_args(annotation) if typing.get_origin(annotation) is Literal else ()
+        found[parameter.name] = (None if parameter.default is parameter.empty else parameter.default, choices)
+    return found
+
+
+def check_args(table: Table, name: str) -> dict[str, Any]:
+    """`table` (a recipe's [model.args]) checked against builder `name`'s signature before TensorFlow is
+    imported: each key one of its parameters, each value of its default's type (`filters=(16, 32)` takes a list
+    of integers) or one its annotation allows. Returns the arguments as given."""
+    known = parameters(name)
+    table.only(*known, valid=f"builder '{name}' takes")
+    for key, (default, choices) in known.items():
+        table.like(key, default, choices)
+    table.done()
+    return dict(table.data)
+
+
 @builder("small-cnn")
-def small_cnn(input_shape, num_classes, filters=(16, 32), dense_units=64, dropout=0.0, output="softmax"):
+def small_cnn(input_shape, num_classes, filters=(16, 32), dense_units=64, dropout=0.0,
+              output: Literal["softmax", "linear"] = "softmax"):
     """Convolutions with 3x3 kernels (one per entry of `filters`), one 2x2 max-pool, a dense layer,
     softmax classes: the digits/MNIST network of the default recipe. `output="linear"` gives one unbounded
     value per target instead (regression)."""
@@ -59,7 +88,7 @@ def _head(layers, x, units: int, output: str):
 
 
 @builder("mlp")
-def mlp(input_shape, num_classes, units=(128,), dropout=0.0, output="softmax"):
+def mlp(input_shape, num_classes, units=(128,), dropout=0.0, output: Literal["softmax", "linear"] = "softmax"):
     """Flatten, one ReLU dense layer per entry of `units`, softmax classes. The defaults are the classic
     Keras MNIST network (28x28 -> 128 -> 10, 101,770 parameters); the TensorFlow quickstart version
     adds `dropout=0.2`, which changes no parameter count. `output="linear"`: values, for regression."""

@@ -151,6 +151,17 @@ def test_each_bad_file_has_its_own_line_and_exit_2(tflite, tmp_path, case, comma
     assert not (tmp_path / "out").exists()  # nothing written for a file that was refused
 
 
+@pytest.mark.parametrize("command", [*COMMANDS, "inspect"])
+def test_a_folder_given_as_the_model_is_called_a_folder(tmp_path, command):
+    folder = tmp_path / "int8.tflite"  # even one named like a model file
+    folder.mkdir()
+    code, stderr = _run(*COMMANDS[command](folder, tmp_path / "out") if command in COMMANDS else ("inspect", folder))
+    assert code == 2
+    assert stderr == (f"Error: model file '{folder}' is a folder, not a file; give the .tflite or .onnx file in it (a "
+                      "build folder holds float32.tflite, int8.tflite and model.onnx)\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_each_kind_gets_a_different_message(tflite, tmp_path):
     messages = set()
     for number, (name, make, _) in enumerate(CASES.values()):

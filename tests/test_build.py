@@ -23,6 +23,7 @@ def test_manifest_lists_every_file_with_its_sha256(tiny_build):
     assert manifest["recipe"]["name"] == "tiny-digits"
     assert manifest["versions"]["tensorflow"].startswith("2.")
     assert not list(directory.glob("*.partial*")), "temporary files left behind"
+    assert not (directory / "UNFINISHED").exists(), "a finished build is not marked unfinished"
     # rpi4 is a single-board computer: the bundle a developer copies to the Pi, listed like every other file
     assert {"bundle/rpi4/bench_on_device.py", "bundle/rpi4/run.sh", "bundle/rpi4/int8.tflite", "bundle/rpi4/model.json",
             "bundle/rpi4/test_input.npy", "bundle/rpi4/expected_output.npy"} <= set(manifest["files"])

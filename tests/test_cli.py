@@ -64,6 +64,20 @@ def test_missing_recipe_file_is_one_line(tmp_path):
     assert result.stderr.strip() == f"Error: recipe file '{tmp_path / 'nope.toml'}' does not exist"
 
 
+@pytest.mark.parametrize(("args", "line"), [
+    (["build", "--recipe", "{folder}"], "recipe file '{folder}' is a folder, not a file; give the .toml file in it "
+                                        "(`edgekit models` lists the built-in ones)"),
+    (["targets", "show", "{folder}"], "target file '{folder}' is a folder, not a file; give the .toml file in it "
+                                      "(`edgekit targets` lists the built-in ones)"),
+])
+def test_a_folder_given_as_a_toml_file_is_called_a_folder(tmp_path, args, line):
+    folder = tmp_path / "boards.toml"
+    folder.mkdir()
+    result = CliRunner().invoke(main, [a.format(folder=folder) for a in args])
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {line.format(folder=folder)}\n"
+
+
 def test_models_lists_the_default_recipe():
     result = CliRunner().invoke(main, ["models"])
     assert result.exit_code == 0 and "digits-cnn" in result.stdout

@@ -100,6 +100,8 @@ def test_requiring_a_feature_the_core_lacks_without_a_fallback_is_a_one_line_err
     ("depthwise_conv = 0.0729", "depthwise_conv = 0",
      "key 'latency.int8.fallback.depthwise_conv': expected a number >= 1e-06, got 0.0"),
     ("dense = 0.0985", "dense = 0.0985\nsimd = 1", "unknown key 'latency.int8.fallback.simd'"),
+    ("dense = 0.0985", "dens = 0.0985", "unknown key 'latency.int8.fallback.dens'; did you mean "
+     "'latency.int8.fallback.dense'? valid keys here: conv, dense, depthwise_conv"),
 ])
 def test_bad_requires_and_fallback_tables_name_the_key(tmp_path, old, new, message):
     with pytest.raises(UsageError) as caught:
@@ -132,3 +134,15 @@ def test_refit_scales_the_fallback_rates_too(tmp_path):
         assert refitted.latency.macs_per_cycle["int8"][kind] == pytest.approx(
             s3.latency.macs_per_cycle["int8"][kind] / 2)
     assert refitted.latency.requires == s3.latency.requires
+
+
+@pytest.mark.parametrize(("new", "message"), [
+    ("args = { alpha = [1.0] }", "key 'latency.calibration[0].args.alpha': expected a number (like 0.25), got [1.0]"),
+    ("args = { alpa = 1.0 }", "unknown key 'latency.calibration[0].args.alpa'; did you mean "
+     "'latency.calibration[0].args.alpha'? builder 'mobilenet-v1' takes: alpha, weight_decay"),
+])
+def test_calibration_args_are_checked_against_the_builder(tmp_path, new, message):
+    path = copy_of(tmp_path, "rpi4", "args = { alpha = 1.0 }", new)
+    with pytest.raises(UsageError) as caught:
+        targets.load(path)
+    assert str(caught.value) == f"{path}: {message}"

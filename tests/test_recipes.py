@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from edgekit import recipes, zoo
@@ -88,3 +91,58 @@ def test_bad_optimize_options_are_one_line(change, message):
     with pytest.raises(UsageError) as error:
         recipes.from_optimize_options("cnn", **{**OPTIONS, **change})
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (GOOD + "[model.args]\nfilters = 32\n",
+         "key 'model.args.filters': expected a list of integers (like [16, 32]), got 32"),
+        (GOOD + "[model.args]\nfilters = [8, 1.5]\n",
+         "key 'model.args.filters': expected a list of integers (like [16, 32]), got [8, 1.5]"),
+        (GOOD + "[model.args]\ndense_units = 64.0\n",
+         "key 'model.args.dense_units': expected an integer (like 64), got 64.0"),
+        (GOOD + "[model.args]\ndropout = 'some'\n",
+         "key 'model.args.dropout': expected a number (like 0.0), got 'some'"),
+        (GOOD + "[model.args]\noutput = 'sigmoid'\n",
+         "key 'model.args.output': expected one of 'softmax', 'linear', got 'sigmoid'"),
+        (GOOD + "[model.args]\nfiltres = [8]\n", "unknown key 'model.args.filtres'; did you mean 'model.args.filters'? "
+         "builder 'small-cnn' takes: dense_units, dropout, filters, output"),
+        (GOOD.replace('"small-cnn"', '"small_cnn"'), "key 'model.builder': unknown builder 'small_cnn'; did you mean "
+         "'small-cnn'? valid: small-cnn, mlp, ds-cnn, mobilenet-v1, resnet8, fc-autoencoder"),
+        # a misspelt required key is named as the unknown key it is, not as the required key missing
+        (GOOD.replace("epochs = 1", "epoch = 1"), "unknown key 'train.epoch'; did you mean 'train.epochs'? valid keys "
+         "here: batch_size, epochs, learning_rate, optimizer"),
+        (GOOD.replace("task =", "tsak ="), "unknown key 'tsak'; did you mean 'task'? valid keys here: dataset, "
+         "description, expected_params, metric, model, name, optimize, task, train"),
+        (GOOD + "[optimize]\nqat_epoch = 1\n", "unknown key 'optimize.qat_epoch'; did you mean 'optimize.qat_epochs'?"),
+    ],
+)
+def test_builder_args_and_misspelt_keys_are_named_with_what_is_expected(tmp_path, change, message):
+    path = _write(tmp_path, change)
+    with pytest.raises(UsageError) as error:
+        recipes.load(path)
+    assert str(error.value).startswith(f"{path}: {message}"), str(error.value)
+
+
+@pytest.mark.parametrize("name", zoo.BUILDERS)
+def test_every_builder_argument_has_a_default_that_gives_its_type(name):
+    """So that every argument a recipe gives is checked before TensorFlow is imported."""
+    for key, (default, choices) in zoo.parameters(name).items():
+        assert default is not None, f"{name}: argument {key} has no default to take its type from"
+        assert not choices or default in choices
+
+
+def test_a_bad_builder_argument_stops_the_build_before_tensorflow_is_imported(tmp_path):
+    path = _write(tmp_path, GOOD + "[model.args]\nfilters = 32\n")
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from edgekit.cli import main\n"
+        f"result = CliRunner().invoke(main, ['build', '--recipe', {str(path)!r}, '--out', {str(tmp_path)!r}])\n"
+        "print(result.exit_code, repr(result.stderr), 'tensorflow' in sys.modules)\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    line = f"Error: {path}: key 'model.args.filters': expected a list of integers (like [16, 32]), got 32\n"
+    assert output.strip() == f"2 {line!r} False"
+    assert list(tmp_path.iterdir()) == [path], "nothing is created for a recipe that does not load"

@@ -114,6 +114,7 @@ def test_killed_builds_resume_from_the_cache_and_end_as_an_uninterrupted_one(tmp
             continue
         assert status == -signal.SIGKILL, (stage, lines)
         assert not (directory / "manifest.json").exists(), f"killed in {stage}, yet the folder looks finished"
+        assert (directory / "UNFINISHED").read_text().startswith("edgekit build started "), stage
         killed_at.append(stage)
     assert len(killed_at) >= 6, killed_at
 
@@ -123,6 +124,7 @@ def test_killed_builds_resume_from_the_cache_and_end_as_an_uninterrupted_one(tmp
     assert report["cache"]["resumed"] is True and report["cache"]["reused"] == EVERY_STAGE
     assert report["cache"]["computed"] == []
     assert _metrics(report) == _metrics(expected)
+    assert not (directory / "UNFINISHED").exists()
     verified = CliRunner().invoke(main, ["verify", str(directory)])
     assert verified.exit_code == 0, verified.output
     _identical_files_match(directory, reference)
@@ -210,6 +212,8 @@ def test_an_interrupted_build_keeps_nothing_that_looks_finished(stage, tmp_path,
     assert not (directory / "manifest.json").exists()
     assert not [p for p in directory.rglob("*") if "partial" in p.name and not p.name.startswith(".")]
     assert (directory / ".lock").read_text() == "", "an interrupted build releases its lock"
+    assert (directory / "UNFINISHED").read_text().startswith("edgekit build stopped (")
+    assert ": interrupted\n" in (directory / "UNFINISHED").read_text()
 
 
 def test_a_nan_loss_stops_training_at_once_with_a_hint(tmp_path, tiny_recipe):

@@ -226,6 +226,16 @@ def test_malformed_toml(tmp_path):
                                  "name, precisions, runtime, title"),
     (changed("cores = 1\n", "cores = 1\nl2_cache_kb = 0\n"),
      "unknown key 'cpu.l2_cache_kb'; valid keys here: arch, clock_mhz, core, cores, emulated_as, features"),
+
+    # a misspelt required key: named as the unknown key it is, with the key it means, not as that key missing
+    (changed("clock_mhz = 100", "clokc_mhz = 100"), "unknown key 'cpu.clokc_mhz'; did you mean 'cpu.clock_mhz'? "
+     "valid keys here: arch, clock_mhz, core, cores, emulated_as, features"),
+    (changed("[cpu]", "[cpus]"), "unknown key 'cpus'; did you mean 'cpu'? valid keys here: budgets, class, cpu, "
+     "latency, memory, name, precisions, runtime, title"),
+    (changed("ram_kb = 128", "ram = 128"), "unknown key 'memory.ram'; did you mean 'memory.ram_kb'? valid keys here: "
+     "arena_margin, flash_available_kb, flash_kb, ram_available_kb, ram_kb, reserve_reason"),
+    (BOARD + "latency_msec = 5\n", "unknown key 'budgets.latency_msec'; did you mean 'budgets.latency_ms'? valid keys "
+     "here: flash_kb, latency_ms, ram_kb"),
 ])
 def test_unknown_key_names_the_file_and_key(tmp_path, text, message):
     path = write(tmp_path, text)
