@@ -257,13 +257,10 @@ def bench_file(path: Path, targets: list[Target], data_spec: str | None = None, 
                inputs: Sequence[InputSpec] = ()) -> list[BenchResult]:
     """`edgekit bench`: a model file from anywhere, checked before anything loads it, with the task's first
     metric measured on the test split of `data_spec` (shaped for the model's input) when one is given."""
-    from edgekit.errors import UsageError
     from edgekit.recipes import METRICS
-    from edgekit.validate import check_model_file
+    from edgekit.validate import check_model_file, require_model_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"model file '{path}' does not exist")
+    path = require_model_file(path)  # a folder is named as one
     check_model_file(path)  # before --data reads its input shape: a bad file gets its own line
     x = y = None
     if data_spec:

@@ -139,9 +139,6 @@ def bench_command(model, chosen, data_spec, inputs, task, runs, warmup, threads,
     from edgekit.bench import bench_file, check_fits
     from edgekit.report.terminal import bench_text
     from edgekit.results import of_file, ranked_targets
-    from edgekit.validate import require_model_file
-
-    require_model_file(model)  # bench_file would call a folder missing
 
     chosen = [t.with_budgets(latency_ms, ram_kb, flash_kb) for t in chosen]
     measured = bench_file(model, chosen, data_spec, task, runs, warmup, threads, inputs)
