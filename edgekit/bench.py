@@ -179,9 +179,9 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
     flash = {"model_bytes": info.size_bytes, "basis": "measured",
              "note": "the model file; the runtime's own code is in the profile's memory reserve"}
     memory: dict[Runtime, tuple[dict, dict, Any]] = {}
-    single = len(plan.feeds) == 1  # TFLite Micro and the emulated cores are fed one input
+    single = len(plan.feeds) == 1  # TFLite Micro and the emulated Cortex-M programs are fed one input
     raw_sample = plan.values[plan.primary][0] if single else None
-    emulations = emulate.Emulations(path, info, raw_sample) if raw_sample is not None else None
+    emulations = emulate.Emulations(path, info, raw_sample, plan.values, plan.state)
     litert_output = None  # this host's LiteRT output for the sample, to check an emulated Cortex-A run against
     results = []
     for target in targets:
@@ -190,13 +190,11 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
         ram, ops, host_output = memory[target.runtime]
         ram = _with_margin(ram, target.memory.arena_margin) if target.runtime is Runtime.TFLM else ram
         target_latency = estimate_latency(info, target, precision)
-        if emulations is None or raw_sample is None:
-            pass  # a model of several inputs: the cost model's estimate stays (the emulated programs feed one)
-        elif target.runtime is Runtime.TFLM and info.format == "tflite" and ops["supported"]:
+        if target.runtime is Runtime.TFLM and info.format == "tflite" and ops["supported"]:
             ram, ops, target_latency = emulations.judge(target, precision, host_output, ram, ops, target_latency)
         elif target.runtime is Runtime.LITERT and info.format == "tflite" and target.cpu.emulated_as:
             if litert_output is None:
-                litert_output = runner.run_raw(raw_sample[np.newaxis])
+                litert_output = _output_after(runner, plan, emulate.A64_INVOKES)
             ram, ops, target_latency = emulations.judge_litert(target, precision, litert_output, ram,
                                                                ops, target_latency)
         judged = verdict.evaluate(
@@ -215,6 +213,15 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
             target_latency=target_latency, ram=ram, flash=flash, ops=ops, fit=judged, feeds=plan.to_dict(),
         ))
     return results
+
+
+def _output_after(runner, plan: feeds.FeedPlan, invokes: int) -> np.ndarray:
+    """Output 0 of the `invokes`-th call on the plan's inputs, its state fed back after each call before."""
+    values = dict(plan.values)
+    for _ in range(invokes):
+        outputs = runner.outputs(values)
+        values.update({into: outputs[out] for into, out in plan.state})
+    return next(iter(outputs.values()))
 
 
 def _ram_and_ops(path: Path, info: ModelInfo, runtime: Runtime, threads: int,

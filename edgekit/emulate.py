@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,19 @@ from edgekit.toolchains.firmware import BoardTooSmall
 
 log = logging.getLogger("edgekit")
 ALIGNMENT = 16
+A64_INVOKES = 4  # the counted invoke on an emulated Cortex-A is the 4th: emulated_a64.WARMUP + 1
 
 
 class Emulations:
     """The emulated runs of one model file, one per core, made when a target first asks for its core."""
 
-    def __init__(self, path: Path, info: ModelInfo, raw_sample: np.ndarray):
+    def __init__(self, path: Path, info: ModelInfo, raw_sample: np.ndarray | None,
+                 feeds: dict[str, np.ndarray] | None = None, state: Sequence[tuple[str, str]] = ()):
+        """`raw_sample`: the one input of a model of one input, in its dtype, without the batch axis (None for a
+        model of several: the Cortex-M programs feed one); `feeds` and `state`: every input by tensor name and
+        the recurrent state pairs (edgekit.feeds.FeedPlan), which the Cortex-A runs take."""
         self.path, self.info, self.raw_sample = path, info, raw_sample
+        self.feeds, self.state = feeds, tuple(state)
         self.runs: dict[str, Any] = {}
         self.warned: set[str] = set()
 
@@ -52,7 +59,7 @@ class Emulations:
             self._warn(target, reason)
             return ram, ops, self._fallback(target, precision, estimate, reason)
         core = emulated.core_for(target)
-        if core is None or host_output is None:
+        if core is None or host_output is None or self.raw_sample is None:
             return ram, ops, estimate
         if core.name not in self.runs:
             expected = np.asarray(host_output, dtype=np.dtype(self.info.outputs[0].dtype))
@@ -99,7 +106,9 @@ class Emulations:
         reason = emulated_a64.unavailable()
         if reason is None and core not in self.runs:
             try:
-                self.runs[core] = emulated_a64.counted_run(self.path, core, self.raw_sample)
+                given = self.feeds if self.raw_sample is None or self.state else self.raw_sample
+                assert given is not None
+                self.runs[core] = emulated_a64.counted_run(self.path, core, given, state=self.state)
             except StageError as failure:
                 self.runs[core] = failure
         run = self.runs.get(core)

@@ -40,6 +40,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ STAGE = "emulation"
 MAGIC = 0xED6E0000  # lseek offsets MAGIC + 1..4 mark the windows (see board/litert_runner.py)
 LSEEK = 62  # aarch64 Linux's lseek
 RUNNER = aarch64.BOARD / "litert_runner.py"
+WARMUP = 3  # invokes before the counted one (a recurrent state is fed back after each)
 
 
 @dataclass(frozen=True)
@@ -87,18 +89,25 @@ class LiteRTRun:
         return asdict(self)
 
 
-def run_litert(model_path: Path, core: str, raw_input: np.ndarray | bytes, warmup: int = 3, threads: int = 1,
-               symbols: bool = False, timeout: float = 600) -> LiteRTRun:
+def run_litert(model_path: Path, core: str, raw_input: np.ndarray | bytes | dict[str, np.ndarray],
+               warmup: int = WARMUP, threads: int = 1, symbols: bool = False, timeout: float = 600,
+               state: Sequence[tuple[str, str]] = ()) -> LiteRTRun:
     """Run `model_path` on an emulated `core` (cortex-a53, cortex-a72, cortex-a76, cortex-a720) with
-    `raw_input` as its first input's bytes; count the instructions of one invoke after `warmup` ones."""
+    `raw_input` as its first input's bytes, or (a dict) every input by tensor name, each (input, output) pair of
+    `state` fed back after every warm-up invoke; count the instructions of one invoke after `warmup` ones."""
     model_path = Path(model_path).resolve()
     spec = aarch64.core(core)
     qemu, plugin = aarch64.qemu(), aarch64.plugin()
     root = aarch64.core_root(spec.name)
-    raw = raw_input.tobytes() if isinstance(raw_input, np.ndarray) else bytes(raw_input)
     with tempfile.TemporaryDirectory() as scratch:
-        counts, given = Path(scratch) / "counts.json", Path(scratch) / "input.bin"
-        given.write_bytes(raw)
+        counts = Path(scratch) / "counts.json"
+        if isinstance(raw_input, dict):
+            given = Path(scratch) / "inputs.npz"
+            arrays: dict[str, Any] = {**raw_input, "__state__": np.array([f"{i}={o}" for i, o in state], dtype=str)}
+            np.savez(given, **arrays)
+        else:
+            given = Path(scratch) / "input.bin"
+            given.write_bytes(raw_input.tobytes() if isinstance(raw_input, np.ndarray) else bytes(raw_input))
         options = f"out={counts},syscall={LSEEK},magic={MAGIC:#x}" + (",symbols=1" if symbols else "")
         command = [qemu, "-L", str(root), "-cpu", spec.qemu_cpu, "-plugin", f"{plugin},{options}",
                    str(root / aarch64.PYTHON), "-I", str(RUNNER), str(model_path), str(given), str(warmup),
@@ -201,18 +210,23 @@ def compare(run: LiteRTRun, host_output: np.ndarray | None) -> str:
 RUNS_RECIPE = 1  # bump when what a cached run records changes
 
 
-def counted_run(model_path: Path, core: str, raw_input: np.ndarray, symbols: bool = True) -> LiteRTRun:
+def counted_run(model_path: Path, core: str, raw_input: np.ndarray | dict[str, np.ndarray], symbols: bool = True,
+                state: Sequence[tuple[str, str]] = ()) -> LiteRTRun:
     """`run_litert` with one thread and the default warm-up, cached on disk (EDGEKIT_CACHE_DIR/a64-runs) under
-    everything the count depends on: the model's and the input's bytes, the core and its cpuinfo, the sysroot,
-    the plugin and the runner. A model benchmarked again (a resumed build, the same file on another target of
-    the same core) is not run again."""
+    everything the count depends on: the model's and the inputs' bytes (and the state pairs), the core and its
+    cpuinfo, the sysroot, the plugin and the runner. A model benchmarked again (a resumed build, the same file
+    on another target of the same core) is not run again."""
     import hashlib
 
     from edgekit._files import write_atomic
     from edgekit.toolchains import sources
 
     model_path = Path(model_path)
-    raw = raw_input.tobytes() if isinstance(raw_input, np.ndarray) else bytes(raw_input)
+    if isinstance(raw_input, dict):
+        raw = json.dumps([[name, str(v.dtype), list(v.shape), hashlib.sha256(v.tobytes()).hexdigest()]
+                          for name, v in raw_input.items()] + [list(pair) for pair in state]).encode()
+    else:
+        raw = raw_input.tobytes()
     digest = hashlib.sha256()
     for part in (model_path.read_bytes(), raw, core.encode(), aarch64.core(core).cpuinfo().encode(),
                  aarch64.key().encode(), (aarch64.BOARD / "count_a64_plugin.c").read_bytes(), RUNNER.read_bytes(),
@@ -224,7 +238,7 @@ def counted_run(model_path: Path, core: str, raw_input: np.ndarray, symbols: boo
             return from_dict(json.loads(path.read_text()))
         except (ValueError, TypeError, KeyError):
             path.unlink(missing_ok=True)  # written by another edgekit version: count again
-    run = run_litert(model_path, core, raw, symbols=symbols)
+    run = run_litert(model_path, core, raw_input, symbols=symbols, state=state)
     write_atomic(path, json.dumps(run.to_dict()))
     return run
 

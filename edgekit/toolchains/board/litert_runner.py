@@ -4,7 +4,10 @@ imported by edgekit itself (it imports nothing of edgekit).
     python3.11 -I litert_runner.py MODEL.tflite INPUT.bin WARMUP THREADS MAGIC [maps]
 
 Loads MODEL with ai_edge_litert's Interpreter (XNNPACK, THREADS threads), sets the first input from INPUT.bin's
-raw bytes, runs WARMUP invokes, then ONE timed invoke between two marks the counting plugin watches:
+raw bytes (or, from an INPUT.npz, every input by tensor name, resized to the stored shape, and "__state__" as
+IN=OUT pairs of tensor names: each output OUT goes back into input IN after every warm-up invoke, so that the
+timed invoke is a recurrent model's steady state), runs WARMUP invokes, then ONE timed invoke between two
+marks the counting plugin watches:
 lseek(/dev/null, MAGIC + 1) before it and lseek(/dev/null, MAGIC + 2) after it. Two marks around nothing
 (MAGIC + 3, MAGIC + 4) measure what the marking itself costs. Prints one JSON line: the first output's bytes
 as hex, its dtype and shape, the guest's own wall time of the timed invoke, and the versions it ran with; with
@@ -86,19 +89,38 @@ def tensor_bytes(interpreter: Interpreter) -> dict[str, int]:
 def main() -> None:
     model, raw, warmup, threads, magic = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), \
         int(sys.argv[5], 0)
-    contents = open(raw, "rb").read()
+    feeds, state = {}, []
+    if raw.endswith(".npz"):
+        with np.load(raw, allow_pickle=False) as stored:
+            feeds = {name: stored[name] for name in stored.files if name != "__state__"}
+            state = [str(pair).split("=", 1) for pair in stored["__state__"]] if "__state__" in stored.files else []
+    else:
+        contents = open(raw, "rb").read()
     points = [heap()]
     interpreter = Interpreter(model_path=model, num_threads=threads)
     points.append(heap())
     mapped = sum(int(end, 16) - int(start, 16) for start, end, path in
                  ((*line.split()[0].split("-"), line.split()[-1]) for line in open("/proc/self/maps"))
                  if path == os.path.realpath(model))
+    inputs = {detail["name"]: detail for detail in interpreter.get_input_details()}
+    for name, value in feeds.items():
+        if tuple(inputs[name]["shape"]) != value.shape:
+            interpreter.resize_tensor_input(inputs[name]["index"], list(value.shape))
     interpreter.allocate_tensors()
     points.append(heap())
-    given = interpreter.get_input_details()[0]
-    interpreter.set_tensor(given["index"], np.frombuffer(contents, dtype=given["dtype"]).reshape(given["shape"]))
+    if feeds:
+        inputs = {detail["name"]: detail for detail in interpreter.get_input_details()}
+        for name, value in feeds.items():
+            interpreter.set_tensor(inputs[name]["index"], value)
+    else:
+        given = interpreter.get_input_details()[0]
+        interpreter.set_tensor(given["index"], np.frombuffer(contents, dtype=given["dtype"]).reshape(given["shape"]))
+    outputs = {detail["name"]: detail["index"] for detail in interpreter.get_output_details()}
+    carried = [(inputs[into]["index"], outputs[out]) for into, out in state]
     for done in range(warmup):
         interpreter.invoke()
+        for into, out in carried:
+            interpreter.set_tensor(into, interpreter.get_tensor(out))
         if done == 0 or done == warmup - 1:
             points.append(heap())
     points += [points[-1]] * (5 - len(points))  # no warm-up: nothing grew
