@@ -223,20 +223,21 @@ def where(layout: str, name: str) -> str:
 
 def build_notes(layout: str, name: str, core: Core | None) -> str:
     """The README's sections on building the bundle in its layout, and on the TFLite Micro revision and
-    kernel flags behind edgekit's figures (read from where edgekit pins them)."""
+    kernel flags behind edgekit's figures (read from where edgekit pins them). `core`: the Cortex-M core the
+    target's code runs as, if any."""
     from edgekit.toolchains import sources
     from edgekit.toolchains.tflm_library import COMMON_FLAGS, CXX_FLAGS, FRAMEWORK_OPTIMIZATION, KERNEL_OPTIMIZATION
 
     pinned = sources.BY_NAME
     tflm, nn = pinned["tflite-micro"].ref, pinned["cmsis_nn"].ref
     third = ", ".join(f"{s.project} {s.ref}" for s in sources.ARCHIVES[2:])
-    emulated = core or emulated_core("Cortex-M4")
-    measured = (f"edgekit's figures (the arena, the test output on an emulated core) come from TensorFlow Lite Micro "
-                f"`{tflm}` with CMSIS-NN `{nn}` ({third}; FlatBuffers with TFLM's `flatbuffers.patch`), compiled as "
-                "TFLM's Makefile does for `TARGET=cortex_m_generic OPTIMIZED_KERNEL_DIR=cmsis_nn "
-                f"BUILD_TYPE=release_with_logs`: `{' '.join(emulated.flags if emulated else ())}` for the "
-                f"{emulated.name if emulated else 'core'}, `{' '.join(COMMON_FLAGS)}`, C++ `{' '.join(CXX_FLAGS)}`, "
-                f"the framework at `{FRAMEWORK_OPTIMIZATION}`, kernels and CMSIS-NN at `{KERNEL_OPTIMIZATION}`.")
+    flags = (f"`{' '.join(core.flags)}` for the {core.name}, " if core else "")
+    measured = (f"edgekit compiles TensorFlow Lite Micro `{tflm}` with CMSIS-NN `{nn}` ({third}; FlatBuffers with "
+                "TFLM's `flatbuffers.patch`) as TFLM's Makefile does for `TARGET=cortex_m_generic "
+                f"OPTIMIZED_KERNEL_DIR=cmsis_nn BUILD_TYPE=release_with_logs`: {flags}`{' '.join(COMMON_FLAGS)}`, "
+                f"C++ `{' '.join(CXX_FLAGS)}`, the framework at `{FRAMEWORK_OPTIMIZATION}`, kernels and CMSIS-NN at "
+                f"`{KERNEL_OPTIMIZATION}`; where QEMU is installed it runs this program on an emulated core built so "
+                "(model.json's `arena_basis` says where the arena figure comes from).")
     if layout == "cmake":
         return f"""
 ## Build (CMake, Arm GCC)
@@ -272,9 +273,9 @@ Open the serial monitor at 115200 baud.
 
 ## TFLite Micro revision and flags
 
-The Arduino library carries its own snapshot of TFLM (with CMSIS-NN on Arm boards), which may differ from the one
-edgekit measured: {measured} `edgekit export --layout cmake` gives the same program as a CMake project built
-against exactly that revision.
+The Arduino library carries its own snapshot of TFLM (with CMSIS-NN on Arm boards), which may differ from
+edgekit's. {measured} `edgekit export --layout cmake` gives the same program as a CMake project built against
+exactly that revision.
 """
     components = ", ".join(f"`{c}` {v}" for c, v in ESP_COMPONENTS.items())
     return f"""

@@ -149,6 +149,7 @@ def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=Non
     from edgekit.runtimes import emulated
     from edgekit.runtimes import tflm as micro
     from edgekit.runtimes.host import open_runner
+    from edgekit.toolchains.cores import emulated_core
     from edgekit.validate import check_model_file
 
     name = c_identifier(name)
@@ -230,7 +231,7 @@ def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=Non
                            "- `model.json`: input and output shapes, types, scale and zero point.\n"
                            + ("- `labels.txt`: the class names, one a line, in the order of the model's outputs.\n"
                               if labels is not None else "")
-                           + layouts.build_notes(layout, name, layout_core))
+                           + layouts.build_notes(layout, name, emulated_core(target.cpu.core)))
     if labels is not None:
         placed["labels.txt"] = Path(labels).read_bytes()
     for filename, text in placed.items():
