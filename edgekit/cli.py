@@ -190,8 +190,9 @@ def convert_command(model, fmt, data_spec, out, calibration_samples, task, unsaf
                    "MODEL, when there is one (as in a build folder).")
 @click.option("--data", "data_spec", default=None,
               help="Dataset spec: its first test sample becomes the bundle's stored test input (default: random).")
+@options.layout()
 @options.inputs()
-def export_command(model, target, out, name, labels, data_spec, inputs):
+def export_command(model, target, out, name, labels, data_spec, layout, inputs):
     """Write the bundle a developer copies to the device for MODEL (.tflite). Microcontroller: the model as an
     aligned C array, an op resolver with exactly its ops and the tensor arena size measured by the TFLite Micro
     runtime. Single-board computer: bench_on_device.py, requirements.txt and run.sh. Phone: bench_android.sh
@@ -203,7 +204,7 @@ def export_command(model, target, out, name, labels, data_spec, inputs):
     sample = data.load_for_model(data_spec, model).x_test[0] if data_spec else None
     from edgekit.export import export
 
-    bundle = export(model, target, out, name=name, labels=labels, sample=sample, inputs=inputs)
+    bundle = export(model, target, out, name=name, labels=labels, sample=sample, layout=layout, inputs=inputs)
     click.echo(f"{out}: {bundle.summary}")
 
 

@@ -157,3 +157,11 @@ def inputs() -> Decorator:
         help="What an input of the model is fed, by name: NAME:SHAPE[:DTYPE] (its shape, batch included: "
              "state:2x1x128), NAME=FILE.npy (its values) or NAME=NUMBER (a scalar's value, or a tensor's fill). "
              "Repeat it for each input to set; the others are resolved from the model, and said.")
+
+
+def layout() -> Decorator:
+    """`edgekit export --layout`: the project a microcontroller bundle is laid out as."""
+    return click.option("--layout", type=click.Choice(["cmake", "arduino", "esp-idf"]), default=None,
+                        help="Microcontroller bundles: a CMake project for Arm GCC, an Arduino sketch folder or an "
+                             "ESP-IDF project. Default: esp-idf for Espressif chips, arduino for Arduino boards, "
+                             "else cmake.")

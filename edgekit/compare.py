@@ -81,7 +81,10 @@ def _bundle(folder: Path, inputs: Sequence[InputSpec] = ()) -> tuple[dict[str, A
         import hashlib
         import tempfile
 
-        content = _c_array_bytes(folder / "model_data.cc")
+        from edgekit.export.layouts import model_array_file
+
+        array_file = model_array_file(folder)
+        content = _c_array_bytes(array_file) if array_file else None
         if content is None or hashlib.sha256(content).hexdigest() != described.get("sha256"):
             raise UsageError(f"bundle '{folder}' has neither {described['model']} nor a model_data.cc with the "
                              "model its model.json names (sha256)")

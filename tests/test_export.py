@@ -4,6 +4,7 @@ the model's ops the way TFLite Micro's MicroMutableOpResolver does, the arena co
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -77,7 +78,8 @@ def test_on_a_core_edgekit_cannot_emulate_the_arena_is_the_hosts_with_the_margin
     described = json.loads((tmp_path / "model.json").read_text())
     assert described["arena_basis"] == "host" and described["arena_margin"] == 0.2
     assert described["arena_bytes"] >= described["arena_measured_bytes"] * 1.2
-    assert "on the host" in (tmp_path / "model_arena.h").read_text()
+    assert "on the host" in (tmp_path / "main" / "model_arena.h").read_text()
+    _check_esp_idf_project(tmp_path)
 
 
 def test_model_json_describes_the_model_as_every_bundle_does(bundle):
@@ -162,9 +164,155 @@ def test_the_arena_bench_measured_is_reused_for_the_same_file_only(bundle, tmp_p
     reused = export_mcu(model, target, tmp_path / "reused", name="digits_model", measured_arena=given)
     assert reused["arena_measured_bytes"] == measured + 16
     same = export_mcu(model, target, tmp_path / "same", name="digits_model",
-                      measured_arena={**given, "arena_bytes": measured})
+                      measured_arena={**given, "arena_bytes": measured}, labels=model.parent / "labels.txt")
     assert {f.name: f.read_bytes() for f in (tmp_path / "same").iterdir()} == {
         f.name: f.read_bytes() for f in full.iterdir()}
     other = export_mcu(model, target, tmp_path / "other", name="digits_model",
                        measured_arena={**given, "sha256": "0" * 64})
     assert other["arena_measured_bytes"] == measured == same["arena_measured_bytes"]
+
+
+# The Arduino sketch specification (arduino.github.io/arduino-cli/latest/sketch-specification): the folder is the
+# sketch, its primary .ino is named for it; names start with a letter, digit or '_', then letters, digits, '_',
+# '.', '-', at most 63 characters; code files are .ino/.pde, .cpp, .c, .S, .h, .hpp, .hh, .tpp, .ipp (a .cc file
+# is not compiled).
+SKETCH_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
+SKETCH_EXTENSIONS = {".ino", ".pde", ".cpp", ".c", ".S", ".h", ".hpp", ".hh", ".tpp", ".ipp"}
+
+
+def test_the_arduino_bundle_is_a_sketch_folder_named_for_its_ino(tiny_build, tmp_path):
+    from edgekit._files import sha256
+    from edgekit.export.layouts import model_array_file
+
+    _, directory, _ = tiny_build
+    result = CliRunner().invoke(main, ["export", str(directory / "int8.tflite"), "--target",
+                                       "arduino-nano-33-ble-sense", "--out", str(tmp_path), "--name", "digits_model"])
+    assert result.exit_code == 0, result.output
+    sketches = [f for f in tmp_path.iterdir() if f.is_dir()]
+    assert [f.name for f in sketches] == ["digits_model_app"] and SKETCH_NAME.fullmatch(sketches[0].name)
+    sketch = sketches[0]
+    assert (sketch / f"{sketch.name}.ino").is_file() and len(list(sketch.glob("*.ino"))) == 1
+    assert {f.suffix for f in sketch.iterdir()} <= SKETCH_EXTENSIONS
+    assert {"model_data.cpp", "test_data.cpp", "model_data.h", "model_ops.h", "model_arena.h"} <= {
+        f.name for f in sketch.iterdir()}
+    # every #include comes before the code, the TFLM library's own header first (Arduino finds a library by it)
+    lines = [line for line in (sketch / f"{sketch.name}.ino").read_text().splitlines() if line.strip()]
+    includes = [i for i, line in enumerate(lines) if line.startswith("#include")]
+    code = next(i for i, line in enumerate(lines) if not line.startswith(("#", "//")))
+    assert lines[includes[0]] == "#include <TensorFlowLite.h>" and max(includes) < code
+    # model.json, README and labels stay at the top; `edgekit compare` finds the array in the sketch
+    assert (tmp_path / "labels.txt").read_bytes() == (directory / "labels.txt").read_bytes()
+    assert model_array_file(tmp_path) == sketch / "model_data.cpp"
+    assert json.loads((tmp_path / "model.json").read_text())["sha256"] == sha256(directory / "int8.tflite")
+    assert "Arduino_TensorFlowLite" in (tmp_path / "README.md").read_text()
+
+
+def _check_esp_idf_project(folder):
+    """ESP-IDF's build system (docs.espressif.com, api-guides/build-system): a project's CMakeLists.txt has
+    cmake_minimum_required, then include($ENV{IDF_PATH}/tools/cmake/project.cmake), then project(); a component
+    registers with idf_component_register(SRCS ... INCLUDE_DIRS ...). The component manager's manifest
+    (idf_component.yml) maps `namespace/name` (or `idf`) to a version spec."""
+    import yaml
+
+    from edgekit.export.layouts import ESP_COMPONENTS
+
+    project = (folder / "CMakeLists.txt").read_text()
+    order = [project.index(s) for s in ("cmake_minimum_required(VERSION", "include($ENV{IDF_PATH}/tools/cmake/project."
+                                        "cmake)", "project(")]
+    assert order == sorted(order)
+    register = re.search(r"idf_component_register\((.*?)\)", (folder / "main" / "CMakeLists.txt").read_text(), re.S)
+    assert register is not None
+    words = register.group(1).split()
+    sources = words[words.index("SRCS") + 1:words.index("INCLUDE_DIRS")]
+    assert sorted(s.strip('"') for s in sources) == sorted(f.name for f in (folder / "main").glob("*.cc"))
+    assert words[words.index("INCLUDE_DIRS") + 1] == '"."'
+    manifest = yaml.safe_load((folder / "main" / "idf_component.yml").read_text())
+    dependencies = manifest["dependencies"]
+    assert dependencies["espressif/esp-tflite-micro"]["version"] == ESP_COMPONENTS["espressif/esp-tflite-micro"]
+    spec = re.compile(r"(\*|(\^|~|>=|<=|==|>|<)?\d+\.\d+(\.\d+)?(~\d+)?)")
+    assert all(name == "idf" or re.fullmatch(r"[a-z0-9_-]+/[a-z0-9_-]+", name) for name in dependencies)
+    assert all(spec.fullmatch(entry["version"]) for entry in dependencies.values())
+    application = (folder / "main" / "main.cc").read_text()
+    assert 'extern "C" void app_main(void)' in application and "int main(" not in application
+    readme = (folder / "README.md").read_text()
+    assert all(f"`{name}` {version}" in readme for name, version in ESP_COMPONENTS.items()) and "-DESP_NN" in readme
+
+
+def test_the_readme_names_the_tflm_and_cmsis_nn_revisions_and_flags(bundle):
+    from edgekit.toolchains import sources
+    from edgekit.toolchains.tflm_library import COMMON_FLAGS, CXX_FLAGS
+
+    model, out = bundle
+    readme = (out / "README.md").read_text()
+    assert all(sources.BY_NAME[name].ref in readme for name in ("tflite-micro", "cmsis_nn", "cmsis"))
+    assert " ".join(COMMON_FLAGS) in readme and " ".join(CXX_FLAGS) in readme and "-mcpu=cortex-m4" in readme
+    assert (out / "labels.txt").read_bytes() == (model.parent / "labels.txt").read_bytes()
+    assert f"tflite-micro source tree at {sources.BY_NAME['tflite-micro'].ref}" in (out / "CMakeLists.txt").read_text()
+
+
+def test_tflm_sources_cmake_lists_the_files_edgekit_compiles(bundle):
+    from edgekit.toolchains import sources
+    from edgekit.toolchains.tflm_library import framework_sources, kernel_sources
+
+    _, out = bundle
+    root = sources.source_root()
+    folders = {"${TFLM_DIR}": root / "tflite-micro", "${CMSIS_NN_DIR}": root / "cmsis_nn"}
+    listed = re.findall(r'"(\$\{\w+\})/([^"]+)"', (out / "tflm_sources.cmake").read_text())
+    assert [folders[variable] / path for variable, path in listed] == framework_sources(root) + kernel_sources(root)
+
+
+def test_a_layout_the_target_cannot_use_is_one_line(bundle):
+    from edgekit.export.layouts import LAYOUTS
+
+    model, out = bundle
+    result = CliRunner().invoke(main, ["export", str(model), "--target", "nucleo-l4r5zi", "--out", str(out / "x"),
+                                       "--layout", "esp-idf"])
+    assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == (
+        "Error: the esp-idf layout is for Espressif chips, and nucleo-l4r5zi has a Cortex-M4F; use --layout cmake or "
+        "arduino")
+    option = next(p for p in main.commands["export"].params if p.name == "layout")
+    assert tuple(option.type.choices) == LAYOUTS
+
+
+@pytest.mark.slow  # about 10 s: configure, compile the bundle's four files, link, run on QEMU
+def test_the_cmake_project_compiles_for_a_cortex_m4_and_runs(bundle, tmp_path):
+    """The exported CMake project, configured with its own toolchain file against the pinned TFLM sources and
+    built with arm-none-eabi-gcc, linked with the TFLM library edgekit compiled for the emulated Cortex-M4 (the
+    same flags) and edgekit's board file, gives the stored output on QEMU's Cortex-M4 board."""
+    import shutil
+    import time
+
+    from edgekit.toolchains import cores, firmware, qemu, sources, tflm_library
+
+    _, out = bundle
+    cmake = shutil.which("cmake")
+    assert cmake, "cmake not found (apt-get install cmake)"
+    core = cores.CORES["Cortex-M4"]
+    library, root = tflm_library.library(core), sources.source_root()
+    started = time.perf_counter()
+    archive = tmp_path / "libtflm.a"  # the objects edgekit compiled for this core (its run of this model among them)
+    subprocess.run(["arm-none-eabi-ar", "rcs", str(archive), *map(str, sorted(library.folder.glob("*.o")))],
+                   check=True)
+    (tmp_path / "board.ld").write_text(firmware.linker_script(library))
+    (tmp_path / "board.cc").write_text((firmware.BOARD / "board.cc").read_text())
+    build = tmp_path / "build"
+    configure = [cmake, "-S", str(out), "-B", str(build), f"-DTFLM_DIR={root / 'tflite-micro'}",
+                 *(f"-D{variable}={root / folder}" for variable, folder in (
+                     ("CMSIS_NN_DIR", "cmsis_nn"), ("CMSIS_DIR", "cmsis"), ("FLATBUFFERS_DIR", "flatbuffers"),
+                     ("GEMMLOWP_DIR", "gemmlowp"), ("RUY_DIR", "ruy"))),
+                 f"-DTFLM_LIBRARY={archive}", f"-DBOARD_SOURCES={tmp_path / 'board.cc'}",
+                 f"-DLINKER_SCRIPT={tmp_path / 'board.ld'}",
+                 "-DCMAKE_EXE_LINKER_FLAGS=-nostartfiles --specs=rdimon.specs -Wl,--undefined=edgekit_mark"]
+    for command in (configure, [cmake, "--build", str(build), "-j2"]):
+        result = subprocess.run(command, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    elapsed = time.perf_counter() - started
+    assert elapsed < 60, f"the CMake build took {elapsed:.0f} s"
+    # the toolchain file's flags: a Cortex-M4 with its single-precision FPU, floats passed in FP registers
+    attributes = subprocess.run(["arm-none-eabi-readelf", "-A", str(next(build.rglob("main.cc.obj")))],
+                                capture_output=True, text=True, check=True).stdout
+    assert "Tag_CPU_arch: v7E-M" in attributes and "Tag_CPU_arch_profile: Microcontroller" in attributes
+    assert "Tag_FP_arch: VFPv4-D16" in attributes and "Tag_ABI_VFP_args: VFP registers" in attributes
+    run = qemu.run(core, build / "digits_model_app.elf", timeout=60)
+    runs = [json.loads(line) for line in run.stdout.splitlines() if line.startswith('{"run"')]
+    assert len(runs) == 10 and all(r["ok"] for r in runs), run.stdout[-500:]

@@ -24,10 +24,12 @@ class Bundle:
 
 def export(model: Path, target: Target, out: Path, *, name: str = "g_model", labels: Path | None = None,
            sample: np.ndarray | None = None, verified_sha256: str | None = None,
-           measured_ram: dict[str, Any] | None = None, inputs: Sequence[InputSpec] = ()) -> Bundle:
-    """Write the bundle a developer copies to `target` for `model` (.tflite) into `out`: a firmware project's
-    files for a microcontroller (`name` is the C array's identifier), a LiteRT bundle for a board or a phone
-    (with `labels` copied in; default: labels.txt beside `model`, when there is one, as in a build folder).
+           measured_ram: dict[str, Any] | None = None, layout: str | None = None,
+           inputs: Sequence[InputSpec] = ()) -> Bundle:
+    """Write the bundle a developer copies to `target` for `model` (.tflite) into `out`: a firmware project for
+    a microcontroller (`name` is the C array's identifier; `layout` one of edgekit.export.layouts.LAYOUTS,
+    default: the target's), a LiteRT bundle for a board or a phone; each with `labels` copied in (default:
+    labels.txt beside `model`, when there is one, as in a build folder).
     `sample` becomes the stored test input (default: a seeded random one).
 
     `verified_sha256` is the sha256 of a file this process already ran safely (a build's own verified
@@ -46,16 +48,23 @@ def export(model: Path, target: Target, out: Path, *, name: str = "g_model", lab
         arena = measured_ram or {}
         measured = ({**arena, "sha256": verified_sha256}
                     if verified_sha256 and arena.get("arena_bytes") is not None else None)
-        written = export_mcu(model, target, out, name, sample=sample, measured_arena=measured)
-        summary = (f"model_data.h/.cc ({name}[], {written['bytes']:,} bytes), model_ops.h ({len(written['ops'])} "
-                   f"ops), model_arena.h ({written['arena_bytes']:,} bytes), model.json, README.md")
+        written = export_mcu(model, target, out, name, sample=sample, measured_arena=measured, layout=layout,
+                             labels=labels)
+        summary = (f"{written['layout']} project: model_data ({name}[], {written['bytes']:,} bytes), model_ops.h "
+                   f"({len(written['ops'])} ops), model_arena.h ({written['arena_bytes']:,} bytes), model.json"
+                   + (", labels.txt" if labels is not None else "") + ", README.md")
     else:
+        from edgekit.errors import UsageError
         from edgekit.export.boards import export_bundle
 
+        if layout is not None:
+            raise UsageError(f"--layout is for microcontroller bundles; {target.name} is a "
+                             f"{target.device_class.value}")
         written = export_bundle(model, target, out, labels, sample=sample, trusted_sha256=verified_sha256,
                                 inputs=inputs)
         summary = ", ".join(written["files"])
-    files = tuple(sorted(f.name for f in out.iterdir() if f.is_file() and not f.name.startswith(".")))
+    files = tuple(sorted(f.relative_to(out).as_posix() for f in out.rglob("*")
+                         if f.is_file() and not f.name.startswith(".")))
     return Bundle(out, files, summary)
 
 

@@ -106,25 +106,29 @@ def test_data(name: str, raw_input, expected) -> tuple[str, str]:
 
 
 def program_sources(model: bytes, graph_ops: tuple[list[str], int], name: str, raw_input, expected,
-                    arena_bytes: int, arena_note: str, arduino: bool = False) -> dict[str, str]:
+                    arena_bytes: int, arena_note: str, flavour: str = "main") -> dict[str, str]:
     """The source files of the bundle's program, by file name: what a firmware project compiles, and what
-    edgekit compiles to run the model on an emulated core."""
+    edgekit compiles to run the model on an emulated core. `flavour`: the application's (mcu_app.application);
+    an Arduino sketch's is `{name}_app.ino`."""
     header, source = c_array(model, name)
     data_header, data_source = test_data(name, raw_input, expected)
     return {f"{MODEL_DATA}.h": header, f"{MODEL_DATA}.cc": source,
             "model_ops.h": op_resolver_header(graph_ops[0], name, graph_ops[1]),
             "model_arena.h": arena_header(name, arena_bytes, arena_note), "test_data.h": data_header,
             "test_data.cc": data_source,
-            f"{name}_app.ino" if arduino else "main.cc": application(name, expected, arduino)}
+            f"{name}_app.ino" if flavour == "arduino" else "main.cc": application(name, expected, flavour)}
 
 
 def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=None,
-               measured_arena: dict[str, Any] | None = None) -> dict[str, Any]:
+               measured_arena: dict[str, Any] | None = None, layout: str | None = None,
+               labels: Path | None = None) -> dict[str, Any]:
     """The files a firmware project includes: `model_data.h/.cc` (the model as the array `name`), `model_ops.h`
     (its op resolver), `model_arena.h` (the arena size), `test_data.h/.cc` (one test input and the output
     TFLite Micro gives for it), an application (`main.cc`, or an Arduino sketch) that checks that output on
-    the board and prints one JSON line per run with its latency, `model.json` and a README. `sample` is one
-    float input (from the test set); without it a seeded random one. Returns what was written.
+    the board and prints one JSON line per run with its latency, `model.json`, `labels.txt` (a copy of
+    `labels`, when given) and a README; placed as `layout` says (edgekit.export.layouts; default: the
+    target's). `sample` is one float input (from the test set); without it a seeded random one. Returns
+    what was written.
 
     On a target whose core edgekit emulates (edgekit.runtimes.emulated), the arena constant is the smallest
     the bundle's own program loads in on that core (32-bit, CMSIS-NN), found by running it there, with no
@@ -140,13 +144,20 @@ def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=Non
     import numpy as np
 
     from edgekit._files import write_atomic
+    from edgekit.export import layouts
     from edgekit.model_info import inspect_model, tflite_graph_ops
     from edgekit.runtimes import emulated
     from edgekit.runtimes import tflm as micro
     from edgekit.runtimes.host import open_runner
+    from edgekit.toolchains.cores import emulated_core
     from edgekit.validate import check_model_file
 
     name = c_identifier(name)
+    layout = layout or layouts.default_layout(target)
+    layout_core = layouts.check(layout, target)
+    layouts.sketch_name(name)
+    if labels is not None and not Path(labels).is_file():
+        raise UsageError(f"labels file '{labels}' does not exist")
     fmt = check_model_file(model)
     if fmt != "tflite":
         raise UsageError(f"{model}: a microcontroller bundle needs a .tflite model, not {fmt}")
@@ -183,36 +194,46 @@ def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=Non
         arena = math.ceil(base * (1 + margin) / 16) * 16
         arena_note, arena_text = host_arena_note(base, margin), (f"measured {base:,} by the TFLite Micro runtime on "
                                                                  f"the host, plus {margin:.0%}")
-    arduino = "arduino" in target.name
-    files = program_sources(Path(model).read_bytes(), graph_ops, name, raw_input, expected, arena, arena_note, arduino)
+    flavour = {"cmake": "main"}.get(layout, layout)
+    files = program_sources(Path(model).read_bytes(), graph_ops, name, raw_input, expected, arena, arena_note, flavour)
     from edgekit.export.boards import preprocessing
 
     description = {"model": Path(model).name, "sha256": sha256(Path(model)), "bytes": info.size_bytes, "array": name,
                    "ops": sorted(set(graph_ops[0])), "resource_variables": graph_ops[1], "arena_bytes": arena,
                    "arena_measured_bytes": base,
                    "arena_margin": margin, "arena_basis": f"emulated {core.name}" if core else "host",
-                   "target": target.name,
+                   "target": target.name, "layout": layout,
                    "inputs": [asdict(t) for t in info.inputs], "outputs": [asdict(t) for t in info.outputs],
                    "preprocessing": preprocessing(info)}
-    files["model.json"] = json.dumps(description, indent=2) + "\n"
-    files["README.md"] = (f"# {Path(model).name} for {target.title}\n\n"
-                          f"- `{MODEL_DATA}.h`, `{MODEL_DATA}.cc`: the model as `{name}[]`, {info.size_bytes:,} bytes, "
-                          "16-byte aligned.\n"
-                          f"- `model_ops.h`: `Register{camel(name)}Ops(resolver)` adds the {len(set(graph_ops[0]))} "
-                          "ops "
-                          f"the model uses to a `{camel(name)}OpResolver`.\n"
-                          f"- `model_arena.h`: `k{camel(name)}ArenaSize` = {arena:,} bytes ({arena_text}).\n"
-                          "- `test_data.h`, `test_data.cc`: one test input and the output the TFLite Micro runtime "
-                          "gave for it on the host.\n"
-                          + ("- `" + f"{name}_app.ino" + "`: an Arduino sketch" if arduino else
-                             "- `main.cc`: an application (provide `edgekit_micros()` for your board's timer)")
-                          + " that runs the model on the test input 10 times, checks the output (within 1 step "
-                          "of the host's; optimized kernels may round differently) and prints one JSON line per "
-                          "run: `{\"run\": 0, \"latency_us\": 812, \"ok\": true, \"max_diff\": 0, "
-                          "\"arena_used\": 9120}`. Keep the serial log: "
-                          "`edgekit compare BUILD_OR_THIS_FOLDER serial.log` "
-                          "sets it against edgekit's figures.\n"
-                          "- `model.json`: input and output shapes, types, scale and zero point.\n")
-    for filename, text in files.items():
+    folder = layouts.where(layout, name)
+    app = f"{layouts.sketch_name(name)}.ino" if layout == "arduino" else "main.cc"
+    source = ".cpp" if layout == "arduino" else ".cc"
+    placed: dict[str, str | bytes] = dict(layouts.arrange(files, layout, name, layout_core, target.title))
+    placed["model.json"] = json.dumps(description, indent=2) + "\n"
+    placed["README.md"] = (f"# {Path(model).name} for {target.title}\n\n"
+                           + (f"The program's sources are in `{folder}`.\n\n" if folder else "")
+                           + f"- `{MODEL_DATA}.h`, `{MODEL_DATA}{source}`: the model as `{name}[]`, "
+                           f"{info.size_bytes:,} bytes, 16-byte aligned.\n"
+                           f"- `model_ops.h`: `Register{camel(name)}Ops(resolver)` adds the {len(set(graph_ops[0]))} "
+                           f"ops the model uses to a `{camel(name)}OpResolver`.\n"
+                           f"- `model_arena.h`: `k{camel(name)}ArenaSize` = {arena:,} bytes ({arena_text}).\n"
+                           f"- `test_data.h`, `test_data{source}`: one test input and the output the TFLite Micro "
+                           "runtime gave for it on the host.\n"
+                           + (f"- `{app}`: an Arduino sketch" if layout == "arduino" else
+                              "- `main.cc`: an application (`app_main`, timed with `esp_timer`)" if layout == "esp-idf"
+                              else "- `main.cc`: an application (provide `edgekit_micros()` for your board's timer)")
+                           + " that runs the model on the test input 10 times, checks the output (within 1 step "
+                           "of the host's; optimized kernels may round differently) and prints one JSON line per "
+                           "run: `{\"run\": 0, \"latency_us\": 812, \"ok\": true, \"max_diff\": 0, "
+                           "\"arena_used\": 9120}`. Keep the serial log: "
+                           "`edgekit compare BUILD_OR_THIS_FOLDER serial.log` "
+                           "sets it against edgekit's figures.\n"
+                           "- `model.json`: input and output shapes, types, scale and zero point.\n"
+                           + ("- `labels.txt`: the class names, one a line, in the order of the model's outputs.\n"
+                              if labels is not None else "")
+                           + layouts.build_notes(layout, name, emulated_core(target.cpu.core)))
+    if labels is not None:
+        placed["labels.txt"] = Path(labels).read_bytes()
+    for filename, text in placed.items():
         write_atomic(Path(out) / filename, text)
-    return description
+    return {**description, "files": sorted(placed)}

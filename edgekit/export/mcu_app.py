@@ -15,18 +15,29 @@ def camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_") if part) or "Model"
 
 
-def application(name: str, expected, arduino: bool) -> str:
-    """The program's source. A model with resource variables (`k...ResourceVariables` in model_ops.h) keeps
-    state between runs, so only its first run is checked against the stored output."""
+def application(name: str, expected, flavour: str = "main") -> str:
+    """The program's source: `main` (main.cc, for a plain CMake project and edgekit's emulated cores),
+    `arduino` (a sketch's .ino) or `esp-idf` (main.cc with ESP-IDF's app_main and esp_timer). A model with
+    resource variables (`k...ResourceVariables` in model_ops.h) keeps state between runs, so only its first
+    run is checked against the stored output."""
+    arduino, esp = flavour == "arduino", flavour == "esp-idf"
     # Integer outputs: within one step (optimized kernels may round differently from the host's reference
     # ones). Float outputs: within 1e-5 (the core's fused multiply-adds and its libm's expf round differently).
     model, tolerance = camel(name), "1e-5" if expected.dtype.kind == "f" else "1"
     c_type = C_TYPES[expected.dtype.name]
-    timer = ("// Microseconds since boot: Arduino's timer.\nstatic unsigned long Now() { return micros(); }" if arduino
-             else "// Microseconds since boot from your board's timer (SysTick, DWT->CYCCNT / MHz,\n"
-                  "// esp_timer_get_time()...).\n"
-                  'extern "C" uint32_t edgekit_micros(void);\nstatic unsigned long Now() { return edgekit_micros(); }')
-    common = f"""#include <cmath>
+    if arduino:
+        timer = "// Microseconds since boot: Arduino's timer.\nstatic unsigned long Now() { return micros(); }"
+    elif esp:
+        timer = ("// Microseconds since boot: ESP-IDF's esp_timer.\n"
+                 "static unsigned long Now() { return static_cast<unsigned long>(esp_timer_get_time()); }")
+    else:
+        timer = ("// Microseconds since boot from your board's timer (SysTick, DWT->CYCCNT / MHz...).\n"
+                 'extern "C" uint32_t edgekit_micros(void);\nstatic unsigned long Now() { return edgekit_micros(); }')
+    # Arduino finds a library by the header a sketch includes first: the TFLM port's own.
+    first = ("// The Arduino TensorFlow Lite library (Arduino_TensorFlowLite); it puts TFLM's headers on the path.\n"
+             "#include <TensorFlowLite.h>\n\n" if arduino else "")
+    platform = '#include "esp_timer.h"\n' if esp else ""
+    common = f"""{first}#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -41,7 +52,7 @@ def application(name: str, expected, arduino: bool) -> str:
 #include "model_arena.h"
 #include "model_ops.h"
 #include "test_data.h"
-
+{platform}
 #ifndef EDGEKIT_RUNS
 #define EDGEKIT_RUNS 10
 #endif
@@ -125,18 +136,21 @@ void setup() {{
 
 void loop() {{}}
 """
+    entry, stop = ('extern "C" void app_main(void)', "return;") if esp else ("int main()", "return 1;")
+    result = "\n  (void)failures;  // app_main returns: the log says which runs failed" if esp else \
+        "\n  return failures ? 1 : 0;"
     return common + f"""
 
-int main() {{
+{entry} {{
   static {model}OpResolver resolver;
   if (Register{model}Ops(resolver) != kTfLiteOk) {{
     std::printf("{{\\"error\\": \\"op registration\\"}}\\n");
-    return 1;
+    {stop}
   }}
   tflite::MicroInterpreter* interpreter = MakeInterpreter(resolver);
   if (interpreter == nullptr) {{
     std::printf("%s\\n", kSetupError);
-    return 1;
+    {stop}
   }}
   int failures = 0;
   static char output_hex[2 * sizeof({name}_expected_output) + 1];
@@ -151,7 +165,6 @@ int main() {{
       FormatOutput(*interpreter, output_hex, sizeof(output_hex));
       std::printf("{{\\"output_hex\\": \\"%s\\"}}\\n", output_hex);
     }}
-  }}
-  return failures ? 1 : 0;
+  }}{result}
 }}
 """

@@ -93,33 +93,11 @@ class Library:
 
     @cached_property
     def framework(self) -> list[Path]:
-        """TFLM's MICROLITE_CC_BASE_SRCS without tests: always linked."""
-        tflm = self.root / "tflite-micro"
-        micro = tflm / "tensorflow" / "lite" / "micro"
-        files = [p for folder in ("", "arena_allocator", "memory_planner", "tflite_bridge")
-                 for p in sorted((micro / folder).glob("*.cc")) if not p.name.endswith("_test.cc")]
-        return files + sorted(p for p in (tflm / "tensorflow").rglob("*.c*") if p.suffix in (".c", ".cc")
-                              and not p.is_relative_to(micro) and "experimental" not in p.parts
-                              and p.relative_to(tflm).as_posix() != "tensorflow/lite/array.cc")
+        return framework_sources(self.root)
 
     @cached_property
     def kernels(self) -> list[Path]:
-        """TFLM's MICROLITE_CC_KERNEL_SRCS, each replaced by its CMSIS-NN version where there is one, then
-        CMSIS-NN's int8/int16 sources (TFLM builds them without the f16/f32 ones)."""
-        micro = self.root / "tflite-micro" / "tensorflow" / "lite" / "micro"
-        listing = (micro / "tools" / "make" / "sources.inc").read_text()
-        block = re.search(r"^MICROLITE_CC_KERNEL_SRCS := \\\n(.*?)\n\n", listing, re.S | re.M)
-        if block is None:
-            raise StageError(STAGE, "tools/make/sources.inc has no MICROLITE_CC_KERNEL_SRCS list")
-        kernels = []
-        for line in block.group(1).splitlines():
-            relative = line.strip().rstrip("\\").strip().replace("$(TENSORFLOW_ROOT)", "")
-            if relative:
-                path = self.root / "tflite-micro" / relative
-                specialised = path.parent / "cmsis_nn" / path.name
-                kernels.append(specialised if specialised.is_file() else path)
-        return kernels + sorted(p for p in (self.root / "cmsis_nn" / "Source").rglob("*.c")
-                                if not p.name.endswith(("_f16.c", "_f32.c")) and p.name != "arm_nntables_flt.c")
+        return kernel_sources(self.root)
 
     @cached_property
     def definitions(self) -> dict[str, list[Path]]:
@@ -158,6 +136,37 @@ class Library:
         compile_file([tools.require(tool), *self.flags, *language, level, *self.include_flags], source, partial,
                      f"compiling {source.relative_to(self.root)}")
         partial.replace(out)
+
+
+def framework_sources(root: Path) -> list[Path]:
+    """TFLM's MICROLITE_CC_BASE_SRCS without tests (the interpreter, allocator, planner): always linked.
+    `root` holds the checked sources (edgekit.toolchains.sources.source_root)."""
+    tflm = root / "tflite-micro"
+    micro = tflm / "tensorflow" / "lite" / "micro"
+    files = [p for folder in ("", "arena_allocator", "memory_planner", "tflite_bridge")
+             for p in sorted((micro / folder).glob("*.cc")) if not p.name.endswith("_test.cc")]
+    return files + sorted(p for p in (tflm / "tensorflow").rglob("*.c*") if p.suffix in (".c", ".cc")
+                          and not p.is_relative_to(micro) and "experimental" not in p.parts
+                          and p.relative_to(tflm).as_posix() != "tensorflow/lite/array.cc")
+
+
+def kernel_sources(root: Path) -> list[Path]:
+    """TFLM's MICROLITE_CC_KERNEL_SRCS, each replaced by its CMSIS-NN version where there is one, then
+    CMSIS-NN's int8/int16 sources (TFLM builds them without the f16/f32 ones)."""
+    micro = root / "tflite-micro" / "tensorflow" / "lite" / "micro"
+    listing = (micro / "tools" / "make" / "sources.inc").read_text()
+    block = re.search(r"^MICROLITE_CC_KERNEL_SRCS := \\\n(.*?)\n\n", listing, re.S | re.M)
+    if block is None:
+        raise StageError(STAGE, "tools/make/sources.inc has no MICROLITE_CC_KERNEL_SRCS list")
+    kernels = []
+    for line in block.group(1).splitlines():
+        relative = line.strip().rstrip("\\").strip().replace("$(TENSORFLOW_ROOT)", "")
+        if relative:
+            path = root / "tflite-micro" / relative
+            specialised = path.parent / "cmsis_nn" / path.name
+            kernels.append(specialised if specialised.is_file() else path)
+    return kernels + sorted(p for p in (root / "cmsis_nn" / "Source").rglob("*.c")
+                            if not p.name.endswith(("_f16.c", "_f32.c")) and p.name != "arm_nntables_flt.c")
 
 
 def library(core: Core) -> Library:
