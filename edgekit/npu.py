@@ -266,13 +266,12 @@ def judge(path: Path, info, target: Target, precision: str, ram: dict[str, Any],
     latency, cpu_part = combined_latency(result, target, precision, estimate)
     memory = result.sram_bytes + result.dram_bytes
     npu_ram = {"required_bytes": memory, "sram_bytes": result.sram_bytes, "dram_bytes": result.dram_bytes,
-               "basis": "Vela", "cpu_figures": ram,
+               "basis": "Vela", "cpu_arena_bytes": ram.get("required_bytes"),
                "method": f"the SRAM and DRAM Vela allocates for the compiled model ({result.memory_mode}): "
                          f"{result.label}"}
     on_npu = len(info.ops) - len({op.index for op in result.cpu_ops if op.index is not None})
     npu_ops = {**ops, "npu": f"{on_npu} of {len(info.ops)} operators of the file on the {result.accelerator} "
-                             f"({result.npu_ops} NPU operations after Vela's rewrite)",
-               "cpu_fallback": [asdict(op) for op in result.cpu_ops]}
+                             f"({result.npu_ops} NPU operations after Vela's rewrite)"}
     figures = {"compiled": True, **result.to_dict(), "source_ops": len(info.ops), "source_ops_on_npu": on_npu,
                "cpu_part": cpu_part}
     return npu_ram, npu_ops, latency, result.model_bytes, figures
@@ -285,8 +284,8 @@ def combined_latency(result: VelaResult, target: Target, precision: str, estimat
     from edgekit.estimate import LatencyEstimate
 
     on_cpu = {op.index for op in result.cpu_ops}
-    npu_text = (f"{result.label}: {result.cycles_total:,} cycles at {result.clock_mhz:g} MHz = {result.npu_ms:.4g} ms on "
-                f"the NPU")
+    npu_text = (f"{result.label}: {result.cycles_total:,} cycles at {result.clock_mhz:g} MHz = "
+                f"{result.npu_ms:.4g} ms on the NPU")
     per_op: tuple = ()
     if not result.cpu_ops:
         cpu_ms, low, high, cpu = 0.0, 0.0, 0.0, {"ms": 0.0, "ops": 0, "basis": None, "method": "no operator on the CPU"}
