@@ -75,6 +75,7 @@ class BenchResult:
     ops: dict[str, Any]
     fit: verdict.FitReport
     feeds: dict[str, Any] | None = None  # what each input was fed, and the state fed back (edgekit.feeds)
+    npu: dict[str, Any] | None = None  # an NPU target: Vela's compilation and estimate (edgekit.npu)
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k not in ("fit", "target_latency")}
@@ -197,8 +198,14 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
                 litert_output = _output_after(runner, plan, emulate.A64_INVOKES)
             ram, ops, target_latency = emulations.judge_litert(target, precision, litert_output, ram,
                                                                ops, target_latency)
+        flash_bytes, npu = info.size_bytes, None
+        if target.npu is not None and info.format == "tflite":
+            from edgekit import npu as ethos
+
+            ram, ops, target_latency, flash_bytes, npu = ethos.judge(path, info, target, precision, ram, ops,
+                                                                     target_latency)
         judged = verdict.evaluate(
-            target, precision=precision, flash_bytes=info.size_bytes, ram_bytes=ram.get("required_bytes"),
+            target, precision=precision, flash_bytes=flash_bytes, ram_bytes=ram.get("required_bytes"),
             ram_basis=ram.get("basis", "measured"),
             latency_ms=target_latency.ms if target_latency else None,
             latency_basis=target_latency.basis if target_latency else "estimated",
@@ -210,7 +217,7 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
             element_ops=info.element_ops, accuracy=value if metric == "accuracy" else None, metric=measured,
             latency_ms=host_latency,
             structure=structure, target=target.name,
-            target_latency=target_latency, ram=ram, flash=flash, ops=ops, fit=judged, feeds=plan.to_dict(),
+            target_latency=target_latency, ram=ram, flash=flash, ops=ops, fit=judged, feeds=plan.to_dict(), npu=npu,
         ))
     return results
 

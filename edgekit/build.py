@@ -24,6 +24,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from edgekit import npu
 from edgekit._files import LOCK, folder_lock, write_atomic, write_json
 from edgekit.cache import CACHE, ENTRY, Entry, StageCache, array_fingerprint
 from edgekit.convert import CHECK_SAMPLES as VERIFY_SAMPLES  # validation inputs each conversion is checked on
@@ -232,6 +233,7 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
         write_atomic(directory / "labels.txt", "\n".join(dataset.labels) + "\n")
         files.append("labels.txt")
     files += _write_bundles(result, dataset.x_test[0], verified)
+    files += npu.write_artifacts(directory, result)  # the Vela-compiled models of NPU targets
     from edgekit.report.manifest import write_build_manifest
 
     (directory / UNFINISHED).unlink(missing_ok=True)  # before the manifest: no finished folder says otherwise

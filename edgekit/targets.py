@@ -62,7 +62,10 @@ NO_RESERVE = ("none given in the profile: all of the RAM and flash is counted as
               "memory.ram_available_kb and flash_available_kb to keep some for the firmware")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _LIST_COMMAND = "edgekit targets"
-KEYS = ("name", "title", "class", "runtime", "precisions", "cpu", "memory", "budgets", "latency")
+KEYS = ("name", "title", "class", "runtime", "precisions", "cpu", "memory", "budgets", "latency", "npu")
+# The Ethos-U configurations Vela 5.2 compiles for (its --accelerator-config choices that are U55 or U65).
+NPU_ACCELERATORS = ("ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256", "ethos-u65-256",
+                    "ethos-u65-512")
 NOT_EMULATED = "none"  # cpu.emulated_as of a profile that keeps its cost model (edgekit compare --calibrate writes it)
 
 
@@ -106,6 +109,17 @@ class Budgets:
 
 
 @dataclass(frozen=True)
+class Npu:
+    """An Arm Ethos-U NPU beside the CPU, and how Vela (edgekit.npu) is told to compile for it: its MAC
+    configuration, and the system configuration and memory mode of Vela's own vela.ini that match the board."""
+
+    accelerator: str  # Vela's --accelerator-config, e.g. 'ethos-u55-128' (NPU_ACCELERATORS)
+    clock_mhz: float  # the NPU's clock on this device: Vela's cycles are turned into time with it
+    system_config: str  # a [System_Config.X] of Vela's vela.ini, e.g. 'Ethos_U55_High_End_Embedded'
+    memory_mode: str  # a [Memory_Mode.X] of Vela's vela.ini, e.g. 'Shared_Sram'
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     title: str
@@ -117,6 +131,7 @@ class Target:
     budgets: Budgets
     file: Path = field(compare=False)
     latency: LatencyModel | None = None  # the calibrated cost model behind target latency estimates
+    npu: Npu | None = None  # an Arm Ethos-U NPU the int8 model is compiled for with Vela (edgekit.npu)
 
     def with_budgets(self, latency_ms: float | None = None, ram_kb: float | None = None,
                      flash_kb: float | None = None) -> Target:
@@ -153,6 +168,8 @@ class Target:
         }
         if self.latency:
             data["latency"] = asdict(self.latency)
+        if self.npu:
+            data["npu"] = asdict(self.npu)
         return data
 
     def summary(self) -> dict[str, str]:
@@ -229,6 +246,8 @@ def _parse(data: dict[str, Any], path: Path) -> Target:
     budgets = _budgets(top.table("budgets", required=False).only(*_keys(Budgets)), memory)
     latency_table = top.table("latency", required=False)
     latency = parse_latency(latency_table, cpu.features, FEATURES) if latency_table.data else None
+    npu_table = top.table("npu", required=False).only(*_keys(Npu))
+    npu = _npu(npu_table) if npu_table.data else None
     top.done()
 
     if device_class is DeviceClass.MCU and runtime is not Runtime.TFLM:
@@ -242,7 +261,14 @@ def _parse(data: dict[str, Any], path: Path) -> Target:
                          f"{', '.join(repr(f) for f in FPU_FEATURES)}), so it runs int8 only; "
                          f"got {[p.value for p in precisions]!r}")
     return Target(name=name, title=title, device_class=device_class, runtime=runtime, precisions=precisions,
-                  cpu=cpu, memory=memory, budgets=budgets, file=path, latency=latency)
+                  cpu=cpu, memory=memory, budgets=budgets, file=path, latency=latency, npu=npu)
+
+
+def _npu(table: _toml.Table) -> Npu:
+    npu = Npu(accelerator=table.choice("accelerator", NPU_ACCELERATORS), clock_mhz=_positive(table, "clock_mhz"),
+              system_config=table.get("system_config", str), memory_mode=table.get("memory_mode", str))
+    table.done()
+    return npu
 
 
 def _keys(section: type) -> list[str]:

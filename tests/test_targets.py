@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILTIN = {
     "android-flagship", "android-midrange", "rpi4", "rpi5", "rpi-zero-2w", "jetson-orin-nano",
     "arduino-nano-33-ble-sense", "nucleo-l4r5zi", "stm32f746-disco", "stm32h743", "esp32-s3", "rp2040",
+    "alif-ensemble-e7", "nxp-imx93",
 }
 NUMERIC_LINE = re.compile(r"^\s*[A-Za-z0-9_-]+\s*=\s*[-+]?(\d|\.\d)")
 
@@ -223,7 +224,7 @@ def test_malformed_toml(tmp_path):
 @pytest.mark.parametrize(("text", "message"), [
     (BOARD + "notes = 'x'\n", "unknown key 'budgets.notes'; valid keys here: flash_kb, latency_ms, ram_kb"),
     ("colour = 'red'\n" + BOARD, "unknown key 'colour'; valid keys here: budgets, class, cpu, latency, memory, "
-                                 "name, precisions, runtime, title"),
+                                 "name, npu, precisions, runtime, title"),
     (changed("cores = 1\n", "cores = 1\nl2_cache_kb = 0\n"),
      "unknown key 'cpu.l2_cache_kb'; valid keys here: arch, clock_mhz, core, cores, emulated_as, features"),
 
@@ -231,7 +232,7 @@ def test_malformed_toml(tmp_path):
     (changed("clock_mhz = 100", "clokc_mhz = 100"), "unknown key 'cpu.clokc_mhz'; did you mean 'cpu.clock_mhz'? "
      "valid keys here: arch, clock_mhz, core, cores, emulated_as, features"),
     (changed("[cpu]", "[cpus]"), "unknown key 'cpus'; did you mean 'cpu'? valid keys here: budgets, class, cpu, "
-     "latency, memory, name, precisions, runtime, title"),
+     "latency, memory, name, npu, precisions, runtime, title"),
     (changed("ram_kb = 128", "ram = 128"), "unknown key 'memory.ram'; did you mean 'memory.ram_kb'? valid keys here: "
      "arena_margin, flash_available_kb, flash_kb, ram_available_kb, ram_kb, reserve_reason"),
     (BOARD + "latency_msec = 5\n", "unknown key 'budgets.latency_msec'; did you mean 'budgets.latency_ms'? valid keys "
@@ -332,6 +333,7 @@ def test_a_cortex_a_board_needs_only_its_core_and_clock(tmp_path):
     assert a55.precisions == (targets.Precision.INT8, targets.Precision.FLOAT32) and a55.cpu.has_fpu
     assert a55.memory.ram_available_kb == a55.memory.ram_kb and a55.memory.reserve_reason == targets.NO_RESERVE
     expected = {"rpi-zero-2w": "cortex-a53", "rpi4": "cortex-a72", "rpi5": "cortex-a76",
-                "android-midrange": "cortex-a76", "jetson-orin-nano": "cortex-a76", "android-flagship": "cortex-a720"}
+                "android-midrange": "cortex-a76", "jetson-orin-nano": "cortex-a76", "android-flagship": "cortex-a720",
+                "nxp-imx93": "cortex-a53"}
     assert {t.name: t.cpu.emulated_as for t in targets.load_all() if t.cpu.emulated_as} == expected
     assert targets.load("esp32-s3").cpu.emulated_as is None
