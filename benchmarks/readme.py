@@ -127,15 +127,16 @@ def compare() -> str:
 
 
 def render_report() -> str:
-    run = load("render_report")
-    width, height = run["screenshot_px"]
+    run = load("report_screenshots")
+    shots = run["screenshots"]
+    sizes = "; ".join(f"{name} {shot['px'][0]} x {shot['px'][1]:,} px, rendered in {shot['render_seconds']:g} s"
+                      for name, shot in shots.items())
     return _prose(
-        f"`benchmarks/render_report.py` renders the default build's page in headless Chromium "
-        f"(`benchmarks/render_report.json`, `docs/report-example.png`): `edgekit report` took "
-        f"{run['report_seconds']:g} s, the page is {run['page_bytes'] / 1000:,.0f} KB, {width} x {height:,} px, "
-        f"rendered in {run['render_seconds']:g} s from process start to PNG (median of "
-        f"{len(run['render_seconds_each'])} launches of {run['chromium'].split(' built')[0]} on "
-        f"{_machine(run['host'])})."
+        f"`benchmarks/report_screenshots.py` renders the default build's page in headless Chromium at desktop and "
+        f"phone widths (`benchmarks/report_screenshots.json`, [docs/report.md](docs/report.md)): `edgekit report` "
+        f"took {run['report_seconds']:g} s, the page is {run['page_bytes'] / 1000:,.0f} KB; {sizes} from process "
+        f"start to PNG (median of {len(shots['desktop']['render_seconds_each'])} launches of "
+        f"{run['chromium'].split(' built')[0]} on {_machine(run['host'])})."
     )
 
 

@@ -93,8 +93,7 @@ def estimate_without_emulator(info: ModelInfo, target: Target, precision: str, e
     for op in info.ops:
         instructions = op.macs * rates["per_mac"][op.kind] if op.macs and op.kind in rates["per_mac"] else \
             op.bytes * rates["per_byte"]
-        per_op.append(OpEstimate(op.index, op.op, op.kind, op.macs, op.bytes, instructions * per_cycle_ms,
-                                 "compute" if op.macs else "memory"))
+        per_op.append(OpEstimate(op.index, op.op, op.kind, op.macs, op.bytes, instructions * per_cycle_ms, "scaled"))
     ms = sum(op.ms for op in per_op)
     factor = cpi.error_factor * rates["error_factor"]
     return LatencyEstimate(

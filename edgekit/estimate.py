@@ -86,7 +86,10 @@ class OpEstimate:
     macs: int
     bytes: int
     ms: float
-    bound: str  # compute | memory | overhead; counted: instructions counted on an emulated core x CPI
+    # What limits the op in the cost model: compute | memory | overhead, the largest term of its cycles. Not a
+    # bound where there is no roofline: counted (instructions counted on an emulated core x CPI), scaled
+    # (instructions scaled from the op's MACs or bytes at rates counted on an emulated core x CPI)
+    bound: str
     instructions: int | None = None  # executed by this op on the emulated core (exact), when emulated
 
 
@@ -144,7 +147,9 @@ def estimate_latency(info: ModelInfo, target: Target, precision: str,
         compute = op.macs / table[op.kind] if op.macs and op.kind in table else 0.0
         memory = op.bytes / model.bytes_per_cycle
         cycles = max(compute, memory) + model.op_overhead_cycles
-        bound = "compute" if compute >= memory and compute else "memory" if memory else "overhead"
+        # What limits the op is the largest term of its cycles: the fixed per-op overhead, added to the roofline,
+        # outweighs both for a small op (a reshape or a pooling is not memory-bound when dispatch is most of it).
+        bound = max((compute, "compute"), (memory, "memory"), (model.op_overhead_cycles, "overhead"))[1]
         per_op.append(OpEstimate(op.index, op.op, op.kind, op.macs, op.bytes, cycles / hz * 1e3, bound))
     ms = sum(op.ms for op in per_op)
     return LatencyEstimate(

@@ -253,3 +253,14 @@ def test_an_estimate_made_without_the_emulator_reads_as_estimated_with_its_multi
     assert latencies.method_lines([("nucleo-l4r5zi", estimate)]) == [
         "Target latency on nucleo-l4r5zi: estimated, not emulated (each figure's method says why and how), with a "
         "multiplicative band (x/÷2.5)."]
+
+
+def test_only_the_cost_models_figures_say_what_limits_an_op(judged):
+    counted = html._ops(_report(judged, "nucleo-l4r5zi"), {})  # instructions counted: no roofline, no bound
+    assert "bound" not in counted and "limited by" not in counted.lower()
+    estimated = html._ops(_report(judged, "esp32-s3"), {})
+    assert "<th>limited by</th>" in estimated and html.escape(html.BOUND_NOTE) in estimated
+    scaled = _report(judged, "esp32-s3")  # instructions scaled from MACs where no emulator ran (edgekit.cycles)
+    latency = scaled["variants"][0]["target_latency"]
+    latency["per_op"] = [{**op, "bound": "scaled"} for op in latency["per_op"]]
+    assert "limited by" not in html._ops(scaled, {}).lower()

@@ -235,3 +235,112 @@ def test_the_build_writes_the_same_page_and_lists_it_in_the_manifest(tiny_build,
     assert {"report.html", "plots/accuracy_vs_size.png", "plots/confusion_matrix.png"} <= listed
     assert (directory / "report.html").read_bytes() == rendered[2][0]["report.html"]
     assert "confusion_matrix" in json.loads((directory / "report.json").read_text())
+
+
+# --- Issue 19 item 7: figures and bars that read at a Raspberry Pi's scale and on a microcontroller's ------------
+
+def test_a_share_of_a_budget_never_reads_empty_or_full_unless_it_is():
+    assert [plots.share_text(s) for s in (0.0012, 0.004, 0.042, 0.42, 0.9996, 1.0, 1.3, 0.0)] == \
+        ["0.12%", "0.4%", "4.2%", "42%", "99.9%", "100%", "130%", "0%"]
+    assert plots.share_text(1e-6) == "under 0.01%"
+
+
+def test_a_budget_barely_used_is_written_on_its_bar(rendered):
+    _, report, _, _ = rendered
+    ram = {**_check(report, "ram"), "value": 3800.0, "limit": 3145728.0, "ok": True}  # a Pi: 0.12% of 3 GB
+    bar = Page(html_report._budget_bar(ram))
+    assert "0.12% used: 3.71 MB of 3 GB" in bar.visible
+    assert bar.css == ["width:0.121%"]  # to scale; the words carry what the sliver cannot
+    latency = Page(html_report._budget_bar({**_check(report, "latency"), "value": 0.2, "limit": 50.0}))
+    assert "0.4% used: 0.2 ms of 50 ms" in latency.visible
+
+
+def _check(report, budget):
+    selected = next(v for v in report["variants"] if v["name"] == report["selected"])
+    return next(c for c in selected["fit"]["checks"] if c["budget"] == budget)
+
+
+def _float_and_onnx(report):
+    """The tiny build's report with its float32 TFLite and ONNX variants on one spot, as they nearly are in a real
+    build (same accuracy, sizes 0.1% apart)."""
+    variants = [dict(v) for v in report["variants"]]
+    first = next(v for v in variants if v["format"] == "tflite" and v["precision"] == "float32")
+    onnx = next(v for v in variants if v["format"] == "onnx")
+    onnx.update(size_bytes=first["size_bytes"] - 700, gzip_bytes=first["gzip_bytes"] - 300, metric=first["metric"])
+    return {**report, "variants": variants}, first["name"], onnx["name"]
+
+
+def test_the_accuracy_axis_holds_the_float_models_noise_and_marks_the_drop_in_points(rendered):
+    from edgekit.report.plotstyle import drawn
+
+    _, report, _, _ = rendered
+    figure = drawn(plots.accuracy_figure, report)
+    axes = figure.axes[0]
+    reference, samples = report["optimization"]["float_test_metric"], report["dataset"]["test"]
+    noise = 2 * (reference * (1 - reference) / samples) ** 0.5
+    low, high = axes.get_ylim()
+    assert low < reference - noise and high > reference + noise  # a drop is seen against the test set's noise
+    labels = [t.get_text() for t in axes.get_legend().get_texts()]
+    for variant in report["variants"]:
+        gain = round((variant["metric"]["value"] - reference) * 100, 2)
+        assert any(label.startswith(f"{variant['name']}") and (f"{gain:+.2f} points vs float" in label if gain else
+                                                               "as the float model" in label) for label in labels)
+    assert any(a.get_ylabel() == "points against the float model" for a in figure.axes[1:] + axes.child_axes)
+    assert f"one sample = {100 / samples:.2g} points" in axes.get_title()
+
+
+def test_float_and_onnx_markers_on_one_spot_are_drawn_apart(rendered):
+    from edgekit.report.plotstyle import drawn
+
+    report, first, onnx = _float_and_onnx(rendered[1])
+    figure = drawn(plots.accuracy_figure, report)
+    axes = figure.axes[0]
+    markers = {c.get_gid(): c for c in axes.collections if c.get_gid()}
+    for kind in ("file", "gzip"):
+        one, other = markers[f"{first}:{kind}"], markers[f"{onnx}:{kind}"]
+        apart = np.hypot(*(one.get_offset_transform().transform(one.get_offsets())[0]
+                           - other.get_offset_transform().transform(other.get_offsets())[0]))
+        radii = (one.get_sizes()[0] ** 0.5 + other.get_sizes()[0] ** 0.5) / 2 * figure.dpi / 72  # s: points²
+        assert apart >= radii, kind  # neither covers the other's centre
+    assert any(f"{first} and {onnx} nearly coincide" in t.get_text() for t in axes.texts)
+
+
+def test_the_ram_chart_names_its_parts_in_kb_and_keeps_a_far_budget_off_its_scale(rendered):
+    from edgekit.report.plotstyle import drawn
+
+    _, report, _, _ = rendered
+    selected = next(v for v in report["variants"] if v["name"] == report["selected"])
+    pi = {**report, "budgets": {**report["budgets"], "ram_kb": 3145728.0}}
+    figure = drawn(plots.memory_figure, pi, selected)
+    ram_axes, flash_axes = figure.axes[:2]
+    legend = ram_axes.get_legend()
+    assert legend is not None and "KB" in legend.get_title().get_text()
+    assert all(t.get_text().endswith(" KB") for t in legend.get_texts())
+    assert legend.get_window_extent().y0 > flash_axes.get_window_extent().y1  # above the RAM chart, not the flash
+    bar = ram_axes.patches[-1].get_window_extent()
+    assert bar.x1 - ram_axes.get_window_extent().x0 > 0.5 * ram_axes.get_window_extent().width
+    assert any(t.get_text().startswith("budget 3,145,728 KB") for t in ram_axes.texts)
+    assert ram_axes.get_xlabel() == "KB (1024 bytes)"
+    near = {**report, "budgets": {**report["budgets"], "ram_kb": selected["ram"]["required_bytes"] / 1024 * 2}}
+    ram_axes = drawn(plots.memory_figure, near, selected).axes[0]
+    assert [line.get_xdata()[0] for line in ram_axes.lines] == [selected["ram"]["required_bytes"] / 1024 * 2]
+
+
+def test_each_op_is_labelled_by_the_largest_term_of_its_cost_model_cycles(tiny_build):
+    from edgekit import targets
+    from edgekit.estimate import estimate_latency
+    from edgekit.model_info import inspect_model
+
+    _, directory, _ = tiny_build
+    info = inspect_model(directory / "int8.tflite")
+    labels = set()
+    for name in ("rpi4", "esp32-s3"):
+        target = targets.load(name)
+        model = target.latency
+        table, _ = model.rates("int8", target.cpu.features)
+        for op, estimate in zip(info.ops, estimate_latency(info, target, "int8").per_op, strict=True):
+            terms = {"compute": op.macs / table[op.kind] if op.macs and op.kind in table else 0.0,
+                     "memory": op.bytes / model.bytes_per_cycle, "overhead": model.op_overhead_cycles}
+            assert terms[estimate.bound] == max(terms.values()), (name, op.op, terms, estimate.bound)
+            labels.add(estimate.bound)
+    assert {"compute", "overhead"} <= labels  # a pooling or a reshape on a Pi is its dispatch, not its bytes

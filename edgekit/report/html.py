@@ -24,6 +24,7 @@ from edgekit.report import latency as latencies
 from edgekit.report import text as reports
 from edgekit.report.confusion import CLASS_TASKS, recompute_confusion
 from edgekit.report.contract import SCHEMA_VERSION, cross_target
+from edgekit.report.plotstyle import amount_text, share_text
 
 if TYPE_CHECKING:
     from edgekit.results import TargetResult
@@ -34,6 +35,9 @@ HTML = "report.html"
 REPORT_JSON = "report.json"
 PLOTS_DIR = "plots"
 BUDGETED = ("latency", "ram", "flash")  # fit checks with a numeric figure and limit, drawn as bars
+BOUNDS = ("compute", "memory", "overhead")  # the cost model's terms (edgekit.estimate); other per-op labels are none
+BOUND_NOTE = ("Limited by: the largest term of the op's cost-model cycles, max(MACs / rate, bytes / bandwidth) + "
+              "a fixed overhead per op: compute, memory or overhead.")
 # Allows inline styles and data: images, forbids every fetch: a browser enforces what the tests check.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -174,9 +178,14 @@ tr.selected td{background:#ddf4ff;font-weight:600}
 margin-left:8px}
 .fits{background:#1a7f37}.misses{background:#cf222e}.none{background:#8c959f}
 .card-head{display:flex;align-items:center;gap:8px;margin-bottom:6px}
-.budget{display:grid;grid-template-columns:80px 1fr 360px;gap:10px;align-items:center;margin:6px 0}
-.track{background:#eaeef2;border-radius:4px;height:16px;overflow:hidden}
-.fill{height:100%;min-width:3px;border-radius:4px}.fill.ok{background:#2da44e}.fill.over{background:#cf222e}
+.budget{display:grid;grid-template-columns:80px 1fr 360px;gap:4px 10px;align-items:center;margin:6px 0}
+.track{background:#eaeef2;border-radius:4px;height:20px;overflow:hidden;display:flex;align-items:center}
+.fill{height:100%;min-width:3px;border-radius:4px;flex:none}.fill.ok{background:#2da44e}.fill.over{background:#cf222e}
+.track{position:relative}.used{position:absolute;left:8px;font-size:12px;line-height:16px;padding:0 5px;
+border-radius:3px;background:rgba(255,255,255,.85);white-space:nowrap;font-variant-numeric:tabular-nums}
+.scroll{overflow-x:auto}
+@media (max-width:640px){main{padding:12px 10px 30px}section{padding:12px}
+.budget{grid-template-columns:64px 1fr}.budget .summary{grid-column:1/-1}th,td{padding:4px 6px}}
 .fill.free{background:#8c959f}
 .summary{font-size:13px;color:#24292f}.ok-text{color:#1a7f37}.miss-text{color:#cf222e}
 figure{margin:8px 0}figure img{max-width:100%;height:auto;border:1px solid #eaeef2;border-radius:4px}
@@ -210,7 +219,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], selected: int |
     head = "".join(cell("th", i, h) for i, h in enumerate(header))
     body = "".join(f"<tr{' class=selected' if i == selected else ''}>"
                    + "".join(cell("td", j, v) for j, v in enumerate(row)) + "</tr>" for i, row in enumerate(rows))
-    return f'<table{f" class={css}" if css else ""}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return (f'<div class="scroll"><table{f" class={css}" if css else ""}><thead><tr>{head}</tr></thead>'
+            f'<tbody>{body}</tbody></table></div>')
 
 
 def _note(text: str | None) -> str:
@@ -293,15 +303,19 @@ def _card(report: dict[str, Any], variant: dict[str, Any]) -> str:
 
 
 def _budget_bar(check: dict[str, Any]) -> str:
+    """A budget as a bar to scale, with the share used written on it: 0.12% of a Raspberry Pi's RAM is a sliver
+    on any linear scale, so the words carry it ("0.12% used: 3.7 MB of 3.0 GB")."""
     value, limit = check["value"], check["limit"]
     if isinstance(value, int | float) and isinstance(limit, int | float) and limit > 0:
         share = value / limit
         css = "ok" if check["ok"] else "over"
-        width = f"{min(share, 1) * 100:.1f}%"
+        width = f"{min(share, 1) * 100:.3g}%"
+        used = (f'<span class="used">{share_text(share)} used: {escape(amount_text(value, check["unit"]))} of '
+                f'{escape(amount_text(limit, check["unit"]))}</span>')
     else:  # no budget, or no figure: an empty track, and the summary says which
-        css, width = "free", "0%"
+        css, width, used = "free", "0%", '<span class="used">no budget</span>' if limit is None else ""
     return (f'<div class="budget" data-budget="{escape(check["budget"])}"><b>{escape(check["budget"])}</b>'
-            f'<div class="track"><div class="fill {css}" style="width:{width}"></div></div>'
+            f'<div class="track"><div class="fill {css}" style="width:{width}"></div>{used}</div>'
             f'<span class="summary">{escape(check["summary"])}</span></div>')
 
 
@@ -311,7 +325,8 @@ def _check_figure(variant: dict[str, Any], budget: str) -> str:
         return "-"
     value = check["value"]
     figure = f"{value:,.1f} {check['unit']}" if value >= 10 else f"{value:.3g} {check['unit']}"
-    return figure if check["headroom"] is None else f"{figure} ({check['headroom']:.0%} headroom)"
+    limit = check["limit"]
+    return figure if not isinstance(limit, int | float) or not limit else f"{figure} ({share_text(value / limit)} used)"
 
 
 def _budget_line(report: dict[str, Any]) -> str:
@@ -360,10 +375,13 @@ def _ops(report: dict[str, Any], figures: dict[str, bytes]) -> str:
     estimate = variant.get("target_latency")
     basis = latencies.basis(estimate or {})
     counted = any(r["instructions"] is not None for r in rows)  # emulated: the instructions each op executed
-    table = _table(("#", "op", "kind", "MACs", *["instructions"] * counted, f"{basis} ms", "share of time", "bound"),
+    # A bound only where the figure is the cost model's roofline; a count (or a count scaled from MACs) has none.
+    bound = any(r["bound"] in BOUNDS for r in rows)
+    table = _table(("#", "op", "kind", "MACs", *["instructions"] * counted, f"{basis} ms", "share of time",
+                    *["limited by"] * bound),
                    [(r["index"], r["op"], r["kind"], f"{r['macs']:,}", *[f"{r['instructions'] or 0:,}"] * counted,
                      _ms(r["ms"]), "-" if r["ms"] is None or not total else f"{r['ms'] / total:.1%}",
-                     r["bound"] or "-") for r in rows], text_columns=3)
+                     *[r["bound"] if r["bound"] in BOUNDS else "-"] * bound) for r in rows], text_columns=3)
     method = f"{report['target']}'s profile has no latency constants for {variant['precision']}: MACs only."
     if estimate:
         method = (f"{basis.capitalize()} for {report['target']}: {estimate['ms']:.4g} ms ({latencies.band(estimate)}, "
@@ -379,7 +397,7 @@ def _ops(report: dict[str, Any], figures: dict[str, bytes]) -> str:
                    "shared out" if k["threaded"] else "one") for k in kernels], text_columns=1) + "</details>")
     return _section("per-op", f"Per-op breakdown of {variant['name']}", _figure(figures, "op_breakdown"),
                     f"<details><summary>{len(rows)} ops: MACs, {'instructions counted and ' * counted}"
-                    f"{basis} time</summary>{table}</details>", kernel_table, _note(method))
+                    f"{basis} time</summary>{table}</details>", kernel_table, _note(method), _note(BOUND_NOTE * bound))
 
 
 def _memory(report: dict[str, Any], figures: dict[str, bytes]) -> str:

@@ -1,131 +1,153 @@
 """The report's figures. Each function takes values from report.json and returns PNG bytes (or None when
-there is nothing to draw); nothing here writes files.
+there is nothing to draw); nothing here writes files. The figures whose layout the tests check are made by a
+`*_figure` function (a matplotlib Figure, see edgekit.report.plotstyle.drawn) that the PNG one wraps.
 
-Drawn on matplotlib's Agg canvas without pyplot, so no display, no global figure registry and no backend
-switch leak into the caller. The output is byte-identical for the same input: matplotlib's defaults with
-one fixed style (not the user's matplotlibrc), the bundled DejaVu font, a fixed dpi and no 'Software'
-stamp in the PNG metadata."""
+Drawn in edgekit.report.plotstyle's style: deterministic, no pyplot, no display."""
 
 from __future__ import annotations
 
-import functools
-import io
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edgekit.report import latency as latencies
+from edgekit.report.plotstyle import (
+    ACCENT,
+    BOUND_COLORS,
+    BOUND_LABELS,
+    BUDGET,
+    NEUTRAL,
+    PHASE_COLORS,
+    VARIANT_COLORS,
+    _engineering,
+    _figure,
+    _kb,
+    _png,
+    _styled,
+    _thousands,
+    share_text,
+)
 
-if TYPE_CHECKING:
-    from matplotlib.typing import RcKeyType
-
-DPI = 100
 MAX_OPS = 40  # a taller per-op chart stops being readable; the most expensive ops are kept
 MAX_ANNOTATED_CLASSES = 30  # above this the confusion matrix cells are too small for their counts
-STYLE: dict[RcKeyType, Any] = {
-    "font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10, "axes.titleweight": "bold",
-    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
-    "axes.axisbelow": True, "legend.fontsize": 8, "legend.frameon": False, "figure.facecolor": "white",
-}
-# One colour per meaning, shared by every figure.
-GOOD, BAD, NEUTRAL, ACCENT, BUDGET = "#1a7f37", "#cf222e", "#8c959f", "#0969da", "#cf222e"
-VARIANT_COLORS = ("#0969da", "#bf3989", "#1a7f37", "#9a6700", "#8250df", "#0a3069", "#bc4c00")
-BOUND_COLORS = {"compute": "#0969da", "memory": "#bf8700", "overhead": "#8c959f"}
-PHASE_COLORS = ("#f6f8fa", "#fff8c5", "#ddf4ff", "#fbefff", "#dafbe1")
-
-
-def _styled(draw: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a drawing function under edgekit's style alone, whatever rcParams the caller has set."""
-
-    @functools.wraps(draw)
-    def wrapper(*args, **kwargs):
-        import matplotlib
-
-        with matplotlib.rc_context():
-            matplotlib.rcdefaults()
-            matplotlib.rcParams.update(STYLE)
-            return draw(*args, **kwargs)
-
-    return wrapper
-
-
-def _figure(width: float, height: float, **subplots: Any):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure, figure.subplots(**subplots)
-
-
-def _png(figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    return buffer.getvalue()
-
-
-def _kb(count: float) -> float:
-    return count / 1024  # the unit of the budgets (edgekit.verdict)
-
-
-def _engineering():
-    from matplotlib.ticker import EngFormatter
-
-    return EngFormatter(sep="")  # 1.2M rather than 1.2 with a 1e6 offset in the corner
-
-
-def _thousands(minor: bool = False):
-    from matplotlib.ticker import FuncFormatter
-
-    if minor:  # label 2, 5, 20, 50, ... of a log axis, not every minor tick
-        return FuncFormatter(lambda value, _: f"{value:,.0f}" if f"{value:.0e}"[0] in "25" else "")
-    return FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}")
 
 
 # --- Accuracy against size ----------------------------------------------------------------------------------
 
-@_styled
-def accuracy_vs_size(report: dict[str, Any]) -> bytes:
-    """Each variant's metric against its size (filled: the file, hollow: after gzip), with the flash budget."""
+def accuracy_figure(report: dict[str, Any]):
+    """Each variant's metric against its size (filled: the file, hollow: after gzip), the flash budget, the float
+    model's metric with, for accuracy, its sampling noise on the test split, and a second axis in points behind
+    it. Variants that would hide each other (float32 TFLite and ONNX: same metric, sizes within a pixel or two)
+    are drawn a few points apart vertically, and the figure says so."""
+    from matplotlib.transforms import offset_copy
+
     from edgekit.tasks import TASKS
 
-    figure, axes = _figure(8.5, 4.2)
-    metric = report["metric"]
+    figure, axes = _figure(8.5, 4.4)
+    metric, task = report["metric"], TASKS[report["task"]]
     budget = report["budgets"].get("flash_kb")
-    sizes: list[float] = []
-    for i, variant in enumerate(report["variants"]):
-        value = (variant.get("metric") or {}).get("value")
-        if value is None:
-            continue
+    points = [(i, v, v["metric"]["value"]) for i, v in enumerate(report["variants"])
+              if (v.get("metric") or {}).get("value") is not None]
+    reference = _float_reference(report)
+    sizes = [s for _, v, _ in points for s in (_kb(v["size_bytes"]), _kb(v["gzip_bytes"]))] + [budget] * (
+        budget is not None)
+    _size_axis(axes, sizes)
+    values = [value for _, _, value in points] + [reference] * (reference is not None)
+    low, high = min(values, default=0), max(values, default=1)
+    if reference is not None and metric == "accuracy" and report["dataset"]["test"]:
+        # A test accuracy is a share of n samples: its standard error is sqrt(p(1-p)/n). The band is what another
+        # draw of n samples could give the float model, so a drop inside it is within the test set's noise.
+        noise = 2 * (reference * (1 - reference) / report["dataset"]["test"]) ** 0.5
+        axes.axhspan(reference - noise, reference + noise, color="#eaeef2", zorder=0,
+                     label=f"float ± 2 standard errors on {report['dataset']['test']} test samples "
+                           f"(± {noise * 100:.2g} points)")
+        low, high = min(low, reference - noise), max(high, reference + noise)
+    pad = (high - low) * 0.12 or 0.01
+    axes.set_ylim(low - pad, high + pad)
+    if reference is not None:
+        axes.axhline(reference, color=NEUTRAL, linestyle=":", linewidth=1, zorder=1,
+                     label=f"float model {reference:.4f} (0 points)")
+        sign = 1 if task.higher_is_better(metric) else -1  # + is better, as the left axis reads
+        against = axes.secondary_yaxis("right", functions=(lambda y: sign * (y - reference) * 100,
+                                                           lambda p: reference + sign * p / 100))
+        against.set_ylabel("points against the float model")
+    # Where two variants' markers would overlap at this scale, they are drawn apart vertically, in points.
+    shifts = _dodge(axes, [(v["name"], [_kb(v["size_bytes"]), _kb(v["gzip_bytes"])], value) for _, v, value in points])
+    for i, variant, value in points:
         color = VARIANT_COLORS[i % len(VARIANT_COLORS)]
         raw, packed = _kb(variant["size_bytes"]), _kb(variant["gzip_bytes"])
-        sizes += [raw, packed]
+        where = offset_copy(axes.transData, fig=figure, y=shifts.get(variant["name"], 0), units="points")
         selected = variant["name"] == report["selected"]
         marker = "*" if selected else "s" if variant["format"] == "onnx" else "o"
-        # Variants often coincide (float32 TFLite and ONNX): the numbers go in the legend, not beside the
-        # points, where their labels would overprint each other.
-        axes.plot([packed, raw], [value, value], color=color, linewidth=1, alpha=0.6)
-        size = 120 if selected else 28 if marker == "s" else 50  # a smaller square shows the dot it covers
-        axes.scatter([raw], [value], s=size, color=color, marker=marker, zorder=3 + (marker == "s"), alpha=0.85,
+        gain = None if reference is None else round(-task.drop_points(metric, reference, value), 2)
+        drop = "" if gain is None else ", as the float model" if not gain else f", {gain:+.2f} points vs float"
+        axes.plot([packed, raw], [value, value], color=color, linewidth=1, alpha=0.6, transform=where)
+        axes.scatter([raw], [value], s=130 if selected else 55, color=color, marker=marker, zorder=4, alpha=0.9,
+                     transform=where, gid=f"{variant['name']}:file",
                      label=f"{variant['name']}{' (selected)' if selected else ''}: {variant['format']} "
-                           f"{variant['precision']}, {raw:,.1f} KB (gzip {packed:,.1f}), {value:.4f}")
-        axes.scatter([packed], [value], s=40, facecolors="white", edgecolors=color, zorder=3)
+                           f"{variant['precision']}, {raw:,.1f} KB (gzip {packed:,.1f}), {value:.4f}{drop}")
+        axes.scatter([packed], [value], s=45, facecolors="white", edgecolors=color, marker=marker, zorder=4,
+                     transform=where, gid=f"{variant['name']}:gzip")
     if budget is not None:
         axes.axvline(budget, color=BUDGET, linestyle="--", linewidth=1.2, label=f"flash budget {budget:,.0f} KB")
-        sizes.append(budget)
-    if sizes and max(sizes) / max(min(sizes), 1e-9) > 20:  # a budget far beyond the models: keep them apart
+    if shifts:
+        axes.annotate(f"{' and '.join(shifts)} nearly coincide: drawn a marker's height apart so that neither "
+                      "hides the other", (0.99, 0.02), xycoords="axes fraction", ha="right", fontsize=7,
+                      color="#57606a")
+    better = "higher" if task.higher_is_better(metric) else "lower"
+    axes.set_xlabel("size (KB = 1024 bytes); filled: file, hollow: gzip -9")
+    axes.set_ylabel(f"test {metric} ({better} is better)")
+    samples = report["dataset"]["test"]
+    title = f"{metric} vs size on {samples} test samples" + (
+        f" (one sample = {100 / samples:.2g} points)" if metric == "accuracy" and samples else "")
+    axes.set_title(title if budget is not None else f"{title}; {report['target']} sets no flash budget")
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=1)
+    return figure
+
+
+DODGE_POINTS = 9.0  # a marker is about 8 points across
+
+
+def _float_reference(report: dict[str, Any]) -> float | None:
+    """The metric the drops are measured from: the float model's on the test split, as the accuracy guard has it."""
+    optimization = report.get("optimization") or {}
+    if optimization.get("float_test_metric") is not None:
+        return optimization["float_test_metric"]
+    return (report.get("keras_test_metric") or {}).get("float")
+
+
+def _size_axis(axes, sizes: list[float]) -> None:
+    """A linear size axis from 0, or a log one when a budget sits far beyond the models."""
+    if sizes and max(sizes) / max(min(sizes), 1e-9) > 20:
         axes.set_xscale("log")
+        axes.set_xlim(min(sizes) / 1.6, max(sizes) * 1.6)
         axes.xaxis.set_major_formatter(_thousands())
         axes.xaxis.set_minor_formatter(_thousands(minor=True))
     else:
         axes.set_xlim(left=0, right=max(sizes, default=1) * 1.25)
-    better = "higher" if TASKS[report["task"]].higher_is_better(metric) else "lower"
-    axes.set_xlabel("size (KB = 1024 bytes); filled: file, hollow: gzip -9")
-    axes.set_ylabel(f"test {metric} ({better} is better)")
-    axes.margins(y=0.25)
-    title = f"{metric} vs size on {report['dataset']['test']} test samples"
-    axes.set_title(title if budget is not None else f"{title} ({report['target']} sets no flash budget)")
-    axes.legend(loc="best")
-    return _png(figure)
+
+
+def _dodge(axes, points: list[tuple[str, list[float], float]]) -> dict[str, float]:
+    """Vertical shifts (points) for the variants whose markers would overlap another's at the axes' limits (set
+    before this). `points`: (name, x values, y) of each variant, in drawing order."""
+    box = axes.get_position().transformed(axes.figure.transFigure)  # before layout: near enough to judge overlap
+    scale = axes.figure.dpi / 72
+    place = axes.transScale + axes.transLimits
+    spots = {name: [place.transform((x, y)) * (box.width / scale, box.height / scale) for x in xs]
+             for name, xs, y in points}
+    groups: list[list[str]] = []
+    for name, _, _ in points:
+        near = next((g for g in groups if any(abs(a - b).max() < DODGE_POINTS for other in g
+                                              for a in spots[name] for b in spots[other])), None)
+        if near is None:
+            groups.append([name])
+        else:
+            near.append(name)
+    return {name: ((len(group) - 1) / 2 - k) * DODGE_POINTS
+            for group in groups if len(group) > 1 for k, name in enumerate(group)}
+
+
+@_styled
+def accuracy_vs_size(report: dict[str, Any]) -> bytes:
+    return _png(accuracy_figure(report))
 
 
 # --- Host latency ---------------------------------------------------------------------------------------
@@ -222,14 +244,17 @@ def op_breakdown(variant: dict[str, Any], target: str) -> bytes | None:
                             f"{target}: {latencies.figure(estimate)}", fontsize=9)
     elif timed:
         time_axes = panels[0][1]
+        bounds = [row["bound"] if row["bound"] in BOUND_COLORS else None for row in rows]
         time_axes.barh(positions, [row["ms"] or 0 for row in rows],
-                       color=[BOUND_COLORS.get(row["bound"], NEUTRAL) for row in rows])
+                       color=[BOUND_COLORS.get(bound or "", NEUTRAL) for bound in bounds])
         time_axes.set_xlabel(f"{latencies.basis(estimate)} ms per op")
         time_axes.set_title(f"{latencies.figure(estimate)} on {target}")
         from matplotlib.patches import Patch
 
-        time_axes.legend(handles=[Patch(color=c, label=f"{b}-bound") for b, c in BOUND_COLORS.items()],
-                         loc="lower right")
+        shown = [b for b in BOUND_COLORS if b in bounds]  # a roofline's: an op's time scaled from MACs has none
+        if shown:
+            time_axes.legend(handles=[Patch(color=BOUND_COLORS[b], label=BOUND_LABELS[b]) for b in shown],
+                             loc="lower right", title="most of the op's cost-model cycles", title_fontsize=8)
     return _png(figure)
 
 
@@ -269,15 +294,17 @@ RAM_COLORS = {"persistent": "#0969da", "non-persistent (activations)": "#54aeff"
               "margin": "#d0d7de", "resident set rise": "#0969da", EMULATED_ARENA: "#0969da"}
 
 
-@_styled
-def memory(report: dict[str, Any], variant: dict[str, Any]) -> bytes:
-    """RAM (its parts) and flash of one variant, each against its budget on its own axis."""
+def memory_figure(report: dict[str, Any], variant: dict[str, Any]):
+    """RAM (its parts, named with their sizes in the legend above it) and flash of one variant, each against its
+    budget on its own axis in KB. A budget far beyond the figure (a Raspberry Pi's gigabytes against a few
+    megabytes) is written at the axis' end instead of drawn, so that the bar keeps a readable length."""
     budgets = report["budgets"]
-    figure, (ram_axes, flash_axes) = _figure(8.5, 3.0, nrows=2)
+    figure, (ram_axes, flash_axes) = _figure(8.5, 3.4, nrows=2)
     parts = ram_parts(variant["ram"])
     left = 0.0
     for name, count in parts:
-        ram_axes.barh(0, _kb(count), left=left, height=0.5, color=RAM_COLORS[name], label=f"{name} {_kb(count):,.1f}")
+        ram_axes.barh(0, _kb(count), left=left, height=0.5, color=RAM_COLORS[name],
+                      label=f"{name}: {_kb(count):,.1f} KB")
         left += _kb(count)
     ram_note = f"{left:,.1f} KB ({variant['ram'].get('basis', 'measured')})" if parts else \
         f"not measured: {variant['ram'].get('note', '')}"
@@ -285,27 +312,41 @@ def memory(report: dict[str, Any], variant: dict[str, Any]) -> bytes:
         ram_note = f"{ram_note[:-1]} 32-bit arena; {_kb(variant['ram']['arena_host_bytes']):,.1f} KB on this host)"
     _budget_axes(ram_axes, "RAM", left, budgets.get("ram_kb"), ram_note)
     if parts:
-        figure.legend(loc="outside lower center", ncols=len(parts))
+        ram_axes.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=len(parts), title="RAM, in KB (1024 bytes)",
+                        title_fontsize=8, alignment="left")
     flash = _kb(variant["flash"]["model_bytes"])
     flash_axes.barh(0, flash, height=0.5, color="#8250df")
     _budget_axes(flash_axes, "flash", flash, budgets.get("flash_kb"), f"{flash:,.1f} KB model file")
     figure.suptitle(f"{variant['name']}: RAM and flash against {report['target']}'s budgets", fontweight="bold",
                     fontsize=10)
-    return _png(figure)
+    return figure
+
+
+@_styled
+def memory(report: dict[str, Any], variant: dict[str, Any]) -> bytes:
+    return _png(memory_figure(report, variant))
+
+
+FAR_BUDGET = 20  # a budget this many times the figure is written, not drawn: the bar would be a sliver
 
 
 def _budget_axes(axes, name: str, value: float, budget: float | None, note: str) -> None:
     axes.set_yticks([0], [name])
     axes.set_ylim(-0.6, 0.6)
-    end = max(value, budget or 0) or 1
-    axes.set_xlim(0, end * 1.12)
-    if budget is not None:
-        axes.axvline(budget, color=BUDGET, linestyle="--", linewidth=1.2)
-        share = value / budget if budget else 0
-        note = f"{note} of {budget:,.0f} KB budget ({share:.1%})"
-        axes.annotate("budget", (budget, 0.45), textcoords="offset points", xytext=(3, 0), color=BUDGET, fontsize=8)
-    else:
+    far = budget is not None and value > 0 and budget > FAR_BUDGET * value
+    end = value if far or budget is None else max(value, budget)
+    axes.set_xlim(0, (end or 1) * (1.5 if far else 1.12))
+    if budget is None:
         note += ", no budget"
+    else:
+        note = f"{note} of {budget:,.0f} KB budget ({share_text(value / budget if budget else 0)} used)"
+        if far:  # the budget is off this axis: say where it is
+            axes.annotate(f"budget {budget:,.0f} KB, {budget / value:,.0f}x this: off the scale →", (1, 0.82),
+                          xycoords="axes fraction", ha="right", color=BUDGET, fontsize=8)
+        else:
+            axes.axvline(budget, color=BUDGET, linestyle="--", linewidth=1.2)
+            axes.annotate("budget", (budget, 0.45), textcoords="offset points", xytext=(3, 0), color=BUDGET,
+                          fontsize=8)
     axes.annotate(note, (value, 0), textcoords="offset points", xytext=(6, -3), fontsize=8)
     axes.set_xlabel("KB (1024 bytes)")
     axes.xaxis.set_major_formatter(_thousands())
@@ -404,52 +445,3 @@ def figures(report: dict[str, Any]) -> dict[str, bytes]:
         "training_curves": training_curves(report.get("training", {})),
     }
     return {name: png for name, png in drawn.items() if png is not None}
-
-
-# --- Sweep (edgekit sweep's sweep.html) ---------------------------------------------------------------------
-
-@_styled
-def sweep_front(summary: dict[str, Any], target: str) -> bytes | None:
-    """One target of a sweep: each built point's metric against its target latency there, marker area by
-    the RAM it needs, the Pareto front joined and labelled, points that miss a budget as red crosses. None
-    when no built point has a latency estimate for the target."""
-    rows = [{"point": row["point"], **row["targets"][target]} for row in summary["points"]
-            if target in row.get("targets", {}) and row["targets"][target].get("latency_ms") is not None]
-    if not rows:
-        return None
-    front = summary["per_target"][target]["front"]
-    figure, axes = _figure(8.5, 4.4)
-    largest = max((row["ram_bytes"] or 0) for row in rows) or 1
-
-    def area(row):  # 30 to 400 points^2, by the square root so that area grows with RAM
-        return 30 + 370 * ((row["ram_bytes"] or 0) / largest) ** 0.5
-
-    groups = (("on the Pareto front", [r for r in rows if r["point"] in front], ACCENT, "o"),
-              ("fits, not on the front", [r for r in rows if r["fits"] and r["point"] not in front], NEUTRAL, "o"),
-              ("misses a budget", [r for r in rows if not r["fits"]], BAD, "X"))
-    for label, group, color, marker in groups:
-        if group:
-            axes.scatter([r["latency_ms"] for r in group], [r["metric"] for r in group], s=[area(r) for r in group],
-                         color=color, marker=marker, alpha=0.75, edgecolors="white", linewidths=0.8, zorder=3,
-                         label=f"{label} ({len(group)})")
-    on_front = sorted((r for r in rows if r["point"] in front), key=lambda r: r["latency_ms"])
-    if len(on_front) > 1:
-        axes.plot([r["latency_ms"] for r in on_front], [r["metric"] for r in on_front], color=ACCENT,
-                  linewidth=1, alpha=0.6, zorder=2)
-    for row in rows:
-        ram = f", {_kb(row['ram_bytes']):,.1f} KB RAM" if row["ram_bytes"] else ""
-        axes.annotate(f"{row['point'].rsplit('-', 1)[-1]}{ram}", (row["latency_ms"], row["metric"]),
-                      textcoords="offset points", xytext=(7, 5), fontsize=7,
-                      color=ACCENT if row["point"] in front else "#57606a")
-    latencies = [r["latency_ms"] for r in rows]
-    if max(latencies) / max(min(latencies), 1e-9) > 20:
-        axes.set_xscale("log")
-        axes.xaxis.set_major_formatter(_thousands())
-        axes.xaxis.set_minor_formatter(_thousands(minor=True))
-    better = "higher" if summary.get("higher_is_better", True) else "lower"
-    axes.set_xlabel(f"target latency on {target} (ms)")
-    axes.set_ylabel(f"test {summary.get('metric', 'metric')} ({better} is better)")
-    axes.margins(x=0.15, y=0.2)
-    axes.set_title(f"{target}: {summary.get('metric', 'metric')} vs target latency (marker area: RAM)")
-    axes.legend(loc="best", markerscale=0.6)
-    return _png(figure)

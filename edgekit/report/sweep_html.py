@@ -17,12 +17,12 @@ def write_sweep_html(directory: Path, summary: dict[str, Any]) -> list[str]:
     """Write sweep.html (self-contained, as report.html is) and its figures as plots/front_TARGET.png into the
     sweep folder; returns the files written, relative to it."""
     from edgekit._files import write_atomic
-    from edgekit.report import plots
+    from edgekit.report.sweep_plot import sweep_front
 
     directory = Path(directory)
     figures = {}
     for target in summary["targets"]:
-        png = plots.sweep_front(summary, target)
+        png = sweep_front(summary, target)
         path = directory / PLOTS_DIR / f"front_{target}.png"
         if png is None:
             path.unlink(missing_ok=True)
