@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.errors import StageError
 from edgekit.estimate import LatencyEstimate
 from edgekit.model_info import ModelInfo
 from edgekit.targets import Target
@@ -65,9 +66,12 @@ class Emulations:
             expected = np.asarray(host_output, dtype=np.dtype(self.info.outputs[0].dtype))
             try:
                 self.runs[core.name] = emulated.run_model(self.path, core, self.raw_sample, expected)
-            except (emulated.SetupFailed, BoardTooSmall) as failure:
+            except (emulated.SetupFailed, BoardTooSmall, StageError) as failure:
                 self.runs[core.name] = failure
         run = self.runs[core.name]
+        if isinstance(run, StageError) and not isinstance(run, BoardTooSmall | emulated.SetupFailed):  # not built
+            self._warn(target, f"not emulated: {run.reason}")
+            return ram, ops, self._fallback(target, precision, estimate, f"not emulated: {run.reason}")
         if isinstance(run, BoardTooSmall):
             return ram, ops, self._fallback(target, precision, estimate, f"not emulated: {run.reason}")
         if isinstance(run, emulated.SetupFailed):

@@ -217,3 +217,16 @@ def test_a_setup_failure_reports_tflite_micros_own_words(models):
         emulated.run_model(models["conv.tflite"], cores.core("Cortex-M4"), raw, expected, arena_bytes=256)
     assert "Failed starting model allocation" in str(caught.value) and "missing:" in caught.value.log
     assert "arena too small" not in str(caught.value)
+
+
+def test_every_kernel_tflm_declares_is_found_where_it_is_defined():
+    """The linker's missing symbols are looked up in the kernel sources by name; a registration defined on one
+    line (`TFLMRegistration Register_L2_NORMALIZATION() { return Register_L2NORM_REF(); }`) was once not found,
+    and a model with L2_NORMALIZATION failed to link for every emulated core."""
+    import re
+
+    library = tflm_library.library(cores.core("Cortex-M4"))
+    header = sources.source_root() / "tflite-micro" / "tensorflow" / "lite" / "micro" / "kernels" / "micro_ops.h"
+    declared = set(re.findall(r"TFLMRegistration\s+(Register_\w+)\(\)", header.read_text()))
+    assert len(declared) > 90
+    assert sorted(declared - set(library.definitions)) == []

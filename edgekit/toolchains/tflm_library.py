@@ -47,7 +47,9 @@ PRECOMPILED = ("<cmath>", "<cstdint>", "<cstdio>", "<cstdlib>", "<cstring>",
                    "micro_allocator", "micro_interpreter", "micro_mutable_op_resolver", "micro_profiler_interface",
                    "micro_resource_variable")), '"tensorflow/lite/schema/schema_generated.h"')
 # A column-0 function definition: `TFLMRegistration Register_CONV_2D() {`, `arm_cmsis_nn_status arm_convolve_s8(`.
-_DEFINITION = re.compile(r"^[A-Za-z_][\w:<>,*& ]*?\b([A-Za-z_]\w*)\s*\([^;]*$", re.M)
+# A function definition's name: a signature running on past its line, or a whole one-line definition
+# (`TFLMRegistration Register_L2_NORMALIZATION() { return Register_L2NORM_REF(); }`).
+_DEFINITION = re.compile(r"^[A-Za-z_][\w:<>,*& ]*?\b([A-Za-z_]\w*)\s*\((?:[^;]*$|[^;{]*\)\s*(?:const\s*)?\{)", re.M)
 
 
 @dataclass(frozen=True)
