@@ -41,6 +41,7 @@ _RATE = re.compile(r"(^sr$|sample_?rate|sampling_?rate)", re.IGNORECASE)
 _TFLITE_NAME = re.compile(r"^(?:serving_default_)?(.*?)(?::\d+)?$")
 _AFFIXES = {"in", "out", "input", "output", "new", "next", "prev", "past", "present", "n"}
 DEFAULT_RATE, DEFAULT_INT = 16000, 1
+MAX_INPUT_BYTES = 1 << 30  # an input larger than this is a damaged or misread shape, not one to allocate
 FORMS = "NAME:SHAPE[:DTYPE] (like x:1x512), NAME=FILE.npy or NAME=NUMBER"
 
 
@@ -328,6 +329,10 @@ def _value(port: Port, shape: tuple[int, ...], spec: InputSpec | None, file: np.
         dtype = np.dtype(port.dtype)
     except TypeError:
         raise UsageError(f"input {port.declared()}: edgekit cannot feed a {port.dtype} input") from None
+    size = math.prod(shape) * dtype.itemsize
+    if size > MAX_INPUT_BYTES:
+        raise UsageError(f"input {port.declared()} at {_text(shape)} would take {size / 2**30:,.1f} GiB; give it a "
+                         f"shape to run with --input {port.label}:SHAPE")
     if file is not None:
         assert spec is not None and spec.file is not None
         if not np.can_cast(file.dtype, dtype, "same_kind"):

@@ -14,6 +14,8 @@ from edgekit import feeds
 from edgekit.cli import main
 from edgekit.errors import UsageError
 
+SAMPLES_HUGE = 2**31
+
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict:
@@ -251,3 +253,11 @@ def test_phone_and_microcontroller_bundles_of_several_inputs(models, tmp_path):
     assert (phone / "inputs" / "2.bin").read_bytes() == np.array(16000, np.int64).tobytes()
     mcu = cli("export", str(models["vad.tflite"]), "--target", "nucleo-l4r5zi", "--out", str(tmp_path / "mcu"))
     assert mcu.exit_code == 2 and "a microcontroller bundle's program feeds one input; this model has 3" in mcu.stderr
+
+
+def test_an_input_too_large_to_allocate_is_one_line(tmp_path):
+    """A declared dimension of 2**31 (a damaged file, or a misread one) is refused before anything allocates."""
+    path = stateful.onnx_model(tmp_path / "huge.onnx", samples=SAMPLES_HUGE)
+    with pytest.raises(UsageError, match=r"input input \[batch, 2147483648\] float32 at 1x2147483648 would take 8.0 "
+                                         r"GiB; give it a shape to run with --input input:SHAPE"):
+        feeds.plan(path)

@@ -131,11 +131,12 @@ def _child_main(fmt: str, path: str, threads: int, batch_sizes: list[int], feeds
         from edgekit.runtimes.onnx import session as onnx_session
 
         session = step("loading the model", lambda: onnx_session(path, threads))
-        first: dict[str, np.ndarray] = values or {
-            i.name: np.zeros(input_shape(i.shape, 1), ORT_TYPES.get(i.type, np.float32)) for i in session.get_inputs()}
+        first: dict[str, np.ndarray] = values or step("making zero inputs", lambda: {
+            i.name: np.zeros(input_shape(i.shape, 1), ORT_TYPES.get(i.type, np.float32)) for i in session.get_inputs()})
         step(what, lambda: session.run(None, first))
         for batch in batch_sizes if len(first) == 1 else ():
-            feed = {name: np.zeros((batch, *v.shape[1:]), v.dtype) for name, v in first.items()}
+            feed = step(f"making zero inputs (batch {batch})", lambda batch=batch: {
+                name: np.zeros((batch, *v.shape[1:]), v.dtype) for name, v in first.items()})
             step(f"running the model on zeros (batch {batch})", lambda feed=feed: session.run(None, feed))
         report.emit(end=True)
         return
