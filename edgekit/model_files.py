@@ -30,7 +30,7 @@ def load_model(path: str | Path, unsafe: bool = False):
     from edgekit import keras3
 
     if path.is_file() and keras3.is_keras3_file(path):
-        return keras3.import_keras3(path, unsafe=unsafe)  # rebuilt in tf_keras, outputs checked
+        return _finite(path, keras3.import_keras3(path, unsafe=unsafe))  # rebuilt in tf_keras, outputs checked
     if path.is_dir():
         config = _saved_model_config(path)
     elif path.suffix.lower() == ".keras":
@@ -43,7 +43,22 @@ def load_model(path: str | Path, unsafe: bool = False):
         raise UsageError(f"{path}: unsupported model file '{path.suffix or path.name}'; a model is a {KERAS_FILES}")
     if not unsafe:
         _refuse_lambda(path, config)
-    return _load(path, unsafe)
+    return _finite(path, _load(path, unsafe))
+
+
+def _finite(path: Path, model):
+    """`model`, unless a weight is NaN or infinite: nothing made from it could be verified (its outputs are no
+    numbers), so the file is refused here, by name, rather than a conversion failing later on NaN."""
+    import numpy as np
+
+    for weight in model.weights:
+        values = np.asarray(weight)
+        bad = values.size - int(np.count_nonzero(np.isfinite(values))) if values.dtype.kind == "f" else 0
+        if bad:
+            raise UsageError(f"{path}: weight '{weight.name}' holds {bad:,} NaN or infinite values (of "
+                             f"{values.size:,}); the file is damaged, or the training that saved it diverged: train "
+                             "or copy it again")
+    return model
 
 
 def _load(path: Path, unsafe: bool):
@@ -77,6 +92,9 @@ def _keras_archive_config(path: Path) -> str:
             config = archive.read("config.json").decode()
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise UsageError(f"{path}: a damaged Keras model file ({e})") from e
+    if not isinstance(metadata, dict):
+        raise UsageError(f"{path}: a damaged Keras model file (metadata.json holds {type(metadata).__name__}, not a "
+                         "JSON object)")
     if str(metadata.get("keras_version", "")).startswith("3"):
         raise UsageError(f"{path}: {KERAS3}")
     return config
