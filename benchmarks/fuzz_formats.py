@@ -24,6 +24,7 @@ import io
 import json
 import random
 import re
+import signal
 import tempfile
 import time
 import zipfile
@@ -34,6 +35,7 @@ BYTE_KINDS = ("flip", "truncate", "splice")
 ONNX_KINDS = ("dim", "op_type", "attribute", "input_name", "initializer", "opset")
 KERAS_KINDS = ("json-delete", "json-type", "json-shape", "json-class", "json-huge", "metadata", "h5-bytes",
                "h5-dataset")
+HANG_S = 300  # a run this long is counted as a failure (a bench on an emulated core takes seconds)
 BYTE_SHARE = {"onnx": 0.4, "keras": 0.3}  # of the mutants, those damaged as bytes; the others structurally
 # The model: the zoo's small CNN at test size (8x8x1 -> 10 classes), as in benchmarks/fuzz.py.
 SHAPE, CLASSES, ARGS = (8, 8, 1), 10, {"dense_units": 16, "filters": (4, 8)}
@@ -67,10 +69,18 @@ def run_command(args: list[str], path: Path, log_lines: bool = False) -> tuple[s
 
     from edgekit.cli import main
 
+    def hung(*_):
+        raise TimeoutError(f"no end after {HANG_S} s")
+
+    previous = signal.signal(signal.SIGALRM, hung)  # a Python loop that never ends (tf_keras retrying a call)
+    signal.alarm(HANG_S)
     try:
         done = CliRunner().invoke(main, args, catch_exceptions=False)
-    except Exception as error:  # noqa: BLE001 - what the fuzzing is for: counted and shown, not raised
+    except Exception as error:  # what the fuzzing is for: counted and shown, not raised
         return "failure", f"{type(error).__module__}.{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     lines = done.stderr.splitlines()
     errors = [line for line in lines if line.startswith("Error: ")]
     if done.exit_code == 0 and not errors:
