@@ -127,7 +127,7 @@ def markdown_section(counts: dict, number: int) -> str:
     lines.append("")
     for f in formats:
         kinds = ", ".join(f"{kind} {sum(outcomes.values())}" for kind, outcomes in counts[f]["by_mutation"].items())
-        lines.append(f"- .{f} mutations: {kinds}.")
+        lines.append(f"- .{f} runs by mutation kind: {kinds}.")
     lines.append(f"- .onnx: {BYTE_SHARE['onnx']:.0%} of the mutants damaged as bytes (flip, truncate, splice), the "
                  "others by one field of the parsed ModelProto. .keras: the tf_keras and the Keras 3 archive in turn, "
                  f"{BYTE_SHARE['keras']:.0%} damaged as zip bytes, the others by a member changed (config.json by "
@@ -135,8 +135,8 @@ def markdown_section(counts: dict, number: int) -> str:
     skipped = counts.get("tflite", {}).get("checks_skipped")
     if skipped:
         lines.append(f"- With edgekit's file checks skipped, the same {skipped['mutations']} .tflite mutants given "
-                     f"straight to the LiteRT and TFLite Micro child processes: {skipped['crashes_contained']} "
-                     "crashes, each contained in its child.")
+                     "straight to the LiteRT and TFLite Micro child processes: crashes "
+                     f"{skipped['crashes_contained']}, each contained in its child.")
     return "\n".join(lines) + "\n"
 
 
