@@ -10,7 +10,9 @@
 3. harness overhead: edgekit's latency figure vs a bare `invoke()` loop on the same interpreter;
 4. runtimes side by side on each artifact of two recipes;
 5. distance from the limit: achieved MAC/s vs a dense matrix multiply in the same runtime and precision;
-6. accuracy evaluation speed on 10,000 samples.
+6. accuracy evaluation speed on 10,000 samples;
+7. fuzzing with damaged .tflite, .onnx and .keras files: not run here (minutes), but rendered from
+   benchmarks/fuzz.json, which benchmarks/fuzz.py writes (it also rewrites this section of the page in place).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from stage_clock import StageClock  # benchmarks/, this script's folder
+from fuzz import markdown_section as fuzzing_section  # benchmarks/, this script's folder
+from stage_clock import StageClock
 
 from edgekit import bench, build, convert, data, recipes, targets
 from edgekit.errors import BudgetError
@@ -331,7 +334,11 @@ def to_markdown(results: dict) -> str:
     for model, block in results["evaluation_speed"].items():
         for name, row in block.items():
             lines.append(f"| {model} | {name} | {row['samples']:,} | {row['seconds']:.3f} |")
-    return "\n".join(lines) + "\n"
+    page = "\n".join(lines) + "\n"
+    fuzzed = HERE / "fuzz.json"  # written by benchmarks/fuzz.py (minutes), kept on this page as it last ran
+    if fuzzed.is_file() and "onnx" in (counts := json.loads(fuzzed.read_text())):
+        page += "\n" + fuzzing_section(counts, 7)
+    return page
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgekit._files import captured_stderr_fd
-from edgekit.errors import StageError, UsageError, unknown_name
+from edgekit.errors import StageError, UsageError, about, unknown_name
 from edgekit.runtimes.litert import TFLiteRunner
 from edgekit.runtimes.onnx import OnnxRunner
 
@@ -119,12 +119,13 @@ def convert_file(model_path: Path, fmt: str, out: Path | None = None, data_spec:
     from edgekit._files import write_atomic
     from edgekit.model_files import load_model
 
-    model = load_model(model_path, unsafe=unsafe_load)
-    x_calibration = x_check = None
-    if data_spec:
-        dataset = data.load_for_model(data_spec, input_shape(model), task)
-        x_calibration, x_check = dataset.representative(calibration_samples), dataset.x_val[:CHECK_SAMPLES]
-    conversion = convert(model, fmt, x_calibration, x_check, task, inputs_from="validation")
+    with about(model_path):  # a failed verification, or a model of open shape: the line names the file
+        model = load_model(model_path, unsafe=unsafe_load)
+        x_calibration = x_check = None
+        if data_spec:
+            dataset = data.load_for_model(data_spec, input_shape(model), task)
+            x_calibration, x_check = dataset.representative(calibration_samples), dataset.x_val[:CHECK_SAMPLES]
+        conversion = convert(model, fmt, x_calibration, x_check, task, inputs_from="validation")
     write_atomic(out, conversion.content)
     return out, conversion
 
@@ -408,9 +409,11 @@ def _verified(conversion: Conversion, spec: Format, model, inputs: np.ndarray, t
 
     runner = OnnxRunner if spec.format == "onnx" else TFLiteRunner
     expected = model.predict(inputs, verbose=0)
+    where = f"{len(inputs)} {'' if inputs_from == 'given' else inputs_from + ' '}inputs"
+    if not np.all(np.isfinite(expected)):  # no conversion of it can be checked: damaged or overflowing weights
+        raise StageError("verify", f"the Keras model's own output is NaN or infinite on {where}; check its weights")
     actual = _run_artifact(runner, conversion.content, inputs, spec.label)
     difference = float(np.max(np.abs(expected - actual.reshape(expected.shape))))
-    where = f"{len(inputs)} {'' if inputs_from == 'given' else inputs_from + ' '}inputs"
     check: dict[str, Any] = {"format": spec.name, "against": "keras", "inputs": len(inputs),
                              "inputs_from": inputs_from, "max_abs_diff": difference}
     if spec.tolerance is not None:

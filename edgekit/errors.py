@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -39,6 +41,24 @@ class BudgetError(EdgekitError):
     def __init__(self, message: str, result: object = None):
         super().__init__(message)
         self.result = result
+
+
+@contextlib.contextmanager
+def about(path: object) -> Iterator[None]:
+    """Within it, an EdgekitError whose message does not name the file `path` gets it in front ('PATH: ...'),
+    so that every error line says which file it is about."""
+    try:
+        yield
+    except StageError as error:
+        if str(path) in error.reason:
+            raise
+        raise StageError(error.stage, f"{path}: {error.reason}") from error
+    except EdgekitError as error:
+        if str(path) in str(error):
+            raise
+        named = copy.copy(error)  # the same kind, with what it carries (a BudgetError's result)
+        named.args = (f"{path}: {error}",)
+        raise named from error
 
 
 def unknown_name(kind: str, name: str, valid: Iterable[str], list_command: str) -> UsageError:

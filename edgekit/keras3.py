@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import StageError, UsageError
+from edgekit.errors import StageError, UsageError, about
 from edgekit.keras3_config import (
     COMPOSED_ACTIVATIONS,
     MODEL_CLASSES,
@@ -57,10 +57,11 @@ def import_keras3(path: str | Path, unsafe: bool = False):
     if not is_keras3_file(path):
         raise UsageError(f"'{path}' is not a model saved by Keras 3 (a .keras or .h5 file whose metadata "
                          "says keras_version 3.x)")
-    check_config(read_config(path), unsafe=unsafe)
-    original = _load_with_keras3(path, unsafe)
-    rebuilt = rebuild(original)
-    difference = max_output_difference(original, rebuilt)
+    with about(path):  # each line names the file
+        check_config(read_config(path), unsafe=unsafe)
+        original = _load_with_keras3(path, unsafe)
+        rebuilt = rebuild(original)
+        difference = max_output_difference(original, rebuilt)
     log.info("imported Keras 3 model '%s': %d layers, outputs within %.2g of the original",
              original.name, len(rebuilt.layers), difference)
     return rebuilt

@@ -61,7 +61,8 @@ def saved_keras_version(path: Path) -> str | None:
             with zipfile.ZipFile(path) as archive:
                 if "metadata.json" not in archive.namelist():
                     return None
-                return str(json.loads(archive.read("metadata.json")).get("keras_version", "")) or None
+                metadata = json.loads(archive.read("metadata.json"))
+                return str(metadata.get("keras_version", "")) or None if isinstance(metadata, dict) else None
         if path.is_file():
             import h5py
 
@@ -69,7 +70,7 @@ def saved_keras_version(path: Path) -> str | None:
                 return None
             with h5py.File(path, "r") as f:
                 return _text(f.attrs["keras_version"]) if "keras_version" in f.attrs else None
-    except (OSError, ValueError, zipfile.BadZipFile):
+    except (OSError, ValueError, zipfile.BadZipFile):  # model_files.load_model says what is wrong with it
         return None
     return None
 
@@ -84,19 +85,56 @@ def read_config(path: str | Path) -> dict:
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
-        import h5py
+                config = json.loads(archive.read("config.json"))
+        else:
+            import h5py
 
-        with h5py.File(path, "r") as f:
-            return json.loads(_text(f.attrs["model_config"]))
-    except (KeyError, OSError, ValueError) as error:
+            with h5py.File(path, "r") as f:
+                config = json.loads(_text(f.attrs["model_config"]))
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile) as error:
         raise UsageError(f"cannot read the model config in '{path}': {error}") from error
+    _check_shape(config, path)
+    return config
+
+
+def _check_shape(config, path: Path) -> None:
+    """The skeleton every reader of a model config walks: objects where objects belong, a list of layers, and
+    names that are strings. A damaged config is one line here, not an exception deep in a reader."""
+    def refuse(where: str, value, expected: str) -> UsageError:
+        return UsageError(f"{path}: a damaged model config: {where} is {type(value).__name__} {value!r:.60}, "
+                          f"not {expected}; save the model again")
+
+    def entry(value, where: str) -> dict:
+        if not isinstance(value, dict):
+            raise refuse(where, value, "a JSON object")
+        inner = value.get("config", {})
+        if not isinstance(inner, dict):
+            raise refuse(f"{where}'s 'config'", inner, "a JSON object")
+        for owner, key in ((value, "class_name"), (value, "module"), (value, "registered_name"), (value, "name"),
+                           (inner, "name")):
+            if owner.get(key) is not None and not isinstance(owner[key], str):
+                raise refuse(f"{where}'s '{key}'", owner[key], "a string")
+        return inner
+
+    def model(value, where: str) -> None:
+        layers = entry(value, where).get("layers", [])
+        if not isinstance(layers, list):
+            raise refuse(f"{where}'s 'layers'", layers, "a list")
+        for number, layer in enumerate(layers):
+            entry(layer, f"layer {number} of {where}")
+            if layer.get("class_name") in MODEL_CLASSES:
+                model(layer, f"layer {number} of {where}")
+
+    model(config, "the config")
 
 
 def check_config(config: dict, unsafe: bool = False) -> None:
     """Refuse, before anything is loaded, what the importer cannot rebuild: one line naming the layer."""
     class_name = config.get("class_name")
     name = config.get("config", {}).get("name", "?")
+    if str(config.get("module")).startswith("tf_keras"):  # metadata.json says 3.x, the config says otherwise
+        raise UsageError(f"model '{name}' was saved by tf_keras (its config names module {config['module']}), but "
+                         "its metadata.json says Keras 3: the file is damaged or was edited; save the model again")
     if class_name not in MODEL_CLASSES or not is_builtin(config):
         raise UsageError(
             f"model '{name}' is a subclassed Keras 3 model (class {class_name}): its call() is Python code that "

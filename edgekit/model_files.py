@@ -30,7 +30,7 @@ def load_model(path: str | Path, unsafe: bool = False):
     from edgekit import keras3
 
     if path.is_file() and keras3.is_keras3_file(path):
-        return keras3.import_keras3(path, unsafe=unsafe)  # rebuilt in tf_keras, outputs checked
+        return _finite(path, keras3.import_keras3(path, unsafe=unsafe))  # rebuilt in tf_keras, outputs checked
     if path.is_dir():
         config = _saved_model_config(path)
     elif path.suffix.lower() == ".keras":
@@ -43,7 +43,24 @@ def load_model(path: str | Path, unsafe: bool = False):
         raise UsageError(f"{path}: unsupported model file '{path.suffix or path.name}'; a model is a {KERAS_FILES}")
     if not unsafe:
         _refuse_lambda(path, config)
-    return _load(path, unsafe)
+    if not path.is_dir():  # a .keras or .h5 config is one JSON document
+        _refuse_unmade_nodes(path, config)
+    return _finite(path, _load(path, unsafe))
+
+
+def _finite(path: Path, model):
+    """`model`, unless a weight is NaN or infinite: nothing made from it could be verified (its outputs are no
+    numbers), so the file is refused here, by name, rather than a conversion failing later on NaN."""
+    import numpy as np
+
+    for weight in model.weights:
+        values = np.asarray(weight)
+        bad = values.size - int(np.count_nonzero(np.isfinite(values))) if values.dtype.kind == "f" else 0
+        if bad:
+            raise UsageError(f"{path}: weight '{weight.name}' holds {bad:,} NaN or infinite values (of "
+                             f"{values.size:,}); the file is damaged, or the training that saved it diverged: train "
+                             "or copy it again")
+    return model
 
 
 def _load(path: Path, unsafe: bool):
@@ -77,6 +94,9 @@ def _keras_archive_config(path: Path) -> str:
             config = archive.read("config.json").decode()
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise UsageError(f"{path}: a damaged Keras model file ({e})") from e
+    if not isinstance(metadata, dict):
+        raise UsageError(f"{path}: a damaged Keras model file (metadata.json holds {type(metadata).__name__}, not a "
+                         "JSON object)")
     if str(metadata.get("keras_version", "")).startswith("3"):
         raise UsageError(f"{path}: {KERAS3}")
     return config
@@ -118,6 +138,76 @@ def _refuse_lambda(path: Path, config: str) -> None:
     if names:
         raise UsageError(f"{path}: layer '{names[0]}' is a Lambda layer, whose stored Python code Keras's safe "
                          "mode does not run; rebuild the model with built-in layers in place of the Lambda")
+
+
+def _refuse_unmade_nodes(path: Path, config: str) -> None:
+    """tf_keras rebuilds a Functional model by calling each layer on its inbound nodes, putting back any call
+    whose inputs do not exist yet and retrying until none is left: a reference to a node the model never makes
+    (a damaged node index, a cycle) retries forever. The same rebuilding is played here on names alone."""
+    try:
+        document = json.loads(config)
+    except ValueError:
+        return  # tf_keras says what is wrong with it
+    for model in _functional_configs(document):
+        layers = [entry for entry in model["layers"] if isinstance(entry, dict)]
+        classes = {str(entry.get("name")): entry.get("class_name") for entry in layers}
+        pending = {str(entry.get("name")): list(entry.get("inbound_nodes") or []) for entry in layers}
+        made = dict.fromkeys(pending, 0)
+        progress = True
+        while progress:
+            progress = False
+            for name, nodes in pending.items():
+                while nodes and all(_made(reference, classes, made) for reference in _references(nodes[0])):
+                    nodes.pop(0)
+                    made[name] += 1
+                    progress = True
+        for name, nodes in pending.items():
+            if nodes:
+                missing = next(r for r in _references(nodes[0]) if not _made(r, classes, made))
+                raise UsageError(f"{path}: layer '{name}' is called on node {missing[1]!r} of layer '{missing[0]}', "
+                                 "which the model never makes (a damaged or cyclic config); save the model again")
+
+
+def _made(reference: list, classes: dict, made: dict[str, int]) -> bool:
+    """Whether the node a reference names exists yet. An InputLayer has its one node from the start (tf_keras
+    reads any index of it as 0); a nested model built on an Input counts its construction as node 0, so
+    either numbering is taken for a model."""
+    name, index = reference[0], reference[1]
+    if classes.get(name) == "InputLayer":
+        return True
+    last = made.get(name, 0) - (classes.get(name) not in _MODEL_CLASSES)
+    return name in made and isinstance(index, int) and 0 <= index <= last
+
+
+_MODEL_CLASSES = ("Functional", "Model", "Sequential")
+
+
+def _functional_configs(config) -> Iterator[dict]:
+    """The config of every model, nested ones included, whose layers name their inbound nodes."""
+    if isinstance(config, dict):
+        inner = config.get("config")
+        if isinstance(inner, dict) and isinstance(inner.get("layers"), list) and any(
+                isinstance(entry, dict) and "inbound_nodes" in entry for entry in inner["layers"]):
+            yield inner
+        for value in config.values():
+            yield from _functional_configs(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _functional_configs(value)
+
+
+def _references(node) -> Iterator[list]:
+    """[layer name, node index, tensor index, ...] entries in a node's data (keyword arguments included)."""
+    if isinstance(node, list) and len(node) in (3, 4) and isinstance(node[0], str):
+        if node[0] != "_CONSTANT_VALUE":  # a constant argument, not a layer's output
+            yield node
+        if len(node) == 4:
+            yield from _references(list(node[3].values()) if isinstance(node[3], dict) else node[3])
+    elif isinstance(node, list):
+        for item in node:
+            yield from _references(item)
+    elif isinstance(node, dict):
+        yield from _references(list(node.values()))
 
 
 def _layers(config) -> Iterator[tuple[str, str]]:

@@ -166,8 +166,9 @@ def test_a_failed_check_exits_1_and_writes_nothing(files, tmp_path, monkeypatch)
     out = tmp_path / "strict.float16.tflite"
     result = _convert(files["keras"], "--to", "tflite-float16", "--out", out)
     assert result.exit_code == 1
-    assert re.fullmatch(r"Error: verify failed: float16 TFLite output differs from Keras by up to \S+ on 64 random "
-                        r"inputs; tolerance is 1e-09 \(1e-09 of the output scale 1\)\n", result.stderr), result.stderr
+    assert re.fullmatch(rf"Error: verify failed: {re.escape(str(files['keras']))}: float16 TFLite output differs from "
+                        r"Keras by up to \S+ on 64 random inputs; tolerance is 1e-09 \(1e-09 of the output scale 1\)\n",
+                        result.stderr), result.stderr
     monkeypatch.setattr(convert, "INT8_MIN_AGREEMENT", 1.01)
     dynamic = _convert(files["keras"], "--to", "tflite-dynamic", "--out", tmp_path / "strict.dynamic.tflite")
     assert dynamic.exit_code == 1
