@@ -4,7 +4,7 @@ On a terminal: rich's table, fitted to the terminal's width. Every column gets a
 names ("Cortex-A72", "tflite-micro") stay whole and only cells of several words wrap between words; when even
 the longest words do not fit, rich folds the widest cells (every character is still shown, never "…").
 Anywhere else (a pipe, a file): plain text, every value whole on one line, columns aligned and separated by at
-least two spaces, under a header line and the title (when there is one) unpadded. `cut`/`awk -F '  +'` read
+least two spaces, under a header line and the title (when there is one) unpadded. `awk -F '  +'` reads
 it; `--json` is the format for programs."""
 
 from __future__ import annotations
