@@ -1,4 +1,4 @@
-"""A table as the commands print it, rendered to a string (the commands print it).
+"""A table of results rendered to a string, as the commands print it.
 
 On a terminal: rich's table, fitted to the terminal's width. Every column gets at least its longest word, so
 names ("Cortex-A72", "tflite-micro") stay whole and only cells of several words wrap between words; when even
