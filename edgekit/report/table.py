@@ -29,6 +29,7 @@ def _one_line(value: object) -> str:
 
 
 def _plain(title: str | None, cells: list[list[str]]) -> str:
+    cells = [cells[0]] + [[cell or "-" for cell in row] for row in cells[1:]]  # so an empty cell still splits
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     lines = [GAP.join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
     return "".join(f"{line}\n" for line in ([title] if title else []) + lines)
