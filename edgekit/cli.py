@@ -12,10 +12,19 @@ import click
 from edgekit import cli_options as options
 from edgekit.cli_inspect import inspect_command
 from edgekit.errors import EdgekitError
+from edgekit.output import echo, echo_table, holding_results, is_terminal
 
 
 class _Group(click.Group):
-    """Turns every expected failure into one `Error: ...` line and its exit code."""
+    """Turns every expected failure into one `Error: ...` line and its exit code. Each command runs with stdout
+    held for its results (edgekit.output): whatever else writes there goes to stderr."""
+
+    group_class = type  # `targets` is one too, so `targets show` is held as well
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if cmd.callback is not None:
+            cmd.callback = holding_results(cmd.callback)
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -25,19 +34,13 @@ class _Group(click.Group):
             ctx.exit(e.exit_code)
 
 
-def _print_table(title: str, columns, rows) -> None:
-    from edgekit.report.table import render_table
-
-    click.echo(render_table(title, columns, rows, styled=sys.stdout.isatty()), nl=False)
-
-
-def _print_list(title: str, items: list, as_json: bool) -> None:
-    """Targets or recipes: their dicts as JSON, or a table of their summaries."""
+def _print_list(items: list, as_json: bool) -> None:
+    """Targets or recipes: their dicts as JSON, or a table of their summaries (untitled: the command says it)."""
     if as_json:
-        click.echo(json.dumps([item.to_dict() for item in items], indent=2))
+        echo(json.dumps([item.to_dict() for item in items], indent=2))
         return
     rows = [item.summary() for item in items]
-    _print_table(title, list(rows[0]) if rows else [], [list(row.values()) for row in rows])
+    echo_table(None, list(rows[0]) if rows else [], [list(row.values()) for row in rows])
 
 
 @click.group(cls=_Group, commands=[inspect_command], context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,7 +109,7 @@ def build(ctx, chosen, recipe_name, data_spec, out, seed, runs, warmup, threads,
             _show_build(e.result, as_json)
         raise
     if not result.written:
-        click.echo("Trained as a non-chief worker of the TF_CONFIG cluster; the chief writes the build folder.")
+        echo("Trained as a non-chief worker of the TF_CONFIG cluster; the chief writes the build folder.")
         return
     _show_build(result, as_json)
 
@@ -114,7 +117,7 @@ def build(ctx, chosen, recipe_name, data_spec, out, seed, runs, warmup, threads,
 def _show_build(result, as_json: bool) -> None:
     from edgekit.report.terminal import build_text
 
-    click.echo(json.dumps(result.report, indent=2) if as_json else build_text(result, sys.stdout.isatty()), nl=as_json)
+    echo(json.dumps(result.report, indent=2) if as_json else build_text(result, is_terminal()), nl=as_json)
 
 
 @main.command("bench")
@@ -143,8 +146,8 @@ def bench_command(model, chosen, data_spec, inputs, task, runs, warmup, threads,
     chosen = [t.with_budgets(latency_ms, ram_kb, flash_kb) for t in chosen]
     measured = bench_file(model, chosen, data_spec, task, runs, warmup, threads, inputs)
     judged = ranked_targets([of_file(r, t) for r, t in zip(measured, chosen, strict=True)])
-    click.echo(json.dumps([r.to_dict() for r in measured], indent=2) if as_json
-               else bench_text(model.name, measured, judged, sys.stdout.isatty()), nl=as_json)
+    echo(json.dumps([r.to_dict() for r in measured], indent=2) if as_json
+         else bench_text(model.name, measured, judged, is_terminal()), nl=as_json)
     if html_path is not None:
         from edgekit._files import write_atomic
         from edgekit.report.html import render_targets_html
@@ -175,7 +178,7 @@ def convert_command(model, fmt, data_spec, out, calibration_samples, task, unsaf
     from edgekit import convert
 
     out, conversion = convert.convert_file(model, fmt, out, data_spec, calibration_samples, task, unsafe_load)
-    click.echo(f"{fmt}: {out}, {len(conversion.content) / 1024:,.1f} KB; {convert.summary(conversion)}")
+    echo(f"{fmt}: {out}, {len(conversion.content) / 1024:,.1f} KB; {convert.summary(conversion)}")
 
 
 @main.command("export")
@@ -205,7 +208,7 @@ def export_command(model, target, out, name, labels, data_spec, layout, inputs):
     from edgekit.export import export
 
     bundle = export(model, target, out, name=name, labels=labels, sample=sample, layout=layout, inputs=inputs)
-    click.echo(f"{out}: {bundle.summary}")
+    echo(f"{out}: {bundle.summary}")
 
 
 @main.command("compare")
@@ -222,11 +225,11 @@ def compare_command(build_dir, result, variant, target_name, calibrate, force, i
 
     comparison = compare.compare(build_dir, result, variant, target_name, calibrate, force, inputs)
     if as_json:
-        click.echo(json.dumps(comparison, indent=2, default=str))
+        echo(json.dumps(comparison, indent=2, default=str))
         return
     title, rows, lines = compare.text(comparison)
-    _print_table(title, compare.COLUMNS, rows)
-    click.echo("\n".join(lines))
+    echo_table(title, compare.COLUMNS, rows)
+    echo("\n".join(lines))
 
 
 @main.command("optimize")
@@ -251,9 +254,9 @@ def optimize_command(model, data_spec, out, seed, unsafe_load, distribute, as_js
     report = optimize_file(model, recipes.from_optimize_options(model.stem, **settings), data_spec, out, seed,
                            distribute, unsafe_load)
     if report is None:
-        click.echo(f"Optimized as a non-chief worker of the TF_CONFIG cluster; the chief writes {out}.")
+        echo(f"Optimized as a non-chief worker of the TF_CONFIG cluster; the chief writes {out}.")
     else:
-        click.echo(json.dumps(report, indent=2) if as_json else "\n".join(optimize_lines(report, out)))
+        echo(json.dumps(report, indent=2) if as_json else "\n".join(optimize_lines(report, out)))
 
 
 @main.command("sweep")
@@ -284,7 +287,7 @@ def sweep_command(recipe_name, chosen, grid_file, data_spec, out, workers, ray_a
     summary = sweep(recipe_name, [str(t.file) for t in chosen], grid_file, out, workers=workers,
                     ray_address=ray_address, seed=seed, data_spec=data_spec, runs=runs, warmup=warmup,
                     distribute=distribute)
-    click.echo(json.dumps(summary, indent=2) if as_json else "\n".join(summary_lines(summary, out)))
+    echo(json.dumps(summary, indent=2) if as_json else "\n".join(summary_lines(summary, out)))
 
 
 @main.command("verify")
@@ -294,7 +297,7 @@ def verify_command(build_dir):
     from edgekit.report.manifest import verify
 
     problems = verify(build_dir)
-    click.echo("\n".join(problems) or f"{build_dir}: every file matches manifest.json")
+    echo("\n".join(problems) or f"{build_dir}: every file matches manifest.json")
     if problems:
         raise EdgekitError(f"{build_dir}: {len(problems)} file(s) differ from manifest.json")
 
@@ -307,7 +310,7 @@ def targets(ctx, as_json):
     from edgekit import targets as target_profiles
 
     if not ctx.invoked_subcommand:
-        _print_list("edgekit targets", target_profiles.load_all(), as_json)
+        _print_list(target_profiles.load_all(), as_json)
 
 
 @targets.command("show")
@@ -318,7 +321,7 @@ def targets_show(name, as_json):
     from edgekit import targets as target_profiles
 
     target = target_profiles.load(name)
-    click.echo(json.dumps(target.to_dict(), indent=2) if as_json else target.file.read_text())
+    echo(json.dumps(target.to_dict(), indent=2) if as_json else target.file.read_text())
 
 
 @main.command()
@@ -327,7 +330,7 @@ def models(as_json):
     """List the model recipes."""
     from edgekit import recipes
 
-    _print_list("edgekit models", recipes.load_all(), as_json)
+    _print_list(recipes.load_all(), as_json)
 
 
 @main.command("report")
@@ -341,4 +344,4 @@ def report_command(build_dir, fmt):
     computed from the folder's model and the test split, when the dataset still loads as the same data."""
     from edgekit.report import regenerate
 
-    click.echo(regenerate(build_dir, fmt), nl=False)
+    echo(regenerate(build_dir, fmt), nl=False)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
 from edgekit import cli_options as options
+from edgekit.output import echo, is_terminal
 
 
 @click.command("inspect")
@@ -24,4 +24,4 @@ def inspect_command(model, arena, as_json):
     from edgekit.inspection import inspect_file, text
 
     report = inspect_file(model, arena)
-    click.echo(json.dumps(report, indent=2) if as_json else text(report, sys.stdout.isatty()), nl=as_json)
+    echo(json.dumps(report, indent=2) if as_json else text(report, is_terminal()), nl=as_json)

@@ -125,7 +125,7 @@ def _arena(path: Path) -> dict[str, Any]:
             "where": result.host_invoke_where}
 
 
-def text(report: dict[str, Any], styled: bool = False) -> str:
+def text(report: dict[str, Any], terminal: bool = False) -> str:
     """The human view: a line of totals, the inputs and outputs, the ops, then memory, subgraphs, variables."""
     from edgekit.report.table import render_table
 
@@ -137,11 +137,11 @@ def text(report: dict[str, Any], styled: bool = False) -> str:
     io_rows = [[t["name"], direction, _dims(t["signature"] or t["shape"]), t["dtype"], _quantization(t)]
                for direction in ("input", "output") for t in report[f"{direction}s"]]
     io = render_table(f"{name}: inputs and outputs", ["tensor", "", "shape", "dtype", "quantization"], io_rows,
-                      styled)
+                      terminal)
     op_rows = [[str(op["index"]), op["op"], op["kind"], _dims(op["output_shape"]), f"{op['macs']:,}",
                 f"{op['params']:,}", _size(op["live_bytes"])] for op in report["ops"]]
     ops = render_table(f"{name}: ops in execution order", ["#", "op", "kind", "output", "MACs", "params", "live"],
-                       op_rows, styled)
+                       op_rows, terminal)
     activation, lines = report["activations"], []
     lines.append("op counts: " + ", ".join(f"{op} x{n}" for op, n in report["op_counts"].items()))
     at = "" if activation["peak_op"] is None else f" at op {activation['peak_op']}"

@@ -5,6 +5,7 @@ build's folder, so the multi-target build reuses its training (and the shared fo
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -25,13 +26,15 @@ def _build(recipe, out, *targets: str):
 
 
 def _table_targets(stdout: str) -> list[str]:
-    """The first column of the body rows of the table across targets (the one headed "target"), top to bottom."""
-    rows, inside = [], False
-    for line in stdout.splitlines():
-        if line.startswith("┃"):
-            inside = line.split("┃")[1].strip() == "target"
-        elif inside and line.startswith("│") and line.split("│")[1].strip():  # not a wrapped cell's next line
-            rows.append(line.split("│")[1].strip())
+    """The first column of the rows of the table across targets (the one headed "target"), top to bottom: stdout
+    is a pipe here, so the table is plain text, one line a row, up to the lines that follow it (Ship: ...)."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("target  "))
+    rows = []
+    for line in lines[start + 1:]:
+        if not line or line.startswith(("Ship: ", "Build folder: ")):
+            break
+        rows.append(re.split(r" {2,}", line)[0])
     return rows
 
 

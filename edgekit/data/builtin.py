@@ -6,9 +6,11 @@ says which file and where)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,15 @@ def dataset(name: str):
 
 def keras_cache() -> Path:
     return Path(os.environ.get("KERAS_HOME") or Path("~/.keras").expanduser())
+
+
+@contextlib.contextmanager
+def keras_download() -> Iterator[None]:
+    """Around a tf_keras download: its "Downloading data from URL" line and progress bar (io_utils.print_msg)
+    are written to sys.stdout, where they would land in the middle of `--json` output; they are progress, so
+    they go to stderr."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 @dataset("digits")
@@ -83,7 +94,9 @@ def _keras_dataset(name: str, files: list[str], origins: dict[str, str], labels:
     datasets = keras_cache() / "datasets"
     missing = [f for f in files if not (datasets / f).exists()]
     try:
-        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data(cache_dir=str(keras_cache()))
+        with keras_download():
+            (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data(
+                cache_dir=str(keras_cache()))
     except Exception as e:  # tf_keras raises a bare Exception for a failed download
         log.debug("builtin:%s: %s", name, e)
         if not missing:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.data import audio
+from edgekit.data.builtin import keras_download
 from edgekit.data.core import Samples
 from edgekit.data.folders import decode_files
 from edgekit.errors import UsageError
@@ -34,8 +35,9 @@ def fetch(cache: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        keras.utils.get_file(Path(URL).name, URL, cache_dir=str(cache), cache_subdir=str(folder.relative_to(cache)),
-                             extract=True)
+        with keras_download():
+            keras.utils.get_file(Path(URL).name, URL, cache_dir=str(cache),
+                                 cache_subdir=str(folder.relative_to(cache)), extract=True)
     except Exception as e:  # tf_keras raises a bare Exception for a failed download
         raise UsageError(f"builtin:speech_commands: could not download {URL}, and the Keras cache has no "
                          f"{folder / LISTS['test']}; without network access, download it elsewhere and unpack it "

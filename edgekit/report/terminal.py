@@ -12,25 +12,25 @@ from edgekit.report.text import CROSS_TARGET_COLUMNS, columns, cross_target_row,
 from edgekit.results import BuildResult, TargetResult
 
 
-def _across(title: str, targets: Sequence[TargetResult], styled: bool) -> str:
+def _across(title: str, targets: Sequence[TargetResult], terminal: bool) -> str:
     return render_table(title, CROSS_TARGET_COLUMNS, [cross_target_row(row) for row in cross_target(targets)],
-                        styled)
+                        terminal)
 
 
-def build_text(result: BuildResult, styled: bool = False) -> str:
+def build_text(result: BuildResult, terminal: bool = False) -> str:
     lead = result.lead
     metrics = ", ".join(f"{v.name} {v.metric_value:.4f}" for v in lead.variants if v.metric_value is not None)
     lines = [render_table(f"{result.recipe} for {lead.name} ({result.test_samples} test samples)",
-                          columns(result.metric), [variant_row(v.to_dict()) for v in lead.variants], styled),
-             _across(f"{result.recipe}: what each target ships ({result.metric} {metrics})", result.targets, styled)]
+                          columns(result.metric), [variant_row(v.to_dict()) for v in lead.variants], terminal),
+             _across(f"{result.recipe}: what each target ships ({result.metric} {metrics})", result.targets, terminal)]
     lines += [f"Ship: {t.selection.variant} to {t.name} ({t.selection.reason})\n" for t in result.targets]
     return "".join(lines) + f"Build folder: {result.directory}\n"
 
 
 def bench_text(model: str, measured: Sequence[BenchResult], judged: Sequence[TargetResult],
-               styled: bool = False) -> str:
+               terminal: bool = False) -> str:
     """One model file on its targets: what it is, each target's checks, then the table across them."""
     lines = model_lines(measured[0])
     for target in judged:
         lines += target_lines(target.selected.measured)
-    return "\n".join(lines) + "\n" + _across(f"{model} against {', '.join(t.name for t in judged)}", judged, styled)
+    return "\n".join(lines) + "\n" + _across(f"{model} against {', '.join(t.name for t in judged)}", judged, terminal)
