@@ -230,3 +230,26 @@ def test_every_kernel_tflm_declares_is_found_where_it_is_defined():
     declared = set(re.findall(r"TFLMRegistration\s+(Register_\w+)\(\)", header.read_text()))
     assert len(declared) > 90
     assert sorted(declared - set(library.definitions)) == []
+
+
+def test_the_arena_search_steps_over_sizes_where_tflite_micro_faults(tmp_path):
+    """A dense int8 model (8x8x1 -> 16 -> 10, softmax) faults on the emulated Cortex-M4 (a precise bus fault in
+    a kernel's Prepare) with arenas a few bytes short of loading: 1,120-1,132 and 1,168-1,180 bytes fault, the
+    others below 1,408 fail cleanly. The search for the smallest arena takes a fault as "too small", as it
+    takes a setup failure, and still returns a size that ran; `edgekit export` used to stop on the fault."""
+    from edgekit._files import captured_stderr_fd
+    from edgekit._tf import keras
+    from edgekit.convert import int8_converter
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    path = tmp_path / "dense.tflite"
+    with captured_stderr_fd():
+        path.write_bytes(int8_converter(model, np.random.default_rng(0).uniform(0, 1, (8, 8, 8, 1))
+                                        .astype(np.float32)).convert())
+    raw, expected = host_run(path)
+    core = cores.core("Cortex-M4")
+    with pytest.raises(qemu.Fault, match="HardFault"):
+        emulated.run_model(path, core, raw, expected, arena_bytes=1120)
+    run = emulated.smallest_arena(path, core, raw, expected, used=1120)
+    assert 1120 < run.arena_given_bytes <= 1600

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import StageError
-from edgekit.toolchains import sources, tools
+from edgekit.toolchains import qemu, sources, tools
 from edgekit.toolchains.cores import Core
 
 STAGE = "emulation"
@@ -111,7 +111,7 @@ def run_model(model: Path, core: Core, raw_input: np.ndarray, expected: np.ndarr
     Micro output for it. `keep`: a folder to build in (and leave), else a temporary one."""
     from edgekit.export.mcu import program_sources
     from edgekit.model_info import tflite_graph_ops
-    from edgekit.toolchains import firmware, qemu, tflm_library
+    from edgekit.toolchains import firmware, tflm_library
 
     started = time.perf_counter()
     arena = arena_bytes or default_arena(core)
@@ -177,10 +177,15 @@ def smallest_arena(model: Path, core: Core, raw_input: np.ndarray, expected: np.
     buffers while they prepare, and a resource variable's buffer is sized at its first use. So: try `used`,
     grow by a quarter (or what TFLite Micro says is missing) until the program loads, then bisect `refine`
     times between the last size that failed and the smallest that loaded. Every size returned has run."""
+    faults: list[str] = []
+
     def attempt(arena: int) -> EmulatedRun | None:
         try:
             return run_model(model, core, raw_input, expected, arena_bytes=arena, arena_note=note.format(arena=arena))
         except SetupFailed:  # it loaded with room to spare, so at this size the arena is what failed
+            return None
+        except qemu.Fault as fault:  # TFLite Micro can fault on an arena a few bytes short (measured: a dense
+            faults.append(fault.reason)  # model faulted at 1,120-1,132 bytes and loaded from 1,420)
             return None
 
     failed, arena = 0, _round(used)
@@ -190,7 +195,7 @@ def smallest_arena(model: Path, core: Core, raw_input: np.ndarray, expected: np.
         arena = _round(max(arena * 1.25, arena + 64))
         if arena > default_arena(core):
             raise StageError(STAGE, f"{Path(model).name}: no arena up to {default_arena(core)} bytes loaded on the "
-                                    f"emulated {core.name}")
+                                    f"emulated {core.name}" + (f" (the last fault: {faults[-1]})" if faults else ""))
         run = attempt(arena)
     for _ in range(refine):
         middle = _round((failed + run.arena_given_bytes) / 2)

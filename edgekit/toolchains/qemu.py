@@ -79,7 +79,7 @@ def run(core: Core, elf: Path, timeout: float = 120, counter: str = "plugin") ->
             return run(core, elf, timeout, counter="log")  # a QEMU built without plugin support
         fault = _fault(result.stdout)
         if fault:
-            raise StageError(STAGE, f"{elf.name} on an emulated {core.name}: {fault}")
+            raise Fault(STAGE, f"{elf.name} on an emulated {core.name}: {fault}")
         if counter == "log" and log.is_file():
             total, marks = _count_log(log, mark)
         elif counts.is_file():
@@ -90,6 +90,10 @@ def run(core: Core, elf: Path, timeout: float = 120, counter: str = "plugin") ->
             raise StageError(STAGE, f"QEMU ({core.board}) stopped without counting (exit status "
                                     f"{result.returncode}): {last}")
     return QemuRun(result.stdout, result.stderr, result.returncode, total, tuple(marks), qemu_version())
+
+
+class Fault(StageError):
+    """The program stopped in a fault handler (HardFault, BusFault...): the core's fault registers say why."""
 
 
 def _qemu(command: list[str], core: Core, elf: Path, timeout: float) -> subprocess.CompletedProcess:
