@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import UsageError
+from edgekit.errors import UsageError, about
 
 DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
           "uint64", "bool")
@@ -200,7 +200,7 @@ def plan(path: str | Path, specs: Sequence[InputSpec] = (), data_shape: tuple[in
     for i, shape in shapes.items():
         for d, size in zip(inputs[i].dims or (), shape, strict=False):
             if isinstance(d, str) and bound.setdefault(d, size) != size:
-                raise UsageError(f"{Path(path).name}: dimension '{d}' is given as {bound[d]} and as {size} "
+                raise UsageError(f"{path}: dimension '{d}' is given as {bound[d]} and as {size} "
                                  f"(input {inputs[i].declared()} is given {_text(shape)}); one size for each name")
     missing: list[Port] = []
     for i, port in enumerate(inputs):
@@ -214,7 +214,9 @@ def plan(path: str | Path, specs: Sequence[InputSpec] = (), data_shape: tuple[in
         raise UsageError(_unresolved(path, inputs, missing, bound))
     feeds, values, notes = [], {}, []
     for i, port in enumerate(inputs):
-        value, source, note = _value(port, shapes[i], given.get(i), files.get(i), i == first and data_shape is not None)
+        with about(path):  # the line names the model
+            value, source, note = _value(port, shapes[i], given.get(i), files.get(i),
+                                         i == first and data_shape is not None)
         out = states.get(i)
         pair = out if out is not None and _fits(out, shapes[i], bound) else None
         feeds.append(Feed(port.name, port.label, shapes[i], port.dtype, source,
@@ -258,7 +260,7 @@ def _match(path: str | Path, specs: Sequence[InputSpec], inputs: list[Port]) -> 
         found = [i for i, port in enumerate(inputs) if spec.name in port.names()]
         if not found:
             names = ", ".join(p.label for p in inputs)
-            raise UsageError(f"--input {spec.text}: {Path(path).name} has no input '{spec.name}'; its inputs: {names}")
+            raise UsageError(f"--input {spec.text}: {path} has no input '{spec.name}'; its inputs: {names}")
         if found[0] in given:
             raise UsageError(f"--input {spec.text}: input '{spec.name}' is already given by --input "
                              f"{given[found[0]].text}")
@@ -280,7 +282,7 @@ def _load(spec: InputSpec, port: Port) -> np.ndarray:
 
 
 def _checked(path: str | Path, port: Port, shape: tuple[int, ...], spec: InputSpec | None) -> tuple[int, ...]:
-    flag = f"--input {spec.text}" if spec is not None else f"{Path(path).name}: the data"
+    flag = f"--input {spec.text}" if spec is not None else f"{path}: the data"
     if spec is not None and spec.dtype is not None and spec.dtype != port.dtype:
         raise UsageError(f"{flag}: input '{port.name}' is {port.dtype} in the model, not {spec.dtype}")
     if port.dims is None:
@@ -318,7 +320,7 @@ def _unresolved(path: str | Path, inputs: list[Port], missing: list[Port], bound
         return f"--input {port.label}:{'x'.join(resolved)}"
 
     listed = "; ".join(p.declared() for p in inputs)
-    return (f"{Path(path).name}: cannot tell the size of every dimension of {', '.join(p.label for p in missing)} "
+    return (f"{path}: cannot tell the size of every dimension of {', '.join(p.label for p in missing)} "
             f"(inputs: {listed}); give them with {' '.join(example(p) for p in missing)}, N being your size")
 
 

@@ -24,7 +24,9 @@ def test_every_target_has_a_latency_model_with_a_method_or_an_emulated_core():
             assert target.latency is None and core.name in cpi_table(), target.name
             continue
         model = target.latency
-        assert model is not None, target.name
+        if model is None:  # a Cortex-A profile with no cost model to fall back to: counted on its emulated core
+            assert target.cpu.emulated_as, target.name
+            continue
         assert "int8" in model.macs_per_cycle, target.name
         assert model.calibration or model.method.startswith("Derived"), target.name
 

@@ -258,6 +258,6 @@ def test_phone_and_microcontroller_bundles_of_several_inputs(models, tmp_path):
 def test_an_input_too_large_to_allocate_is_one_line(tmp_path):
     """A declared dimension of 2**31 (a damaged file, or a misread one) is refused before anything allocates."""
     path = stateful.onnx_model(tmp_path / "huge.onnx", samples=SAMPLES_HUGE)
-    with pytest.raises(UsageError, match=r"input input \[batch, 2147483648\] float32 at 1x2147483648 would take 8.0 "
-                                         r"GiB; give it a shape to run with --input input:SHAPE"):
+    with pytest.raises(UsageError, match=r"huge.onnx: input input \[batch, 2147483648\] float32 at 1x2147483648 "
+                                         r"would take 8.0 GiB; give it a shape to run with --input input:SHAPE"):
         feeds.plan(path)
