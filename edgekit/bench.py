@@ -210,6 +210,8 @@ def bench_targets(path: Path, targets: list[Target], x_test: np.ndarray | None =
             latency_ms=target_latency.ms if target_latency else None,
             latency_basis=target_latency.basis if target_latency else "estimated",
             ops_supported=ops["supported"], ops_detail=ops["detail"],
+            ram_measured_bytes=ram.get("arena_min_bytes") or ram.get("arena_bytes") if ram.get("margin") else None,
+            ram_margin=ram.get("margin") or 0.0,
         )
         results.append(BenchResult(
             file=path.name, format=info.format, precision=precision, size_bytes=info.size_bytes,

@@ -43,9 +43,11 @@ UNFINISHED = "UNFINISHED"  # in a build folder until its manifest is written: wh
 
 
 @contextlib.contextmanager
-def stage(name: str):
-    """Log the stage; turn an unexpected exception inside it into one line naming the stage."""
-    log.info("[%s]", name)
+def stage(name: str, logged: bool = True):
+    """Log the stage (`logged`: a check ahead of its stage is not logged, so that the log keeps the stages' order);
+    turn an unexpected exception inside it into one line naming the stage."""
+    if logged:
+        log.info("[%s]", name)
     started = time.perf_counter()
     try:
         yield
@@ -176,8 +178,10 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
 
     with stage("data"):
         dataset = data.load(spec, input_shape=recipe.input_shape, task=recipe.task)
-        log.info("%s: %s", dataset.name, dataset.sizes())
-    with stage("optimize"):  # what cannot be optimized fails before any training
+        sizes = dataset.sizes()
+        log.info("%s: %s train / %s validation / %s test samples", dataset.name, f"{sizes['train']:,}",
+                 f"{sizes['val']:,}", f"{sizes['test']:,}")
+    with stage("optimize", logged=False):  # what cannot be optimized fails before any training
         optimize.check_supported(zoo.build_model(recipe.builder, dataset.input_shape, dataset.num_classes,
                                                  recipe.builder_args), recipe)
     data_hash = dataset.fingerprint()

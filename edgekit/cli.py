@@ -13,6 +13,7 @@ from edgekit import cli_options as options
 from edgekit.cli_inspect import inspect_command
 from edgekit.errors import EdgekitError
 from edgekit.output import echo, echo_table, holding_results, is_terminal
+from edgekit.units import size_text
 
 
 class _Group(click.Group):
@@ -128,8 +129,8 @@ def _show_build(result, as_json: bool) -> None:
 @options.task()
 @options.timing()
 @click.option("--latency-ms", type=float, default=None, help="Latency budget, overriding the profile's.")
-@click.option("--ram-kb", type=float, default=None, help="RAM budget in KB, overriding the profile's.")
-@click.option("--flash-kb", type=float, default=None, help="Flash budget in KB, overriding the profile's.")
+@click.option("--ram-kb", type=float, default=None, help="RAM budget in KiB, overriding the profile's.")
+@click.option("--flash-kb", type=float, default=None, help="Flash budget in KiB, overriding the profile's.")
 @options.json("Print the whole result as JSON.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the table across targets and a verdict card per target as one self-contained "
@@ -178,7 +179,7 @@ def convert_command(model, fmt, data_spec, out, calibration_samples, task, unsaf
     from edgekit import convert
 
     out, conversion = convert.convert_file(model, fmt, out, data_spec, calibration_samples, task, unsafe_load)
-    echo(f"{fmt}: {out}, {len(conversion.content) / 1024:,.1f} KB; {convert.summary(conversion)}")
+    echo(f"{fmt}: {out}, {size_text(len(conversion.content))}; {convert.summary(conversion)}")
 
 
 @main.command("export")

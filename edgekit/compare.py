@@ -14,6 +14,7 @@ from edgekit.device_results import mismatches, parse_benchmark_model_log, parse_
 from edgekit.errors import UsageError
 from edgekit.feeds import InputSpec
 from edgekit.report import latency as latency_text
+from edgekit.units import count_text, size_text
 
 __all__ = ["compare", "mismatches", "parse_benchmark_model_log", "parse_serial_log", "read_result", "refit", "text"]
 
@@ -26,7 +27,11 @@ def at_threads(estimate: dict[str, Any] | None, threads: int | None) -> dict[str
         return estimate
     ms, factor = by_threads[str(threads)], estimate["error_factor"]
     return {**estimate, "ms": ms, "low_ms": ms / factor, "high_ms": ms * factor, "threads": threads,
-            "method": f"{estimate['method']}; at the measurement's {threads} thread(s): {ms:.3g} ms"}
+            "method": f"{estimate['method']}; at the measurement's {count_text(threads, 'thread')}: {ms:.3g} ms"}
+
+
+def _threads(count: int | None) -> str:
+    return count_text(count, "thread") if count else "threads not stated"
 
 
 def load_build(build_dir: Path, inputs: Sequence[InputSpec] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -194,9 +199,9 @@ def compare(build_dir: Path, result_path: Path, variant_name: str | None = None,
         error = estimate["ms"] / measured - 1
         counted = f", {estimate['instructions']:,} instructions" if estimate.get("instructions") else ""
         rows.append({"figure": "latency",
-                     "estimate": f"{estimate['ms']:.3g} ms {latency_text.basis(estimate)} ({estimate['threads']} "
-                                 f"thread(s){counted})",
-                     "measured": f"{measured:.3g} ms {result['statistic']} ({result.get('threads') or '?'} thread(s))",
+                     "estimate": f"{estimate['ms']:.3g} ms {latency_text.basis(estimate)} ("
+                                 f"{count_text(estimate['threads'], 'thread')}{counted})",
+                     "measured": f"{measured:.3g} ms {result['statistic']} ({_threads(result.get('threads'))})",
                      "error": f"{error:+.0%}", "within": "yes" if latency_text.within(estimate, measured) else "no",
                      "expected": f"{latency_text.band(estimate)}: "
                                  f"{estimate['low_ms']:.3g}-{estimate['high_ms']:.3g} ms"})
@@ -208,10 +213,10 @@ def compare(build_dir: Path, result_path: Path, variant_name: str | None = None,
     ram, host = ram_figures.get("required_bytes"), ram_figures.get("arena_host_bytes")
     memory = result.get("memory_bytes")
     memory_error = ram / memory - 1 if ram and memory else None
-    what = ("emulated 32-bit arena" + (f"; {host / 1024:,.0f} KB on the host" if host else "")
+    what = ("emulated 32-bit arena" + (f"; {size_text(host)} on the host" if host else "")
             if ram_figures.get("basis") == latency_text.EMULATED else "host-measured")
-    rows.append({"figure": "memory", "estimate": "-" if ram is None else f"{ram / 1024:,.0f} KB ({what})",
-                 "measured": "-" if memory is None else f"{memory / 1024:,.0f} KB ({result['memory_what']})",
+    rows.append({"figure": "memory", "estimate": "-" if ram is None else f"{size_text(ram)} ({what})",
+                 "measured": "-" if memory is None else f"{size_text(memory)} ({result['memory_what']})",
                  "error": "-" if memory_error is None else f"{memory_error:+.0%}", "within": "-", "expected": "-"})
     comparison = {"build": str(build_dir), "target": target.name, "variant": variant["name"], "file": variant["file"],
                   "precision": variant["precision"], "matched_by": matched, "result": result, "estimate": estimate,
@@ -326,7 +331,8 @@ def refit(target, model_info, measured_ms: float, *, precision: str, model_name:
         elif table == "latency" and re.match(r"^threads\s*=", line) and threads:
             line = f"threads = {threads}  # the thread count of the measurement this copy was refitted to"
         elif table == "latency" and re.match(r"^runtime\s*=", line) and runtime:
-            line = f"runtime = {json.dumps(f'{runtime}, {threads or target.latency.threads} thread(s)')}"
+            counted = count_text(threads or target.latency.threads, "thread")
+            line = f"runtime = {json.dumps(f'{runtime}, {counted}')}"
         elif table == "latency" and re.match(r"^method\s*=", line):
             line = "method = " + json.dumps(
                 f"{target.latency.method} Refitted by edgekit compare: every rate x{factor:.4g} and the per-op "

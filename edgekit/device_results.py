@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import UsageError, require_file
+from edgekit.targets import DeviceClass
 
 # benchmark_model's summary lines (tensorflow/lite/tools/benchmark/benchmark_model.cc, benchmark_tflite_model.cc).
 # Lines may carry a prefix ("INFO: ", logcat's "I tflite  : "); numbers may be printed as 1.24027e+06.
@@ -160,8 +161,8 @@ def mismatches(result: dict[str, Any], target) -> list[str]:
                         f"{target.name} runs {target.runtime.value}")
     measured_class = "mcu" if micro else "phone" if (result.get("os") or "").startswith("Android") else None
     if measured_class and measured_class != target.device_class.value:
-        problems.append(f"the result comes from a {'microcontroller' if micro else 'phone'}, {target.name} is "
-                        f"a {target.device_class.value}")
+        problems.append(f"the result comes from {DeviceClass(measured_class).noun}, {target.name} is "
+                        f"{target.device_class.noun}")
     arch, allowed = _ARCH.get(str(result.get("machine") or "").lower()), _target_arches(target)
     if arch and allowed and arch not in allowed:
         problems.append(f"the result was measured on {arch} ({result.get('machine')}), {target.name}'s "

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.model_info import Graph, ModelGraphs, Tensor, inspect_graphs
+from edgekit.units import size_text
 from edgekit.validate import check_model_file
 
 METHOD = ("estimated from tensor lifetimes: the largest sum of live non-constant tensor bytes at any op, in the "
@@ -190,9 +191,7 @@ def _quantization(tensor: dict[str, Any]) -> str:
 
 
 def _size(count: int | None) -> str:
-    if count is None:
-        return "?"
-    return f"{count:,} B" if count < 1024 else f"{count / 1024:,.1f} KB"
+    return "?" if count is None else size_text(count)
 
 
 JSON_FIELDS = [

@@ -33,6 +33,7 @@ from typing import Any
 from edgekit._files import write_atomic
 from edgekit.errors import StageError
 from edgekit.targets import Npu, Target
+from edgekit.units import count_text
 
 log = logging.getLogger("edgekit")
 PACKAGE = "ethos-u-vela"
@@ -301,11 +302,11 @@ def combined_latency(result: VelaResult, target: Target, precision: str, estimat
             f"edgekit has no per-operator figure for the {target.cpu.core}"
         cpu_ms, low, high = 0.0, 0.0, 0.0
         cpu = {"ms": None, "ops": len(result.cpu_ops), "basis": None, "method": f"not counted: {why}"}
+    left = f"{count_text(len(result.cpu_ops), 'operator')} Vela leaves on the {target.cpu.core}"
     text = npu_text if not result.cpu_ops else (
-        f"{npu_text}; plus {cpu_ms:.4g} ms for the {len(result.cpu_ops)} operator(s) Vela leaves on the "
-        f"{target.cpu.core} ({cpu['method']})" if cpu["ms"] is not None else
-        f"{npu_text}; the {len(result.cpu_ops)} operator(s) Vela leaves on the {target.cpu.core} are {cpu['method']}, "
-        "so this is a lower bound")
+        f"{npu_text}; plus {cpu_ms:.4g} ms for the {left} ({cpu['method']})" if cpu["ms"] is not None else
+        f"{npu_text}; the {left} {'is' if len(result.cpu_ops) == 1 else 'are'} {cpu['method']}, so this is a lower "
+        "bound")
     latency = LatencyEstimate(
         ms=result.npu_ms + cpu_ms, low_ms=result.npu_ms + low, high_ms=result.npu_ms + high, precision=precision,
         threads=1, runtime=f"{result.accelerator} (Vela {result.vela_version}) + {target.runtime.value} on the "

@@ -27,6 +27,11 @@ class DeviceClass(StrEnum):
     SBC = "sbc"
     MCU = "mcu"
 
+    @property
+    def noun(self) -> str:
+        """The class in words, with its article: 'a single-board computer'."""
+        return {"phone": "a phone", "sbc": "a single-board computer", "mcu": "a microcontroller"}[self.value]
+
 
 class Runtime(StrEnum):
     LITERT = "litert"
@@ -86,8 +91,8 @@ class Cpu:
 
 @dataclass(frozen=True)
 class Memory:
-    """Sizes in KB (1 KB = 1024 bytes). The *_available_kb figures are what is left to the model after
-    the OS or firmware and the runtime take theirs; `reserve_reason` says what takes the rest."""
+    """Sizes in KiB (the `_kb` names stay; 1 KiB = 1024 bytes). The *_available_kb figures are what is left to the
+    model after the OS or firmware and the runtime take theirs; `reserve_reason` says what takes the rest."""
 
     ram_kb: int
     flash_kb: int | None  # None: the model is a file on a file system (SD card, UFS, NVMe), not in flash
@@ -140,9 +145,9 @@ class Target:
             latency_ms=self.budgets.latency_ms if latency_ms is None
             else _override(self, "latency budget", latency_ms, "ms", None, ""),
             ram_kb=self.budgets.ram_kb if ram_kb is None
-            else _override(self, "RAM budget", ram_kb, "KB", self.memory.ram_available_kb, "RAM"),
+            else _override(self, "RAM budget", ram_kb, "KiB", self.memory.ram_available_kb, "RAM"),
             flash_kb=self.budgets.flash_kb if flash_kb is None
-            else _override(self, "flash budget", flash_kb, "KB", self.memory.flash_available_kb, "flash"),
+            else _override(self, "flash budget", flash_kb, "KiB", self.memory.flash_available_kb, "flash"),
         )
         return replace(self, budgets=budgets)
 
@@ -382,10 +387,6 @@ def _error(table: _toml.Table, key: str, expected: str, got: Any) -> UsageError:
 
 
 def _size(kb: float | None) -> str:
-    if kb is None:
-        return "-"
-    if kb >= 1024 * 1024:
-        return f"{kb / (1024 * 1024):.3g} GB"
-    if kb >= 1024:
-        return f"{kb / 1024:.3g} MB"
-    return f"{kb:g} KB"
+    from edgekit.units import kib_text
+
+    return "-" if kb is None else kib_text(kb)

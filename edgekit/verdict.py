@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import UsageError
 from edgekit.targets import Runtime, Target
+from edgekit.units import kib_text
 
 if TYPE_CHECKING:
     from edgekit.recipes import Recipe
@@ -72,25 +73,37 @@ def check_capabilities(recipe: Recipe, target: Target) -> None:
                          f"{target.runtime.value}; this build produces {produced} and float32 TFLite models")
 
 
-def quantity(budget: str, value: float | None, limit: float | None, unit: str, basis: str) -> Check:
+def quantity(budget: str, value: float | None, limit: float | None, unit: str, basis: str,
+             measured: float | None = None, margin: float = 0.0) -> Check:
+    """A figure against its budget. `unit` "KB" (KiB, as profiles give budgets) is written KiB, MiB or GiB by
+    magnitude. `measured` and `margin`: a figure that is a measurement plus the profile's margin (a TFLite Micro
+    arena), written as both ("9.1 KiB measured + 20% margin = 10.9 KiB")."""
     if value is None:
-        return Check(budget, None, None, limit, unit, basis, f"not measured ({budget})")
+        return Check(budget, None, None, limit, unit, basis, "not measured")
+    text = kib_text if unit == "KB" else lambda figure: f"{_number(figure)} {unit}"
+    shown = text(value)
+    if measured is not None and margin:
+        shown = f"{text(measured)} {basis} + {margin:.0%} margin = {shown}"
     if limit is None:
-        return Check(budget, None, value, None, unit, basis, f"{_number(value)} {unit} ({basis}), no budget")
+        return Check(budget, None, value, None, unit, basis,
+                     f"{shown}, no budget" if measured is not None and margin else f"{shown} ({basis}), no budget")
     share = (limit - value) / limit if limit else 0.0
-    margin = f"{share:.0%} headroom" if share >= 0 else f"{-share:.0%} over"
-    return Check(budget, value <= limit, value, limit, unit, basis,
-                 f"{_number(value)} {unit} of {_number(limit)} {unit}, {margin} ({basis})")
+    room = f"{share:.0%} headroom" if share >= 0 else f"{-share:.0%} over"
+    if measured is not None and margin:
+        return Check(budget, value <= limit, value, limit, unit, basis, f"{shown} of {text(limit)}, {room}")
+    return Check(budget, value <= limit, value, limit, unit, basis, f"{shown} of {text(limit)}, {room} ({basis})")
 
 
 def evaluate(target: Target, *, precision: str, flash_bytes: int | None, ram_bytes: int | None,
              ram_basis: str, latency_ms: float | None, latency_basis: str, ops_supported: bool | None,
-             ops_detail: str) -> FitReport:
+             ops_detail: str, ram_measured_bytes: int | None = None, ram_margin: float = 0.0) -> FitReport:
+    """`ram_bytes` is what the check compares; `ram_measured_bytes` and `ram_margin`, when the profile adds a margin
+    to a measured arena, are shown beside it."""
     budgets = target.budgets
     runnable = [p.value for p in target.precisions]
     checks = (
         quantity("latency", latency_ms, budgets.latency_ms, "ms", latency_basis),
-        quantity("ram", _kb(ram_bytes), budgets.ram_kb, "KB", ram_basis),
+        quantity("ram", _kb(ram_bytes), budgets.ram_kb, "KB", ram_basis, _kb(ram_measured_bytes), ram_margin),
         quantity("flash", _kb(flash_bytes), budgets.flash_kb, "KB", "measured"),
         Check("ops", ops_supported, ops_detail, target.runtime.value, "", "measured",
               f"{ops_detail} ({target.runtime.value})"),

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import main
+from edgekit.units import size_text
 
 
 def _int8(model, shape, path):
@@ -87,7 +88,10 @@ def test_json_holds_every_figure(wide_model):
     checks = {c["budget"]: c for c in report["fit"]["checks"]}
     assert set(checks) == {"latency", "ram", "flash", "ops", "precision"}
     assert checks["latency"]["value"] == pytest.approx(estimate["ms"])
-    assert checks["flash"]["summary"].startswith(f"{wide_model.stat().st_size / 1024:,.1f} KB of ")
+    assert checks["flash"]["summary"].startswith(f"{size_text(wide_model.stat().st_size)} of ")
+    ram = checks["ram"]  # the measured arena and the profile's margin, each said
+    assert ram["summary"].startswith(f"{size_text(report['ram']['arena_min_bytes'])} measured + 20% margin = "
+                                     f"{size_text(report['ram']['required_bytes'])} of ")
     assert report["fit"]["fits"] is True
 
 
@@ -118,6 +122,13 @@ def test_budget_overrides_and_all_targets(wide_model, monkeypatch):
                                                          "not emulated: qemu-system-arm not found"]
     for name in ("rpi4", "rp2040", "stm32h743", "android-flagship"):
         assert name in every.stdout
+    # one unit convention: the flash check of one target reads as that target's cell in the table of all
+    small = _bench(wide_model, "--target", "arduino-nano-33-ble-sense")
+    flash = next(line for line in small.stdout.splitlines() if line.strip().startswith("flash")).split(None, 2)[2]
+    figure = flash.split(",")[0]
+    assert figure == f"{size_text(wide_model.stat().st_size)} of 704 KiB" and figure.startswith("1.2 MiB")
+    assert figure in next(line for line in every.stdout.splitlines() if line.startswith("arduino-nano-33-ble-sense "))
+    assert " KB" not in small.stdout + every.stdout and "1 thread, host" in small.stdout
 
 
 def test_bad_model_files_are_one_line_errors(tmp_path):

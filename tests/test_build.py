@@ -217,3 +217,16 @@ def test_a_fresh_build_records_its_cache_and_what_a_rebuild_reproduces(tiny_buil
     assert "host timings" in deterministic["differ"]["report.json"]
     assert (directory / ".cache" / "train" / "entry.json").is_file() and (directory / ".lock").read_text() == ""
     assert not [name for name in manifest["files"] if name.startswith(".")], "the cache and lock are not artifacts"
+
+
+def test_the_log_reads_in_stage_order_with_one_timing_per_step(tiny_build):
+    """Issue 19 item 5: stages logged in the order they run, the data sizes as words, and each optimization step
+    timed once (the training section and the step records give the same seconds)."""
+    result, _, report = tiny_build
+    lines = result.stderr.splitlines()
+    stages = [line for line in lines if line.startswith("[") and line.endswith("]")]
+    assert stages[:5] == ["[data]", "[train]", "[baseline]", "[optimize]", "[convert]"], stages
+    assert "digits: 1,257 train / 180 validation / 360 test samples" in lines
+    assert not any("{" in line for line in lines)
+    for step in report["optimization"]["steps"]:
+        assert report["training"][step["step"]]["seconds"] == step["seconds"], step["step"]

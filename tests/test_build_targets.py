@@ -148,7 +148,7 @@ def test_bench_writes_the_page_across_targets(tiny_build, tmp_path):
     page = Page(page_file.read_text())
     assert not page.misnested and {"targets", "target-rpi4", "target-nucleo-l4r5zi"} <= set(page.ids)
     assert not page.references and not page.images
-    assert "edgekit bench: int8.tflite on rpi4, nucleo-l4r5zi" in page.visible and "flash 1 KB" in page.visible
+    assert "edgekit bench: int8.tflite on rpi4, nucleo-l4r5zi" in page.visible and "flash 1 KiB" in page.visible
     assert result.stderr.splitlines()[-2:] == [f"HTML: {page_file}", result.stderr.splitlines()[-1]]
     # The terminal table, and the page's cards, by fit, then estimated latency (not in the order asked for).
     assert _table_targets(result.stdout) == ["rpi4", "nucleo-l4r5zi"]

@@ -14,6 +14,7 @@ from edgekit import convert, data
 from edgekit.cli import main
 from edgekit.model_info import inspect_model
 from edgekit.runtimes.host import open_runner
+from edgekit.units import size_text
 
 FORMATS = ["tflite-float32", "tflite-float16", "tflite-dynamic", "tflite-int8", "tflite-int16x8", "onnx", "onnx-int8"]
 CALIBRATED = ["tflite-int8", "tflite-int16x8", "onnx-int8"]
@@ -79,7 +80,7 @@ def test_each_format_converts_runs_and_reports_its_check(fmt, converted, model, 
     assert result.exit_code == 0, result.output + repr(result.exception)
     suffix = {"onnx": ".onnx", "onnx-int8": ".int8.onnx"}.get(fmt, f".{fmt.removeprefix('tflite-')}.tflite")
     assert path.name == f"cnn{suffix}"
-    size = f"{path.stat().st_size / 1024:,.1f} KB"
+    size = size_text(path.stat().st_size)
     figure = (r"agrees with Keras on \d+\.\d% of 180 validation inputs \(at least 95%\)"
               if convert.FORMATS[fmt].tolerance is None else
               r"differs from Keras by at most \S+ on 180 validation inputs \(tolerance \S+\)")

@@ -245,7 +245,7 @@ def test_compare_reads_a_benchmark_model_log(tiny_build, tmp_path):
     assert result["kind"] == "benchmark_model" and result["latency_ms"] == pytest.approx(0.098)
     assert result["memory_bytes"] == pytest.approx(3.23047 * 2**20) and result["device"] == "Google Pixel 6a"
     done = CliRunner().invoke(main, ["compare", str(build_dir), str(log)])  # a phone's log against a Pi build
-    assert done.exit_code == 2 and "the result comes from a phone, rpi4 is a sbc" in done.stderr
+    assert done.exit_code == 2 and "the result comes from a phone, rpi4 is a single-board computer" in done.stderr
     done = CliRunner().invoke(main, ["compare", str(build_dir), str(log), "--force"])
     assert done.exit_code == 0, done.output + repr(done.exception)
     assert "int8.tflite (int8)" in done.stdout and "model file name" in done.stdout
@@ -260,7 +260,8 @@ def test_compare_reads_a_serial_log(tiny_build, tmp_path):
     done = CliRunner().invoke(main, ["compare", str(build_dir), str(log), "--variant", "int8", "--json"])
     assert done.exit_code == 2 and done.stderr == (
         "Error: serial.log cannot be a measurement of rpi4: the result ran TFLite Micro (serial log), rpi4 runs "
-        "litert; the result comes from a microcontroller, rpi4 is a sbc (--force compares anyway, marked)\n")
+        "litert; the result comes from a microcontroller, rpi4 is a single-board computer (--force compares anyway, "
+        "marked)\n")
     done = CliRunner().invoke(main, ["compare", str(build_dir), str(log), "--variant", "int8", "--json", "--force"])
     assert done.exit_code == 0, done.output + repr(done.exception)
     assert json.loads(done.stdout)["result"]["latency_ms"] == 21
@@ -325,6 +326,6 @@ def test_an_emulated_phone_or_pi_figure_is_compared_at_the_measurements_threads(
                 "emulation": {"ms_by_threads": {"1": 1.0, "2": 1.2, "3": 1.4, "4": 1.6}}}
     four = at_threads(estimate, 4)
     assert (four["ms"], four["low_ms"], four["high_ms"], four["threads"]) == (1.6, 0.8, 3.2, 4)
-    assert four["method"].endswith("at the measurement's 4 thread(s): 1.6 ms")
+    assert four["method"].endswith("at the measurement's 4 threads: 1.6 ms")
     assert at_threads(estimate, 1) is estimate and at_threads(estimate, None) is estimate
     assert at_threads({**estimate, "emulation": None}, 4)["ms"] == 1.0  # a cost model's figure stays

@@ -120,7 +120,7 @@ def test_custom_target_example_prints_the_fit_verdicts(tmp_path, capsys):
                         "mnist-cnn.int8.tflite": {"my-f411-board": False, "nucleo-l4r5zi": True}}
     printed = capsys.readouterr().out
     assert "my-f411-board: DOES NOT FIT (" in printed
-    assert re.search(r"flash +MISS +1,5\d\d\.\d KB of 384\.0 KB", printed)
+    assert re.search(r"flash +MISS +1\.\d MiB of 384 KiB", printed)
 
 
 @pytest.fixture(scope="module")

@@ -123,7 +123,7 @@ def test_onnx_symbolic_batch(files):
     assert [op["live_bytes"] for op in report["ops"][:2]] == [4 * 64 * (3 + 4), 4 * 64 * (4 + 4)]
     assert report["activations"]["peak_bytes"] == 2048 and report["activations"]["peak_op"] == 1
     human = CliRunner().invoke(main, ["inspect", str(files["symbolic.onnx"])])
-    assert human.exit_code == 0 and "batchx3x8x8" in human.stdout and "peak 2.0 KB at op 1" in human.stdout
+    assert human.exit_code == 0 and "batchx3x8x8" in human.stdout and "peak 2 KiB at op 1" in human.stdout
 
 
 def test_human_output(files):

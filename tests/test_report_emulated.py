@@ -163,8 +163,8 @@ def test_the_page_names_the_emulated_figures_and_what_made_them(judged):
     assert "<th>instructions</th>" in ops and "1,118,452" in ops and "emulated ms" in ops
     assert "est. ms" not in ops and "±" not in ops
     memory = html._memory(report, {})
-    assert "RAM: tensor arena (emulated core, 32-bit)</td><td>22.4 KB" in memory
-    assert "tensor arena on this host (64-bit; Cortex-M4&#x27;s replaces it)</td><td>23.8 KB" in memory
+    assert "RAM: tensor arena (emulated core, 32-bit)</td><td>22.4 KiB" in memory
+    assert "tensor arena on this host (64-bit; Cortex-M4&#x27;s replaces it)</td><td>23.8 KiB" in memory
     assert "RAM (emulated): the arena TFLite Micro used" in memory
     method = html._method(report)
     assert "Target latency on nucleo-l4r5zi: emulated." in method
@@ -207,9 +207,9 @@ def test_compare_judges_an_emulated_figure_by_its_band(judged, tmp_path, measure
     comparison = compare(build, _serial(tmp_path, measured))
     latency, memory = comparison["rows"]
     assert comparison["estimate"]["basis"] == "emulated"
-    assert latency["estimate"] == "121 ms emulated (1 thread(s), 7,700,229 instructions)"
+    assert latency["estimate"] == "121 ms emulated (1 thread, 7,700,229 instructions)"
     assert latency["within"] == within and latency["expected"] == "x/÷1.7: 72.8-200 ms"
-    assert memory["estimate"] == "22 KB (emulated 32-bit arena; 24 KB on the host)"
+    assert memory["estimate"] == "22.4 KiB (emulated 32-bit arena; 23.8 KiB on the host)"
 
 
 @pytest.mark.parametrize("measured, within", [(5.0, "yes"), (20.0, "no")])

@@ -17,6 +17,7 @@ from edgekit.report import confusion as confusion_report
 from edgekit.report import html as html_report
 from edgekit.report import plots
 from edgekit.report.text import to_markdown, variant_row
+from edgekit.units import size_text
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SECTIONS = ("verdict", "variants", "accuracy-size", "host-latency", "per-op", "memory", "confusion-matrix",
@@ -122,8 +123,8 @@ def test_the_page_holds_the_numbers_of_report_json(page, rendered):
     assert "FITS" in text if report["fits"] else "DOES NOT FIT" in text
     for op in selected["target_latency"]["per_op"]:  # the per-op breakdown of the selected variant
         assert f"{op['macs']:,}" in text and f"{op['ms']:.4g}" in text, op
-    assert f"{selected['flash']['model_bytes'] / 1024:,.1f} KB" in text
-    assert f"{selected['ram']['required_bytes'] / 1024:,.1f} KB" in text
+    assert size_text(selected["flash"]["model_bytes"]) in text
+    assert size_text(selected["ram"]["required_bytes"]) in text
     for phase, info in report["training"].items():  # the training phases, float to QAT
         assert phase in text and f"{info['val_loss']:.4f}" in text, phase
     assert set(report["training"]) >= {"float", "prune", "qat"}
@@ -249,7 +250,7 @@ def test_a_budget_barely_used_is_written_on_its_bar(rendered):
     _, report, _, _ = rendered
     ram = {**_check(report, "ram"), "value": 3800.0, "limit": 3145728.0, "ok": True}  # a Pi: 0.12% of 3 GB
     bar = Page(html_report._budget_bar(ram))
-    assert "0.12% used: 3.71 MB of 3 GB" in bar.visible
+    assert "0.12% used: 3.7 MiB of 3 GiB" in bar.visible
     assert bar.css == ["width:0.121%"]  # to scale; the words carry what the sliver cannot
     latency = Page(html_report._budget_bar({**_check(report, "latency"), "value": 0.2, "limit": 50.0}))
     assert "0.4% used: 0.2 ms of 50 ms" in latency.visible
@@ -305,7 +306,7 @@ def test_float_and_onnx_markers_on_one_spot_are_drawn_apart(rendered):
     assert any(f"{first} and {onnx} nearly coincide" in t.get_text() for t in axes.texts)
 
 
-def test_the_ram_chart_names_its_parts_in_kb_and_keeps_a_far_budget_off_its_scale(rendered):
+def test_the_ram_chart_names_its_parts_in_kib_and_keeps_a_far_budget_off_its_scale(rendered):
     from edgekit.report.plotstyle import drawn
 
     _, report, _, _ = rendered
@@ -314,13 +315,13 @@ def test_the_ram_chart_names_its_parts_in_kb_and_keeps_a_far_budget_off_its_scal
     figure = drawn(plots.memory_figure, pi, selected)
     ram_axes, flash_axes = figure.axes[:2]
     legend = ram_axes.get_legend()
-    assert legend is not None and "KB" in legend.get_title().get_text()
-    assert all(t.get_text().endswith(" KB") for t in legend.get_texts())
+    assert legend is not None and "KiB" in legend.get_title().get_text()
+    assert all(t.get_text().endswith((" B", " KiB", " MiB")) for t in legend.get_texts())
     assert legend.get_window_extent().y0 > flash_axes.get_window_extent().y1  # above the RAM chart, not the flash
     bar = ram_axes.patches[-1].get_window_extent()
     assert bar.x1 - ram_axes.get_window_extent().x0 > 0.5 * ram_axes.get_window_extent().width
-    assert any(t.get_text().startswith("budget 3,145,728 KB") for t in ram_axes.texts)
-    assert ram_axes.get_xlabel() == "KB (1024 bytes)"
+    assert any(t.get_text().startswith("budget 3 GiB") for t in ram_axes.texts)
+    assert ram_axes.get_xlabel() == "KiB (1024 bytes)"
     near = {**report, "budgets": {**report["budgets"], "ram_kb": selected["ram"]["required_bytes"] / 1024 * 2}}
     ram_axes = drawn(plots.memory_figure, near, selected).axes[0]
     assert [line.get_xdata()[0] for line in ram_axes.lines] == [selected["ram"]["required_bytes"] / 1024 * 2]

@@ -89,7 +89,7 @@ def _commands(tiny_build, tiny_recipe, tflite: Path, work: Path, slow: bool) -> 
         "models": (["models", "--json"], "json"),
         "report": (["report", folder, "--format", "json"], "json"),
         "convert": (["convert", folder / "float32.keras", "--to", "tflite-float32", "--out", work / "float.tflite"],
-                    r"tflite-float32: .*float\.tflite, [\d.]+ KB; .*"),
+                    r"tflite-float32: .*float\.tflite, [\d.]+ KiB; .*"),
         "export": (["export", tflite, "--target", "rpi4", "--out", work / "bundle", "--data", "digits"],
                    r".*bundle: README\.md, .*"),
         "verify": (["verify", folder], r".*: every file matches manifest\.json"),

@@ -14,6 +14,7 @@ from test_report_html import Page, _pixels
 
 from edgekit import sweep as sweeps
 from edgekit.cli import main
+from edgekit.units import size_text
 
 # Whole builds or many trainings: outside the fast selection (pytest -m "not slow"), run by CI.
 pytestmark = pytest.mark.slow
@@ -127,8 +128,8 @@ def test_sweep_html_is_one_self_contained_page_with_the_front_and_every_point(fi
     for row in summary["points"]:  # the table of every point, with sweep.json's figures
         figures = row["targets"][TARGET]
         assert row["point"] in text and f"{figures['metric']:.4f}" in text, row["point"]
-        assert f"{figures['latency_ms']:.4g}" in text and f"{figures['flash_bytes'] / 1024:,.1f} KB" in text
-        assert f"{figures['ram_bytes'] / 1024:,.1f} KB" in text
+        assert f"{figures['latency_ms']:.4g}" in text and size_text(figures["flash_bytes"]) in text
+        assert size_text(figures["ram_bytes"]) in text
     # Self-contained: the only references are the embedded figures, and they decode to real pictures.
     assert page.references and all(v.startswith("data:image/png;base64,") for _, _, v in page.references)
     assert not {"script", "link", "iframe", "object", "embed", "base"} & set(page.tags)

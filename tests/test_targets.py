@@ -127,7 +127,7 @@ def test_rpi4_the_default_build_target():
     assert rpi4.budgets.latency_ms == 50
     assert rpi4.summary() == {
         "name": "rpi4", "class": "sbc", "core": "Cortex-A72", "clock": "1800 MHz", "cores": "4",
-        "RAM available": "3 GB", "flash available": "-", "runtime": "litert", "precisions": "int8, float32",
+        "RAM available": "3 GiB", "flash available": "-", "runtime": "litert", "precisions": "int8, float32",
         "latency budget": "50 ms",
     }
 
@@ -143,7 +143,7 @@ def test_a_user_file_loads_by_path(tmp_path, monkeypatch):
     path = write(tmp_path, BOARD)
     target = targets.load(path)
     assert (target.name, target.file, target.device_class) == ("my-board", path, DeviceClass.MCU)
-    assert target.summary()["flash available"] == "320 KB"
+    assert target.summary()["flash available"] == "320 KiB"
     monkeypatch.chdir(tmp_path)
     assert targets.load("./my-board.toml") == target
     assert targets.load("my-board.toml") == target
@@ -185,18 +185,18 @@ def test_with_budgets_rejects_impossible_budgets(tmp_path):
     target = targets.load(path)
     with pytest.raises(UsageError) as caught:
         target.with_budgets(ram_kb=200)
-    assert str(caught.value) == (f"RAM budget of 200 KB is more than the 96 KB of RAM available on target "
+    assert str(caught.value) == (f"RAM budget of 200 KiB is more than the 96 KiB of RAM available on target "
                                  f"'my-board' ({path})")
     with pytest.raises(UsageError) as caught:
         target.with_budgets(flash_kb=321)
-    assert str(caught.value) == (f"flash budget of 321 KB is more than the 320 KB of flash available on "
+    assert str(caught.value) == (f"flash budget of 321 KiB is more than the 320 KiB of flash available on "
                                  f"target 'my-board' ({path})")
     with pytest.raises(UsageError) as caught:
         target.with_budgets(latency_ms=0)
     assert str(caught.value) == "latency budget must be a number > 0 ms, got 0"
     with pytest.raises(UsageError) as caught:
         target.with_budgets(ram_kb="lots")
-    assert str(caught.value) == "RAM budget must be a number > 0 KB, got 'lots'"
+    assert str(caught.value) == "RAM budget must be a number > 0 KiB, got 'lots'"
 
 
 def test_unknown_name_suggests_the_closest():

@@ -42,7 +42,7 @@ def export_bundle(model: Path, target, out: Path, labels: Path | None = None, sa
     model, out = Path(model), Path(out)
     fmt = check_model_file(model)
     if fmt != "tflite":
-        raise UsageError(f"{model}: a {target.device_class.value} bundle runs LiteRT, which loads .tflite files, "
+        raise UsageError(f"{model}: {target.device_class.noun}'s bundle runs LiteRT, which loads .tflite files, "
                          f"not {fmt}")
     info = inspect_model(model)
     if labels is not None and not Path(labels).is_file():

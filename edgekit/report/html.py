@@ -25,6 +25,7 @@ from edgekit.report import text as reports
 from edgekit.report.confusion import CLASS_TASKS, recompute_confusion
 from edgekit.report.contract import SCHEMA_VERSION, cross_target
 from edgekit.report.plotstyle import amount_text, share_text
+from edgekit.units import kib_text, size_text
 
 if TYPE_CHECKING:
     from edgekit.results import TargetResult
@@ -232,7 +233,7 @@ def _selected(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _kb(count: float | None) -> str:
-    return "-" if count is None else f"{count / 1024:,.1f} KB"
+    return "-" if count is None else size_text(count)
 
 
 def _ms(value: float | None) -> str:
@@ -304,7 +305,7 @@ def _card(report: dict[str, Any], variant: dict[str, Any]) -> str:
 
 def _budget_bar(check: dict[str, Any]) -> str:
     """A budget as a bar to scale, with the share used written on it: 0.12% of a Raspberry Pi's RAM is a sliver
-    on any linear scale, so the words carry it ("0.12% used: 3.7 MB of 3.0 GB")."""
+    on any linear scale, so the words carry it ("0.12% used: 3.7 MiB of 3 GiB")."""
     value, limit = check["value"], check["limit"]
     if isinstance(value, int | float) and isinstance(limit, int | float) and limit > 0:
         share = value / limit
@@ -324,18 +325,19 @@ def _check_figure(variant: dict[str, Any], budget: str) -> str:
     if not isinstance(check["value"], int | float):
         return "-"
     value = check["value"]
-    figure = f"{value:,.1f} {check['unit']}" if value >= 10 else f"{value:.3g} {check['unit']}"
+    figure = kib_text(value) if check["unit"] == "KB" else \
+        f"{value:,.1f} {check['unit']}" if value >= 10 else f"{value:.3g} {check['unit']}"
     limit = check["limit"]
     return figure if not isinstance(limit, int | float) or not limit else f"{figure} ({share_text(value / limit)} used)"
 
 
 def _budget_line(report: dict[str, Any]) -> str:
     budgets = report["budgets"]
-    parts = [f"{name} {'none' if budgets.get(key) is None else f'{_plain(budgets[key])} {unit}'}"
-             for name, key, unit in (("latency", "latency_ms", "ms"), ("RAM", "ram_kb", "KB"),
-                                     ("flash", "flash_kb", "KB"))]
+    parts = [f"{name} {'none' if budgets.get(key) is None else written(budgets[key])}"
+             for name, key, written in (("latency", "latency_ms", lambda ms: f"{_plain(ms)} ms"),
+                                        ("RAM", "ram_kb", kib_text), ("flash", "flash_kb", kib_text))]
     variant = _selected(report)
-    return (f"Budgets of {report['target']}: {', '.join(parts)} (KB = 1024 bytes). " + latencies.figures_note(
+    return (f"Budgets of {report['target']}: {', '.join(parts)} (KiB = 1024 bytes). " + latencies.figures_note(
         [(variant.get("target_latency") or {}).get("basis", "estimated")], [variant["ram"].get("basis")]))
 
 
@@ -351,7 +353,7 @@ def _variants(report: dict[str, Any]) -> str:
 
 def _flash_note(report: dict[str, Any]) -> str:
     budget = report["budgets"].get("flash_kb")
-    flash = (f"The dashed line is {report['target']}'s flash budget, {_plain(budget)} KB." if budget is not None else
+    flash = (f"The dashed line is {report['target']}'s flash budget, {kib_text(budget)}." if budget is not None else
              f"{report['target']} sets no flash budget.")
     return _note(f"{flash} Filled markers: the file; hollow: after gzip -9. The star is the selected variant.")
 
@@ -407,7 +409,7 @@ def _memory(report: dict[str, Any], figures: dict[str, bytes]) -> str:
     ram, budgets = variant["ram"], report["budgets"]
     rows = [(f"RAM: {name}", _kb(count)) for name, count in ram_parts(ram)]
     rows += [("RAM required", _kb(ram.get("required_bytes"))),
-             ("RAM budget", "none" if budgets.get("ram_kb") is None else f"{_plain(budgets['ram_kb'])} KB")]
+             ("RAM budget", "none" if budgets.get("ram_kb") is None else kib_text(budgets["ram_kb"]))]
     if "arena_host_bytes" in ram:  # emulated: the host's 64-bit arena beside the 32-bit one the core used
         rows.append((f"tensor arena on this host (64-bit; {latencies.core_of(variant) or 'the core'}'s replaces it)",
                      _kb(ram["arena_host_bytes"])))
@@ -421,7 +423,7 @@ def _memory(report: dict[str, Any], figures: dict[str, bytes]) -> str:
                  (f"LiteRT heap {where}: total after warm-up", _kb(heap.get("total_bytes"))),
                  ("model file, mapped", _kb(heap.get("model_mapped_bytes")))]
     rows += [("flash: model file", _kb(variant["flash"]["model_bytes"])),
-             ("flash budget", "none" if budgets.get("flash_kb") is None else f"{_plain(budgets['flash_kb'])} KB")]
+             ("flash budget", "none" if budgets.get("flash_kb") is None else kib_text(budgets["flash_kb"]))]
     method = ram.get("method") or ram.get("note") or ""
     return _section("memory", f"RAM and flash of {variant['name']}", _figure(figures, "memory"),
                     _table(("figure", "value"), rows), _note(f"RAM ({ram.get('basis', '?')}): {method}"),

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from edgekit.estimate import band_text
+from edgekit.units import count_text, size_text
 
 EMULATED = "emulated"
 
@@ -30,10 +31,27 @@ def within(estimate: dict[str, Any], measured_ms: float) -> bool:
     return estimate["low_ms"] <= measured_ms <= estimate["high_ms"]
 
 
+def stated(estimate: dict[str, Any]) -> bool:
+    """Whether the figure has an error band of its own. Vela states none for its NPU estimate (edgekit.npu)."""
+    return band(estimate) != band_text(None, 0.0)
+
+
 def figure(estimate: dict[str, Any], unit: str = " ms", budget: str = "") -> str:
-    """`121 ms x/÷1.7 (emulated)`, `41.2 ms ±30% of 50 ms (estimated)`: the basis last, as the fit checks say
-    theirs, so that a narrow table column wraps it onto a line of its own."""
+    """`121 ms x/÷1.7 (emulated)`, `41.2 ms ±30% of 50 ms (estimated)`, `0.41 ms of 10 ms (Vela's estimate)`: the
+    basis last, as the fit checks say theirs, so that a narrow table column wraps it onto a line of its own."""
+    if not stated(estimate):
+        return f"{estimate['ms']:.3g}{unit}{budget} (Vela's estimate)"
     return f"{estimate['ms']:.3g}{unit} {band(estimate)}{budget} ({basis(estimate)})"
+
+
+def range_text(estimate: dict[str, Any]) -> str:
+    """`121 ms emulated (71.2-206 ms, x/÷1.7)`; a figure with no band of its own (Vela's) is named as such, with
+    the range its CPU part spans when it has one."""
+    low, high = estimate["low_ms"], estimate["high_ms"]
+    if not stated(estimate):
+        spread = f" ({low:.3g}-{high:.3g} ms with the CPU part's band)" if high > low else ""
+        return f"{estimate['ms']:.3g} ms, Vela's estimate{spread}"
+    return f"{estimate['ms']:.3g} ms {basis(estimate)} ({low:.3g}-{high:.3g} ms, {band(estimate)})"
 
 
 def qemu(version: str) -> str:
@@ -62,7 +80,7 @@ def counted(estimate: dict[str, Any]) -> str | None:
     emulation = estimate.get("emulation") or {}
     if emulation.get("threads"):  # LiteRT: counted on one thread, timed for the target's threads
         return (text + f" on one thread x {emulation['cpi']:.3g} cycles per instruction ({emulation.get('cpi_basis')})"
-                f", shared out over {emulation['threads']} thread(s), / {emulation['clock_mhz']:g} MHz")
+                f", shared out over {count_text(emulation['threads'], 'thread')}, / {emulation['clock_mhz']:g} MHz")
     if emulation.get("cpi") and estimate["ms"]:
         mhz = estimate["instructions"] * emulation["cpi"] / (estimate["ms"] * 1e3)  # ms = instructions x CPI / clock
         text += (f" x {emulation['cpi']:.3g} cycles per instruction ({emulation.get('cpi_basis', 'fitted')}) "
@@ -83,11 +101,10 @@ def heap_figure(ram: dict[str, Any]) -> str | None:
     heap = ram.get("heap") or {}
     if "total_bytes" not in heap:
         return None
-    kib = "{:,.0f} KiB".format
-    return (f"{kib(heap['total_bytes'] / 1024)} on an emulated {ram.get('heap_core')} (loading "
-            f"{kib(heap.get('interpreter_bytes', 0) / 1024)}, allocate_tensors "
-            f"{kib(heap.get('allocate_bytes', 0) / 1024)}: arena and XNNPACK's packed weights); the model file mapped, "
-            f"{kib(heap.get('model_mapped_bytes', 0) / 1024)}")
+    return (f"{size_text(heap['total_bytes'])} on an emulated {ram.get('heap_core')} (loading "
+            f"{size_text(heap.get('interpreter_bytes', 0))}, allocate_tensors "
+            f"{size_text(heap.get('allocate_bytes', 0))}: arena and XNNPACK's packed weights); the model file mapped, "
+            f"{size_text(heap.get('model_mapped_bytes', 0))}")
 
 
 def ram_figure(ram: dict[str, Any], core: str | None = None) -> str | None:

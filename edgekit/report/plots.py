@@ -25,6 +25,7 @@ from edgekit.report.plotstyle import (
     _thousands,
     share_text,
 )
+from edgekit.units import count_text, kib_text, size_text
 
 MAX_OPS = 40  # a taller per-op chart stops being readable; the most expensive ops are kept
 MAX_ANNOTATED_CLASSES = 30  # above this the confusion matrix cells are too small for their counts
@@ -83,17 +84,18 @@ def accuracy_figure(report: dict[str, Any]):
         axes.scatter([raw], [value], s=130 if selected else 55, color=color, marker=marker, zorder=4, alpha=0.9,
                      transform=where, gid=f"{variant['name']}:file",
                      label=f"{variant['name']}{' (selected)' if selected else ''}: {variant['format']} "
-                           f"{variant['precision']}, {raw:,.1f} KB (gzip {packed:,.1f}), {value:.4f}{drop}")
+                           f"{variant['precision']}, {size_text(variant['size_bytes'])} "
+                           f"(gzip {size_text(variant['gzip_bytes'])}), {value:.4f}{drop}")
         axes.scatter([packed], [value], s=45, facecolors="white", edgecolors=color, marker=marker, zorder=4,
                      transform=where, gid=f"{variant['name']}:gzip")
     if budget is not None:
-        axes.axvline(budget, color=BUDGET, linestyle="--", linewidth=1.2, label=f"flash budget {budget:,.0f} KB")
+        axes.axvline(budget, color=BUDGET, linestyle="--", linewidth=1.2, label=f"flash budget {kib_text(budget)}")
     if shifts:
         axes.annotate(f"{' and '.join(shifts)} nearly coincide: drawn a marker's height apart so that neither "
                       "hides the other", (0.99, 0.02), xycoords="axes fraction", ha="right", fontsize=7,
                       color="#57606a")
     better = "higher" if task.higher_is_better(metric) else "lower"
-    axes.set_xlabel("size (KB = 1024 bytes); filled: file, hollow: gzip -9")
+    axes.set_xlabel("size (KiB = 1024 bytes); filled: file, hollow: gzip -9")
     axes.set_ylabel(f"test {metric} ({better} is better)")
     samples = report["dataset"]["test"]
     title = f"{metric} vs size on {samples} test samples" + (
@@ -175,7 +177,7 @@ def host_latency(report: dict[str, Any]) -> bytes:
     axes.margins(y=0.3)
     first = variants[0]["latency_ms"]
     axes.set_xlabel(f"host latency (ms), batch 1, {first['runs']} runs after {first['warmup']} warm-up, "
-                    f"{first['threads']} thread(s): line min to p99, box median to p90, dot mean")
+                    f"{count_text(first['threads'], 'thread')}: line min to p99, box median to p90, dot mean")
     axes.set_title(f"host latency per variant (this machine, not {report['target']})")
     return _png(figure)
 
@@ -296,7 +298,7 @@ RAM_COLORS = {"persistent": "#0969da", "non-persistent (activations)": "#54aeff"
 
 def memory_figure(report: dict[str, Any], variant: dict[str, Any]):
     """RAM (its parts, named with their sizes in the legend above it) and flash of one variant, each against its
-    budget on its own axis in KB. A budget far beyond the figure (a Raspberry Pi's gigabytes against a few
+    budget on its own axis in KiB. A budget far beyond the figure (a Raspberry Pi's gigabytes against a few
     megabytes) is written at the axis' end instead of drawn, so that the bar keeps a readable length."""
     budgets = report["budgets"]
     figure, (ram_axes, flash_axes) = _figure(8.5, 3.4, nrows=2)
@@ -304,19 +306,20 @@ def memory_figure(report: dict[str, Any], variant: dict[str, Any]):
     left = 0.0
     for name, count in parts:
         ram_axes.barh(0, _kb(count), left=left, height=0.5, color=RAM_COLORS[name],
-                      label=f"{name}: {_kb(count):,.1f} KB")
+                      label=f"{name}: {size_text(count)}")
         left += _kb(count)
-    ram_note = f"{left:,.1f} KB ({variant['ram'].get('basis', 'measured')})" if parts else \
+    ram_note = f"{kib_text(left)} ({variant['ram'].get('basis', 'measured')})" if parts else \
         f"not measured: {variant['ram'].get('note', '')}"
     if parts and variant["ram"].get("arena_host_bytes"):  # emulated: the host's 64-bit arena beside it
-        ram_note = f"{ram_note[:-1]} 32-bit arena; {_kb(variant['ram']['arena_host_bytes']):,.1f} KB on this host)"
+        ram_note = f"{ram_note[:-1]} 32-bit arena; {size_text(variant['ram']['arena_host_bytes'])} on this host)"
     _budget_axes(ram_axes, "RAM", left, budgets.get("ram_kb"), ram_note)
     if parts:
-        ram_axes.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=len(parts), title="RAM, in KB (1024 bytes)",
+        ram_axes.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=len(parts), title="RAM (KiB = 1024 bytes)",
                         title_fontsize=8, alignment="left")
     flash = _kb(variant["flash"]["model_bytes"])
     flash_axes.barh(0, flash, height=0.5, color="#8250df")
-    _budget_axes(flash_axes, "flash", flash, budgets.get("flash_kb"), f"{flash:,.1f} KB model file")
+    _budget_axes(flash_axes, "flash", flash, budgets.get("flash_kb"),
+                 f"{size_text(variant['flash']['model_bytes'])} model file")
     figure.suptitle(f"{variant['name']}: RAM and flash against {report['target']}'s budgets", fontweight="bold",
                     fontsize=10)
     return figure
@@ -339,16 +342,16 @@ def _budget_axes(axes, name: str, value: float, budget: float | None, note: str)
     if budget is None:
         note += ", no budget"
     else:
-        note = f"{note} of {budget:,.0f} KB budget ({share_text(value / budget if budget else 0)} used)"
+        note = f"{note} of {kib_text(budget)} budget ({share_text(value / budget if budget else 0)} used)"
         if far:  # the budget is off this axis: say where it is
-            axes.annotate(f"budget {budget:,.0f} KB, {budget / value:,.0f}x this: off the scale →", (1, 0.82),
+            axes.annotate(f"budget {kib_text(budget)}, {budget / value:,.0f}x this: off the scale →", (1, 0.82),
                           xycoords="axes fraction", ha="right", color=BUDGET, fontsize=8)
         else:
             axes.axvline(budget, color=BUDGET, linestyle="--", linewidth=1.2)
             axes.annotate("budget", (budget, 0.45), textcoords="offset points", xytext=(3, 0), color=BUDGET,
                           fontsize=8)
     axes.annotate(note, (value, 0), textcoords="offset points", xytext=(6, -3), fontsize=8)
-    axes.set_xlabel("KB (1024 bytes)")
+    axes.set_xlabel("KiB (1024 bytes)")
     axes.xaxis.set_major_formatter(_thousands())
 
 

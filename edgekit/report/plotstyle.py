@@ -103,9 +103,10 @@ def share_text(share: float) -> str:
 
 
 def amount_text(value: float, unit: str) -> str:
-    """A figure in its budget's unit, KB written as KB, MB or GB (1024 each) so that it reads at a glance."""
+    """A figure in its budget's unit; KB (KiB, as budgets give it) written as sizes are (edgekit.units), so that it
+    reads at a glance: 3.7 MiB, 3 GiB."""
     if unit == "KB":
-        for size, name in ((1024**2, "GB"), (1024, "MB")):
-            if value >= size:
-                return f"{value / size:.3g} {name}"
+        from edgekit.units import kib_text
+
+        return kib_text(value)
     return f"{value:.3g} {unit}"

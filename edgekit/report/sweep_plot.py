@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekit.report.plotstyle import ACCENT, BAD, NEUTRAL, _figure, _kb, _png, _styled, _thousands
+from edgekit.report.plotstyle import ACCENT, BAD, NEUTRAL, _figure, _png, _styled, _thousands
+from edgekit.units import size_text
 
 
 @_styled
@@ -37,7 +38,7 @@ def sweep_front(summary: dict[str, Any], target: str) -> bytes | None:
         axes.plot([r["latency_ms"] for r in on_front], [r["metric"] for r in on_front], color=ACCENT,
                   linewidth=1, alpha=0.6, zorder=2)
     for row in rows:
-        ram = f", {_kb(row['ram_bytes']):,.1f} KB RAM" if row["ram_bytes"] else ""
+        ram = f", {size_text(row['ram_bytes'])} RAM" if row["ram_bytes"] else ""
         axes.annotate(f"{row['point'].rsplit('-', 1)[-1]}{ram}", (row["latency_ms"], row["metric"]),
                       textcoords="offset points", xytext=(7, 5), fontsize=7,
                       color=ACCENT if row["point"] in front else "#57606a")

@@ -8,6 +8,7 @@ import platform
 from typing import TYPE_CHECKING, Any
 
 from edgekit.report import latency as latencies
+from edgekit.units import count_text, kib_text, size_text
 
 if TYPE_CHECKING:
     from edgekit.bench import BenchResult
@@ -37,8 +38,8 @@ def variant_row(variant: dict[str, Any]) -> tuple[str, ...]:
     latency = variant["latency_ms"]
     metric = variant.get("metric")
     return (
-        variant["name"], variant["format"], variant["precision"], _size(variant["size_bytes"]),
-        _size(variant["gzip_bytes"]), f"{variant['sparsity']:.1%}",
+        variant["name"], variant["format"], variant["precision"], size_text(variant["size_bytes"]),
+        size_text(variant["gzip_bytes"]), f"{variant['sparsity']:.1%}",
         "n/a" if metric is None else f"{metric['value']:.4f}",
         f"{latency['median']:.3f} / {latency['p90']:.3f}",
         _estimate(variant.get("target_latency")),
@@ -126,20 +127,16 @@ def _selected(report: dict[str, Any]) -> dict[str, Any]:
     return next(v for v in report["variants"] if v["name"] == report["selected"])
 
 
-def _size(count: int) -> str:
-    return f"{count / 1024:.1f} KiB" if count >= 1024 else f"{count} B"
-
-
 def model_lines(result: BenchResult) -> list[str]:
     """What `edgekit bench` prints about the model itself: the same on every target."""
     latency, metric = result.latency_ms, result.metric
     lines = [
-        f"{result.file}: {result.format} {result.precision}, {_size(result.size_bytes)} "
-        f"(gzip {_size(result.gzip_bytes)}), {result.params:,} params, {result.macs:,} MACs "
+        f"{result.file}: {result.format} {result.precision}, {size_text(result.size_bytes)} "
+        f"(gzip {size_text(result.gzip_bytes)}), {result.params:,} params, {result.macs:,} MACs "
         f"+ {result.element_ops:,} element ops, weight sparsity {result.sparsity:.1%}",
         f"ops: {', '.join(f'{op} x{n}' for op, n in result.structure['op_counts'].items())}",
         f"host latency: {latency.median:.3f} ms median, {latency.p90:.3f} p90, {latency.p99:.3f} p99 "
-        f"({latency.runs} runs after {latency.warmup} warm-up, {latency.threads} thread(s), host)",
+        f"({latency.runs} runs after {latency.warmup} warm-up, {count_text(latency.threads, 'thread')}, host)",
     ]
     if metric is not None:
         lines.append(f"{metric['name']}: {metric['value']:.4f} on the given test data (host)")
@@ -165,9 +162,8 @@ def target_lines(result: BenchResult) -> list[str]:
     estimate, verdict = result.target_latency, result.fit
     lines = []
     if estimate:
-        lines.append(f"target latency on {result.target}: {estimate.ms:.3g} ms {estimate.basis} ({estimate.low_ms:.3g}-"
-                     f"{estimate.high_ms:.3g} ms, {estimate.band}), {estimate.runtime}")
         described = estimate.to_dict()
+        lines.append(f"target latency on {result.target}: {latencies.range_text(described)}, {estimate.runtime}")
         counted = latencies.counted(described)
         if counted:
             lines.append(f"  {counted}")
@@ -194,9 +190,9 @@ def cross_target_row(row: dict[str, Any]) -> tuple[str, ...]:
     emulated_ram = " (emulated)" if row.get("ram_basis") == latencies.EMULATED else ""
     return (row["target"], "yes" if row["fits"] else "NO", row["selected"],
             latencies.figure(latency, budget=_of_ms(budgets.get("latency_ms"))) if estimate is not None else "-",
-            _size(row["ram_bytes"]) + _of_kb(budgets.get("ram_kb")) + emulated_ram if row["ram_bytes"] is not None
+            size_text(row["ram_bytes"]) + _of_kb(budgets.get("ram_kb")) + emulated_ram if row["ram_bytes"] is not None
             else "-",
-            _size(row["flash_bytes"]) + _of_kb(budgets.get("flash_kb")),
+            size_text(row["flash_bytes"]) + _of_kb(budgets.get("flash_kb")),
             "ok" if row["ops_supported"] else "NO", ", ".join(row["misses"]) or "-")
 
 
@@ -205,10 +201,5 @@ def _of_ms(limit: float | None) -> str:
 
 
 def _of_kb(limit: float | None) -> str:
-    """' of <budget>' for a budget in KB (KiB, as target profiles give it), in the largest whole unit."""
-    if limit is None:
-        return ""
-    for unit, size in (("GiB", 1024 * 1024), ("MiB", 1024)):
-        if limit >= size:
-            return f" of {limit / size:g} {unit}"
-    return f" of {limit:g} KiB"
+    """' of <budget>' for a budget in KB (KiB, as target profiles give it), written as sizes are."""
+    return "" if limit is None else f" of {kib_text(limit)}"

@@ -228,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         f.write("\n")
     os.replace(args.out + ".partial", args.out)
     latency = result["latency_ms"]
+    threads = f"{args.threads} thread" + ("" if args.threads == 1 else "s")
     print(f"{result['model']}: {latency['median']:.3f} ms median, {latency['p90']:.3f} p90, "
-          f"{latency['p99']:.3f} p99 over {args.runs} runs ({args.threads} thread(s), {runtime} {version}); "
+          f"{latency['p99']:.3f} p99 over {args.runs} runs ({threads}, {runtime} {version}); "
           f"peak memory rise {result['memory']['rss_rise_bytes'] / 2**20:.1f} MiB; output check ok -> {args.out}")
     return 0
 
