@@ -23,10 +23,12 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+from edgekit.units import size_text
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 REGENERATE = "python benchmarks/readme.py --write"
-_NUMBER_UNIT = re.compile(r"(\d) (s|ms|KB|KiB|MiB|px|bytes|runs|points)\b")
+_NUMBER_UNIT = re.compile(r"(\d) (s|ms|B|KB|KiB|MiB|GiB|px|bytes|runs|points)\b")
 REGION = re.compile(r"(<!-- generated:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
 
 
@@ -42,7 +44,7 @@ def _prose(text: str) -> str:
 
 
 def _kib(size: int) -> str:
-    return f"{size / 1024:,.1f} KiB"
+    return size_text(size)
 
 
 def _machine(host: dict) -> str:
@@ -163,7 +165,7 @@ def bench_targets() -> str:
         estimate, misses = row["target_latency"], [c["budget"] for c in row["fit"]["checks"] if c["ok"] is False]
         fits = "yes" if row["fit"]["fits"] else f"no ({', '.join(misses)})"
         lines.append(f"| {row['target']} | {fits} | {estimate['ms']:.3g} ms {estimate['band']} ({estimate['basis']}) | "
-                     f"{row['ram']['required_bytes'] / 1024:,.0f} KiB ({row['ram']['basis']}) |")
+                     f"{size_text(row['ram']['required_bytes'])} ({row['ram']['basis']}) |")
     return _prose(
         f"`benchmarks/bench_targets.py` (`benchmarks/bench_targets.json`; every reference model: "
         f"[docs/bench-targets.md](docs/bench-targets.md)): {label}, {first['precision']} with random weights "
