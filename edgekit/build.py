@@ -240,8 +240,10 @@ def _build(recipe: Recipe, chosen: list[Target], directory: Path, cache: StageCa
     files += npu.write_artifacts(directory, result)  # the Vela-compiled models of NPU targets
     from edgekit.report.manifest import write_build_manifest
 
-    (directory / UNFINISHED).unlink(missing_ok=True)  # before the manifest: no finished folder says otherwise
-    write_build_manifest(directory, files, result, recipe, seed, dataset.describe())
+    # UNFINISHED goes just before the manifest appears (after the hashing): no finished folder says otherwise,
+    # and a build killed in between leaves neither for the shortest time possible
+    write_build_manifest(directory, files, result, recipe, seed, dataset.describe(),
+                         just_before=lambda: (directory / UNFINISHED).unlink(missing_ok=True))
     problems = [guard] if guard else []
     problems += [f"{t.selection.variant} does not fit {t.name}: {t.misses()}" for t in result.missed]
     if problems:

@@ -60,6 +60,11 @@ class Emulations:
             self._warn(target, reason)
             return ram, ops, self._fallback(target, precision, estimate, reason)
         core = emulated.core_for(target)
+        if core is not None and self.raw_sample is None:  # a model of several inputs
+            reason = (f"not emulated: the Cortex-M program feeds one input; the model has "
+                      f"{len(self.feeds or {})}")
+            self._warn(target, reason)
+            return ram, ops, self._fallback(target, precision, estimate, reason)
         if core is None or host_output is None or self.raw_sample is None:
             return ram, ops, estimate
         if core.name not in self.runs:

@@ -51,24 +51,24 @@ def onnx_model(path: Path, states: tuple[str, ...] = ("state",), layers: int = 2
     return path
 
 
-def tflite_model(path: Path, layers: int = 2, dynamic_state_batch: bool = False) -> Path:
+def tflite_model(path: Path, layers: int = 2, dynamic_state_batch: bool = False, rate: bool = True) -> Path:
     """The same model, one `state`, through the TFLite converter: `input` [-1, SAMPLES], `state` [layers, 1,
     UNITS] ([layers, -1, UNITS] with `dynamic_state_batch`), `sr` int64 scalar; signature outputs `output` and
-    `stateN`."""
+    `stateN`. Without `rate`, no `sr` input (float inputs only, as TFLite Micro takes them)."""
     from edgekit._tf import tf
 
     weight = tf.constant(np.random.default_rng(0).normal(size=(SAMPLES, UNITS)).astype(np.float32))
     state_spec = tf.TensorSpec([layers, None if dynamic_state_batch else 1, UNITS], tf.float32, name="state")
 
-    class Detector(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, SAMPLES], tf.float32, name="input"), state_spec,
-                                      tf.TensorSpec([], tf.int64, name="sr")])
-        def __call__(self, input, state, sr):  # noqa: A002 (the name users' models use)
-            new = tf.tanh(state + tf.expand_dims(tf.matmul(input, weight), 0))
-            scale = tf.cast(sr, tf.float32) / 16000.0
-            return {"output": tf.reduce_mean(new, axis=[0, 2]) * scale, "stateN": new}
+    def step(input, state, sr=None):  # noqa: A002 (the name users' models use)
+        new = tf.tanh(state + tf.expand_dims(tf.matmul(input, weight), 0))
+        scale = 1.0 if sr is None else tf.cast(sr, tf.float32) / 16000.0
+        return {"output": tf.reduce_mean(new, axis=[0, 2]) * scale, "stateN": new}
 
-    module = Detector()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.__call__.get_concrete_function()], module)
+    specs = [tf.TensorSpec([None, SAMPLES], tf.float32, name="input"), state_spec]
+    module = tf.Module()
+    module.step = tf.function(step if rate else lambda input, state: step(input, state),  # noqa: A002
+                              input_signature=specs + ([tf.TensorSpec([], tf.int64, name="sr")] if rate else []))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.step.get_concrete_function()], module)
     path.write_bytes(converter.convert())
     return path

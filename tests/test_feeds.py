@@ -32,6 +32,8 @@ def models(tmp_path_factory) -> dict:
         "vad.tflite": stateful.tflite_model(folder / "vad.tflite"),
         # the state's batch dimension is -1 in the file: unresolved without --input
         "dyn.tflite": stateful.tflite_model(folder / "dyn.tflite", dynamic_state_batch=True),
+        # float inputs only, as TFLite Micro takes them
+        "float.tflite": stateful.tflite_model(folder / "float.tflite", rate=False),
     }
 
 
@@ -162,12 +164,24 @@ def test_data_refused_for_a_model_of_several_inputs(models):
     assert code == 2 and "--data feeds a model of one input; this one has 3 (input, state, sr)" in stderr
 
 
-@pytest.mark.parametrize("name", ["vad.onnx", "hc.onnx", "dyn.onnx", "vad.tflite", "dyn.tflite"])
+@pytest.mark.parametrize("name", ["vad.onnx", "hc.onnx", "dyn.onnx", "vad.tflite", "dyn.tflite", "float.tflite"])
 def test_inspect_reads_every_model_made_here(models, name):
     done = CliRunner().invoke(main, ["inspect", str(models[name]), "--json"])
     assert done.exit_code == 0, done.stderr
     report = json.loads(done.stdout)
-    assert len(report["inputs"]) == (4 if name == "hc.onnx" else 3)
+    assert len(report["inputs"]) == {"hc.onnx": 4, "float.tflite": 2}.get(name, 3)
+
+
+def test_a_microcontroller_target_says_why_a_model_of_several_inputs_is_not_emulated(models):
+    """TFLite Micro runs it on this host (every input fed), but the Cortex-M program feeds one input: the latency
+    stays the labelled fallback, with one warning saying why."""
+    code, results, stderr = bench(models["float.tflite"], "--target", "nucleo-l4r5zi")
+    assert code in (0, 3), stderr
+    assert "nucleo-l4r5zi: not emulated: the Cortex-M program feeds one input; the model has 2" in stderr
+    result = results[0]
+    assert result["ops"]["supported"] and result["ops"]["checked_with"] == "tflite-micro"
+    latency = result["target_latency"]  # the fallback: no figure for a float model (the CPI fit's rates are int8's)
+    assert latency is None or latency["basis"] == "estimated" and "feeds one input" in latency["method"]
 
 
 def test_a_state_output_of_another_shape_is_not_fed_back(models):

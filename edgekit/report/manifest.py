@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,7 +65,10 @@ def verify(directory: Path) -> list[str]:
     return problems
 
 
-def write_manifest(directory: Path, files: list[str], **provenance: Any) -> dict[str, Any]:
+def write_manifest(directory: Path, files: list[str], just_before: Callable[[], object] | None = None,
+                   **provenance: Any) -> dict[str, Any]:
+    """Hash every file and write manifest.json (atomically); `just_before` runs between the hashing (the slow part)
+    and the write, so what it does and the manifest's appearing are as close together as they can be."""
     directory = Path(directory)
     manifest = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -73,17 +77,20 @@ def write_manifest(directory: Path, files: list[str], **provenance: Any) -> dict
         "files": {name: {"sha256": sha256(directory / name), "size_bytes": (directory / name).stat().st_size}
                   for name in sorted(files)},
     }
+    if just_before is not None:
+        just_before()
     write_json(directory / MANIFEST, manifest)
     return manifest
 
 
 def write_build_manifest(directory: Path, files: list[str], result: BuildResult, recipe: Recipe, seed: int,
-                         dataset: dict[str, Any]) -> dict[str, Any]:
+                         dataset: dict[str, Any], just_before: Callable[[], object] | None = None) -> dict[str, Any]:
     """A build folder's manifest: the provenance (recipe, every target with its selection, seed, data), the
     lead target's metrics per variant, what a rebuild reproduces, and every file's sha256."""
     lead = result.lead
     return write_manifest(
-        directory, files, recipe=recipe.to_dict(), target=lead.target.to_dict(), seed=seed, dataset=dataset,
+        directory, files, just_before, recipe=recipe.to_dict(), target=lead.target.to_dict(), seed=seed,
+        dataset=dataset,
         metrics={v.name: {recipe.metric: v.metric_value, "size_bytes": v.measured.size_bytes} for v in lead.variants},
         deterministic=determinism(files), targets=[t.target.to_dict() for t in result.targets],
         fits={t.name: {"selected": t.selection.variant, "fits": t.selection.fits} for t in result.targets})
