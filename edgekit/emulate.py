@@ -91,7 +91,10 @@ class Emulations:
         ram = {**ram, "arena_host_bytes": ram.get("arena_min_bytes") or ram.get("arena_bytes"),
                "arena_bytes": run.arena_bytes, "required_bytes": arena, "margin": 0.0, "basis": "emulated",
                "method": f"the arena TFLite Micro used (arena_used_bytes()) running the bundle's program on an "
-                         f"emulated {core.name} (32-bit, CMSIS-NN kernels), rounded up to 16 bytes; no margin"}
+                         f"emulated {core.name} (32-bit, CMSIS-NN kernels), rounded up to 16 bytes; no margin. "
+                         "Kernels' temporary buffers while preparing are not in that figure: the smallest arena that "
+                         "loads can be larger (a small dense model used 1,108 B and first loaded at 1,408 B); "
+                         "`edgekit export` searches for it and writes it to model_arena.h"}
         ops = {**ops, "checked_with": f"tflite-micro on an emulated {core.name}",
                "detail": f"the bundle's program ran it on an emulated {core.name}, " + (
                    "output bytes identical to the host TFLite Micro runtime's" if run.output_matches else
