@@ -26,7 +26,6 @@ from edgekit.toolchains.firmware import BoardTooSmall
 
 log = logging.getLogger("edgekit")
 ALIGNMENT = 16
-A64_INVOKES = 4  # the counted invoke on an emulated Cortex-A is the 4th: emulated_a64.WARMUP + 1
 
 
 class Emulations:

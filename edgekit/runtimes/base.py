@@ -73,6 +73,16 @@ class InProcessRunner(Runner, Protocol):
         """Set one float input (batch 1) and return the bare call that latency measurements time."""
         ...
 
+    def feed(self, values: dict[str, np.ndarray], state: Sequence[tuple[str, str]] = ()) -> Callable[[], object]:
+        """Set every input from `values` (by the runtime's tensor name, batch included, in the model's dtypes) and
+        return the bare call that latency measurements time; each (input, output) pair of `state` is fed back
+        after every call (edgekit.feeds.FeedPlan gives both)."""
+        ...
+
+    def outputs(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output by name, in the runtime's order, for one call on `values`."""
+        ...
+
 
 def quantize(x: np.ndarray, dtype: np.dtype, scale: Sequence[float] | float = (),
              zero_point: Sequence[int] | int = ()) -> np.ndarray:
