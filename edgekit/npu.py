@@ -264,7 +264,8 @@ def judge(path: Path, info, target: Target, precision: str, ram: dict[str, Any],
         return ram, ops, estimate, info.size_bytes, {"compiled": False, "reason": str(failure)}
     for op in result.cpu_ops:
         log.info("%s: Vela leaves %s '%s' on the %s: %s", target.name, op.op, op.name, target.cpu.core, op.reason)
-    latency, cpu_part = combined_latency(result, target, precision, estimate)
+    latency, cpu_part = combined_latency(result, target, precision, estimate, _counted_apart(path, result, target,
+                                                                                           precision, estimate))
     memory = result.sram_bytes + result.dram_bytes
     npu_ram = {"required_bytes": memory, "sram_bytes": result.sram_bytes, "dram_bytes": result.dram_bytes,
                "basis": "Vela", "cpu_arena_bytes": ram.get("required_bytes"),
@@ -278,10 +279,11 @@ def judge(path: Path, info, target: Target, precision: str, ram: dict[str, Any],
     return npu_ram, npu_ops, latency, result.model_bytes, figures
 
 
-def combined_latency(result: VelaResult, target: Target, precision: str, estimate):
-    """The target latency: Vela's NPU estimate plus the time of the operators Vela leaves on the CPU, their share of
-    the CPU figure edgekit has for the target (counted on the emulated core where there is one, else the profile's
-    cost model), both said. Returns (LatencyEstimate, the CPU part as a dict)."""
+def combined_latency(result: VelaResult, target: Target, precision: str, estimate, apart=None):
+    """The target latency: Vela's NPU estimate plus the time of the operators Vela leaves on the CPU, both said: their
+    share of the CPU figure edgekit has for the target where it has one per operator (counted on the emulated
+    Cortex-M, else the profile's cost model), else `apart` (the CPU operators counted alone, `_counted_apart`).
+    Returns (LatencyEstimate, the CPU part as a dict)."""
     from edgekit.estimate import LatencyEstimate
 
     on_cpu = {op.index for op in result.cpu_ops}
@@ -297,8 +299,14 @@ def combined_latency(result: VelaResult, target: Target, precision: str, estimat
         cpu = {"ms": cpu_ms, "ops": len(result.cpu_ops), "basis": estimate.basis, "band": estimate.band,
                "method": f"the CPU operators' share of the {target.cpu.core} figure ({estimate.basis}, "
                          f"{estimate.band}): {estimate.method}"}
+    elif apart is not None and not isinstance(apart, str):
+        cpu_ms, low, high = apart.ms, apart.low_ms, apart.high_ms
+        cpu = {"ms": cpu_ms, "ops": len(result.cpu_ops), "basis": apart.basis, "band": f"x{apart.error_factor:.2g}",
+               "method": f"the CPU operators cut from the file into a model of their own, on random inputs: "
+                         f"{apart.method}"}
     else:
-        why = "an operator Vela names matches none of the file" if None in on_cpu else \
+        why = apart if isinstance(apart, str) else "an operator Vela names matches none of the file" if None in on_cpu \
+            else \
             f"edgekit has no per-operator figure for the {target.cpu.core}"
         cpu_ms, low, high = 0.0, 0.0, 0.0
         cpu = {"ms": None, "ops": len(result.cpu_ops), "basis": None, "method": f"not counted: {why}"}
@@ -316,6 +324,73 @@ def combined_latency(result: VelaResult, target: Target, precision: str, estimat
                "band only",
         instructions=sum(op.instructions or 0 for op in per_op) or None)
     return latency, cpu
+
+
+def _counted_apart(path: Path, result: VelaResult, target: Target, precision: str, estimate):
+    """The operators Vela leaves on a Cortex-A, counted alone: cut from the file into a model of their own (`cut`) and
+    run in LiteRT's aarch64 build on the emulated core, timed as the whole model is (cycles_a64). None where the
+    CPU figure has them per operator already (the emulated Cortex-M) or none are left; a string saying why not."""
+    if not result.cpu_ops or (estimate is not None and estimate.per_op) or target.cpu.emulated_as is None:
+        return None
+    from edgekit.cycles_a64 import litert_latency
+    from edgekit.runtimes import emulated_a64
+
+    indexes = [op.index for op in result.cpu_ops]
+    if None in indexes:
+        return "an operator Vela names matches none of the file"
+    if (reason := emulated_a64.unavailable()) is not None:
+        return f"not counted: {reason}"
+    with tempfile.TemporaryDirectory(prefix="edgekit-cpu-ops-") as scratch:
+        part = Path(scratch) / f"{Path(path).stem}_cpu_ops.tflite"
+        part.write_bytes(cut(Path(path).read_bytes(), [i for i in indexes if i is not None]))
+        try:
+            run = emulated_a64.counted_run(part, target.cpu.emulated_as, _random_inputs(part))
+        except StageError as failure:
+            return f"not counted: {failure}"
+    return litert_latency(run, target, precision)
+
+
+def cut(model: bytes, indexes: list[int]) -> bytes:
+    """A model of the first subgraph's operators at `indexes` alone: its inputs are what they read that none of them
+    writes and no constant holds, its outputs what they write that none of them reads."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    parsed = schema.ModelT.InitFromPackedBuf(model, 0)
+    graph = parsed.subgraphs[0]
+    kept = [graph.operators[i] for i in sorted(indexes)]
+    written = {t for op in kept for t in op.outputs}
+    read = {t for op in kept for t in op.inputs if t >= 0}
+
+    def constant(tensor: int) -> bool:
+        buffer = parsed.buffers[graph.tensors[tensor].buffer]
+        return buffer.data is not None and len(buffer.data) > 0 or bool(buffer.size)
+
+    graph.operators = kept
+    graph.inputs = [t for op in kept for t in op.inputs if t >= 0 and t not in written and not constant(t)]
+    graph.inputs = list(dict.fromkeys(graph.inputs))
+    graph.outputs = [t for op in kept for t in op.outputs if t not in read or t in set(graph.outputs)]
+    parsed.subgraphs = [graph]
+    parsed.signatureDefs = []
+    builder = flatbuffers.Builder(len(model))
+    builder.Finish(parsed.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _random_inputs(model: Path):
+    """Seeded random values for every input of `model`, in its own types: one array, or a dict by tensor name."""
+    import numpy as np
+
+    from edgekit.model_info import inspect_model
+
+    rng = np.random.default_rng(0)
+    values = {}
+    for tensor in inspect_model(model).inputs:
+        dtype = np.dtype(tensor.dtype)
+        shape = [max(1, d) for d in tensor.shape]
+        values[tensor.name] = (rng.integers(np.iinfo(dtype).min, np.iinfo(dtype).max, shape, endpoint=True)
+                               .astype(dtype) if dtype.kind in "iu" else rng.uniform(0, 1, shape).astype(dtype))
+    return next(iter(values.values())) if len(values) == 1 else values
 
 
 def write_artifacts(directory: Path, result) -> list[str]:

@@ -7,6 +7,7 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
+import npu_models
 import numpy as np
 import pytest
 
@@ -16,38 +17,14 @@ from edgekit.errors import StageError, UsageError
 pytest.importorskip("ethosu.vela", reason="the npu extra (ethos-u-vela) is not installed")
 
 
-def _int8(model, shape, path: Path) -> Path:
-    from edgekit._files import captured_stderr_fd
-    from edgekit.convert import int8_converter
-
-    rng = np.random.default_rng(1)  # non-zero biases: the converter drops all-zero ones
-    model.set_weights([rng.normal(0, 0.2, w.shape).astype(np.float32) for w in model.get_weights()])
-    with captured_stderr_fd():
-        path.write_bytes(int8_converter(model, rng.uniform(0, 1, (4, *shape)).astype(np.float32)).convert())
-    return path
-
-
 @pytest.fixture(scope="module")
 def all_npu_model(tmp_path_factory) -> Path:
-    """Convolution, dense and softmax: every operator maps to an Ethos-U55 and U65."""
-    from edgekit._tf import keras
-
-    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
-                              keras.layers.Flatten(), keras.layers.Dense(4, activation="softmax")])
-    return _int8(model, (16, 16, 1), tmp_path_factory.mktemp("npu") / "all_npu.tflite")
+    return npu_models.all_npu(tmp_path_factory.mktemp("npu") / "all_npu.tflite")
 
 
 @pytest.fixture(scope="module")
 def fallback_model(tmp_path_factory) -> Path:
-    """One DEPTH_TO_SPACE between NPU operators: Vela 5.2 has no Ethos-U55 support for it, TFLite Micro has."""
-    from edgekit._tf import keras, tf
-
-    inputs = keras.Input((16, 16, 1))
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs)
-    x = keras.layers.Dense(16)(keras.layers.Flatten()(x))
-    x = keras.layers.Lambda(lambda t: tf.nn.depth_to_space(t, 2), name="d2s")(keras.layers.Reshape((2, 2, 4))(x))
-    outputs = keras.layers.Dense(3)(keras.layers.Flatten()(x))
-    return _int8(keras.Model(inputs, outputs), (16, 16, 1), tmp_path_factory.mktemp("npu") / "fallback.tflite")
+    return npu_models.fallback(tmp_path_factory.mktemp("npu") / "fallback.tflite")
 
 
 def test_the_npu_profiles_name_a_u55_and_a_u65():
@@ -113,3 +90,40 @@ def test_an_op_vela_keeps_on_the_cpu_is_reported_and_timed_on_the_emulated_m55(f
     assert "Vela's performance estimate (ethos-u-vela 5.2.0" in latency.method and "Cortex-M55" in latency.method
     assert result.ram["basis"] == "Vela" and result.ram["required_bytes"] == figures["sram_bytes"]
     assert result.fit.fits and "9 of 10 operators" in result.ops["npu"]
+
+
+def test_the_cpu_operators_cut_alone_compute_what_they_compute_in_the_file(fallback_model):
+    """npu.cut: the DEPTH_TO_SPACE alone, a model of its own that LiteRT runs, gives numpy's depth-to-space of its
+    input (block 2, NHWC: each pixel's 4 channels spread over a 2x2 block)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgekit.model_info import inspect_model
+
+    index = next(op.index for op in inspect_model(fallback_model).ops if op.op == "DEPTH_TO_SPACE")
+    interpreter = Interpreter(model_content=npu.cut(fallback_model.read_bytes(), [index]))
+    interpreter.allocate_tensors()
+    (given,), (taken,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert list(given["shape"]) == [1, 2, 2, 4] and list(taken["shape"]) == [1, 4, 4, 1]
+    values = np.arange(-8, 8, dtype=np.int8).reshape(1, 2, 2, 4)
+    interpreter.set_tensor(given["index"], values)
+    interpreter.invoke()
+    expected = values.reshape(1, 2, 2, 2, 2, 1).transpose(0, 1, 3, 2, 4, 5).reshape(1, 4, 4, 1)
+    assert np.array_equal(interpreter.get_tensor(taken["index"]), expected)
+
+
+@pytest.mark.slow  # the cut model in LiteRT's aarch64 build on the emulated Cortex-A53 (cached after the first run)
+def test_an_op_vela_keeps_off_an_ethos_u65_is_counted_alone_on_the_emulated_cortex_a(fallback_model):
+    """On the i.MX 93 the CPU is a Cortex-A55, whose emulated LiteRT run counts the whole invoke: the operator Vela
+    leaves there is counted alone, cut from the file, and added to Vela's NPU estimate."""
+    from edgekit.bench import bench_targets
+
+    result = bench_targets(fallback_model, [targets.load("nxp-imx93")], runs=5, warmup=1)[0]
+    figures = result.npu
+    assert [op["op"] for op in figures["cpu_ops"]] == ["DEPTH_TO_SPACE"]
+    cpu = figures["cpu_part"]
+    assert cpu["basis"] == "emulated" and cpu["ms"] > 0 and cpu["ms"] < figures["npu_ms"] * 10
+    assert "cut from the file into a model of their own" in cpu["method"]
+    assert "instructions counted in one invoke of LiteRT's aarch64 build on an emulated cortex-a53" in cpu["method"]
+    latency = result.target_latency
+    assert latency.ms == pytest.approx(figures["npu_ms"] + cpu["ms"])
+    assert latency.low_ms < latency.ms < latency.high_ms and "lower bound" not in latency.method
