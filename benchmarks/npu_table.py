@@ -76,7 +76,8 @@ def markdown(data: dict) -> str:
     lines += ["", "Operators Vela leaves on the CPU: " + ("none." if not cpu else "")]
     lines += [f"- {row['model']} on {row['target']}: {op['op']} `{op['name']}`: {op['reason']}" for row, op in cpu]
     lines += ["", "How edgekit uses these figures in `edgekit bench` and `edgekit build` (the target latency is the "
-              "NPU estimate plus the CPU-fallback operators' share of the CPU figure, both shown) is in "
+              "NPU estimate plus the CPU-fallback operators counted on the emulated CPU, both shown) and what a "
+              "microcontroller bundle for an Ethos-U carries (the Vela model, the Ethos-U operator and driver) is in "
               "[targets/README.md](../targets/README.md#npu-arm-ethos-u-npus-compiled-with-vela).", ""]
     return "\n".join(lines)
 

@@ -77,6 +77,9 @@ def _bundle(folder: Path, inputs: Sequence[InputSpec] = ()) -> tuple[dict[str, A
     from edgekit.bench import bench_targets
 
     described = json.loads((folder / "model.json").read_text())
+    if described.get("npu", {}).get("source_sha256"):
+        raise UsageError(f"bundle '{folder}' holds the model Vela compiled for an Ethos-U, which edgekit cannot run "
+                         "again; compare the serial log against the build folder the bundle came from")
     model = folder / described["model"]
     target = targets.load(described["target"])
     inputs = inputs or feeds.parse_inputs(described.get("inputs_given", []))

@@ -50,7 +50,10 @@ def export(model: Path, target: Target, out: Path, *, name: str = "g_model", lab
                     if verified_sha256 and arena.get("arena_bytes") is not None else None)
         written = export_mcu(model, target, out, name, sample=sample, measured_arena=measured, layout=layout,
                              labels=labels)
-        summary = (f"{written['layout']} project: model_data ({name}[], {written['bytes']:,} bytes), model_ops.h "
+        vela = written.get("npu", {}).get("compiler")  # the model Vela compiled, for the target's Ethos-U
+        summary = (f"{written['layout']} project: model_data ({name}[], {written['bytes']:,} bytes"
+                   + (f", compiled by {vela}), ethosu_npu.c (the Ethos-U driver's start-up)" if vela else ")")
+                   + f", model_ops.h "
                    f"({len(written['ops'])} ops), model_arena.h ({written['arena_bytes']:,} bytes), model.json"
                    + (", labels.txt" if labels is not None else "") + ", README.md")
     else:

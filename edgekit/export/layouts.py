@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgekit.errors import UsageError
 from edgekit.toolchains.cores import Core, emulated_core
+
+if TYPE_CHECKING:
+    from edgekit.export.ethosu import Driver
 
 LAYOUTS = ("cmake", "arduino", "esp-idf")
 # The ESP-IDF component registry's TFLite Micro and ESP-NN the esp-idf layout asks for (idf_component.yml and
@@ -68,9 +72,10 @@ def check(layout: str, target) -> Core | None:
     return core
 
 
-def arrange(files: dict[str, str], layout: str, name: str, core: Core | None, title: str) -> dict[str, str]:
+def arrange(files: dict[str, str], layout: str, name: str, core: Core | None, title: str,
+            npu: Driver | None = None) -> dict[str, str]:
     """The program's files (flat: main.cc or the .ino, model_data.cc, ...) at their places in `layout`,
-    with the layout's build files added."""
+    with the layout's build files added; `npu`: the Ethos-U driver a CMake project adds (edgekit.export.ethosu)."""
     if layout == "arduino":
         folder = sketch_name(name)
         return {f"{folder}/{Path(f).stem}.cpp" if f.endswith(".cc") else f"{folder}/{f}": text
@@ -92,8 +97,14 @@ def arrange(files: dict[str, str], layout: str, name: str, core: Core | None, ti
     from edgekit.toolchains.tflm_library import framework_sources, kernel_sources
 
     root = sources.source_root()
-    return {**files, "CMakeLists.txt": cmake_lists(name, core, title), "arm-none-eabi-gcc.cmake": toolchain_file(core),
-            "tflm_sources.cmake": source_lists(framework_sources(root), kernel_sources(root), root)}
+    kernels = kernel_sources(root)
+    if npu is not None:  # TFLM's Ethos-U kernel in place of its stub
+        from edgekit.export import ethosu
+
+        kernels = ethosu.kernel_sources(kernels, root / "tflite-micro")
+    return {**files, "CMakeLists.txt": cmake_lists(name, core, title, npu),
+            "arm-none-eabi-gcc.cmake": toolchain_file(core), "tflm_sources.cmake": source_lists(framework_sources(root),
+                                                                                            kernels, root)}
 
 
 def idf_component_manifest() -> str:
@@ -139,7 +150,8 @@ def source_lists(framework: list[Path], kernels: list[Path], root: Path) -> str:
             f"set(TFLM_FRAMEWORK_SOURCES\n{listed(framework)}\n)\nset(TFLM_KERNEL_SOURCES\n{listed(kernels)}\n)\n")
 
 
-def cmake_lists(name: str, core: Core, title: str) -> str:
+def cmake_lists(name: str, core: Core, title: str, npu: Driver | None = None) -> str:
+    from edgekit.export import ethosu
     from edgekit.toolchains import sources
     from edgekit.toolchains import tflm_library as flags
 
@@ -182,7 +194,7 @@ include_directories("${{CMAKE_CURRENT_SOURCE_DIR}}" "${{TFLM_DIR}}" "${{GEMMLOWP
 add_compile_definitions({definitions} EDGEKIT_ENABLE_FPU={int(core.enable_fpu)})
 add_compile_options({options}
                     {languages})
-
+{ethosu.cmake_part(npu) if npu else ""}
 if(TFLM_LIBRARY)
   add_library(tflm STATIC IMPORTED)
   set_target_properties(tflm PROPERTIES IMPORTED_LOCATION "${{TFLM_LIBRARY}}")
@@ -193,7 +205,7 @@ else()
   set_source_files_properties(${{TFLM_KERNEL_SOURCES}} PROPERTIES COMPILE_OPTIONS {flags.KERNEL_OPTIMIZATION})
 endif()
 
-set(APP_SOURCES main.cc model_data.cc test_data.cc)
+set(APP_SOURCES main.cc model_data.cc test_data.cc{" ethosu_npu.c ${ETHOSU_DRIVER_SOURCES}" if npu else ""})
 if(BOARD_SOURCES)
   add_executable(app ${{APP_SOURCES}} ${{BOARD_SOURCES}})
   set_target_properties(app PROPERTIES OUTPUT_NAME ${{PROJECT_NAME}} SUFFIX ".elf")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ _C_KEYWORDS = {"auto", "break", "case", "char", "const", "continue", "default", 
                "volatile", "while", "class", "namespace", "template", "new", "delete", "this", "bool"}
 # TFLite Micro's MicroMutableOpResolver method names that CamelCase does not give.
 _RESOLVER_NAMES = {"CUMSUM": "CumSum", "BATCH_MATMUL": "BatchMatMul", "PADV2": "PadV2",
-                   "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTM"}
+                   "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTM",
+                   "ethos-u": "EthosU"}  # Vela's custom operator: the Ethos-U kernel registers it
 
 
 def c_identifier(name: str) -> str:
@@ -106,7 +107,7 @@ def test_data(name: str, raw_input, expected) -> tuple[str, str]:
 
 
 def program_sources(model: bytes, graph_ops: tuple[list[str], int], name: str, raw_input, expected,
-                    arena_bytes: int, arena_note: str, flavour: str = "main") -> dict[str, str]:
+                    arena_bytes: int, arena_note: str, flavour: str = "main", npu: bool = False) -> dict[str, str]:
     """The source files of the bundle's program, by file name: what a firmware project compiles, and what
     edgekit compiles to run the model on an emulated core. `flavour`: the application's (mcu_app.application);
     an Arduino sketch's is `{name}_app.ino`."""
@@ -116,7 +117,7 @@ def program_sources(model: bytes, graph_ops: tuple[list[str], int], name: str, r
             "model_ops.h": op_resolver_header(graph_ops[0], name, graph_ops[1]),
             "model_arena.h": arena_header(name, arena_bytes, arena_note), "test_data.h": data_header,
             "test_data.cc": data_source,
-            f"{name}_app.ino" if flavour == "arduino" else "main.cc": application(name, expected, flavour)}
+            f"{name}_app.ino" if flavour == "arduino" else "main.cc": application(name, expected, flavour, npu)}
 
 
 def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=None,
@@ -144,7 +145,7 @@ def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=Non
     import numpy as np
 
     from edgekit._files import write_atomic
-    from edgekit.export import layouts
+    from edgekit.export import ethosu, layouts
     from edgekit.model_info import inspect_model, tflite_graph_ops
     from edgekit.runtimes import emulated
     from edgekit.runtimes import tflm as micro
@@ -164,17 +165,24 @@ def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=Non
     info = inspect_model(model)
     if sample is None:
         sample = np.random.default_rng(0).uniform(0, 1, info.inputs[0].shape[1:]).astype(np.float32)
+    npu, on_cpu = ethosu.part(Path(model), target, layout)  # the Vela model, where the target has an Ethos-U
     known = measured_arena if measured_arena and measured_arena.get("sha256") == sha256(Path(model)) else None
     core = emulated.core_for(target)
     runner = open_runner(model, trusted_sha256=known["sha256"] if known else None)
     raw_input = runner.quantize_input(np.asarray(sample, np.float32)[np.newaxis])[0]
-    measured = micro.measure(model, sample=raw_input, find_min_arena=known is None and core is None)
+    measured = micro.measure(model, sample=raw_input,
+                             find_min_arena=known is None and core is None and npu is None)
     if not measured.supported:
         raise UsageError(f"{model}: TFLite Micro cannot run it ({measured.error}); see `edgekit bench --target "
                          f"{target.name}`")
     expected = np.asarray(measured.output, dtype=np.dtype(info.outputs[0].dtype))
-    graph_ops = tflite_graph_ops(model)
-    if core is not None:  # the arena the program needs on the core itself, found by running it there
+    shipped = npu.model if npu else Path(model)
+    graph_ops = tflite_graph_ops(shipped)
+    if npu is not None:  # TFLite Micro cannot run it without the NPU: the arena is estimated (ethosu.Part)
+        npu = replace(npu, persistent_bytes=measured.arena_persistent_bytes or 0)
+        base, arena, margin = None, npu.arena_bytes, npu.margin  # nothing measured on the target's code
+        arena_note, arena_text = npu.arena_note, npu.arena_text
+    elif core is not None:  # the arena the program needs on the core itself, found by running it there
         used = known["arena_bytes"] if known and known.get("basis") == "emulated" else None
         if used is None:
             used = emulated.checked(emulated.run_model(model, core, raw_input, expected), model).arena_bytes
@@ -195,25 +203,35 @@ def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=Non
         arena_note, arena_text = host_arena_note(base, margin), (f"measured {base:,} by the TFLite Micro runtime on "
                                                                  f"the host, plus {margin:.0%}")
     flavour = {"cmake": "main"}.get(layout, layout)
-    files = program_sources(Path(model).read_bytes(), graph_ops, name, raw_input, expected, arena, arena_note, flavour)
+    files = program_sources(shipped.read_bytes(), graph_ops, name, raw_input, expected, arena, arena_note, flavour,
+                            npu=npu is not None)
+    if npu is not None:
+        files.update(npu.files())
     from edgekit.export.boards import preprocessing
 
-    description = {"model": Path(model).name, "sha256": sha256(Path(model)), "bytes": info.size_bytes, "array": name,
+    shipped_name = f"{Path(model).stem}_vela.tflite" if npu else Path(model).name
+    description = {"model": shipped_name, "sha256": sha256(shipped), "bytes": shipped.stat().st_size, "array": name,
                    "ops": sorted(set(graph_ops[0])), "resource_variables": graph_ops[1], "arena_bytes": arena,
                    "arena_measured_bytes": base,
-                   "arena_margin": margin, "arena_basis": f"emulated {core.name}" if core else "host",
+                   "arena_margin": margin,
+                   "arena_basis": "estimated" if npu else f"emulated {core.name}" if core else "host",
                    "target": target.name, "layout": layout,
                    "inputs": [asdict(t) for t in info.inputs], "outputs": [asdict(t) for t in info.outputs],
                    "preprocessing": preprocessing(info)}
+    if npu is not None:
+        description["npu"] = npu.description(Path(model))
+    elif on_cpu:
+        description["npu"] = {"compiled": False, "reason": on_cpu}
     folder = layouts.where(layout, name)
     app = f"{layouts.sketch_name(name)}.ino" if layout == "arduino" else "main.cc"
     source = ".cpp" if layout == "arduino" else ".cc"
-    placed: dict[str, str | bytes] = dict(layouts.arrange(files, layout, name, layout_core, target.title))
+    placed: dict[str, str | bytes] = dict(layouts.arrange(files, layout, name, layout_core, target.title,
+                                                          npu.driver if npu else None))
     placed["model.json"] = json.dumps(description, indent=2) + "\n"
-    placed["README.md"] = (f"# {Path(model).name} for {target.title}\n\n"
+    placed["README.md"] = (f"# {shipped_name} for {target.title}\n\n"
                            + (f"The program's sources are in `{folder}`.\n\n" if folder else "")
                            + f"- `{MODEL_DATA}.h`, `{MODEL_DATA}{source}`: the model as `{name}[]`, "
-                           f"{info.size_bytes:,} bytes, 16-byte aligned.\n"
+                           f"{description['bytes']:,} bytes, 16-byte aligned.\n"
                            f"- `model_ops.h`: `Register{camel(name)}Ops(resolver)` adds the {len(set(graph_ops[0]))} "
                            f"ops the model uses to a `{camel(name)}OpResolver`.\n"
                            f"- `model_arena.h`: `k{camel(name)}ArenaSize` = {arena:,} bytes ({arena_text}).\n"
@@ -231,7 +249,9 @@ def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=Non
                            "- `model.json`: input and output shapes, types, scale and zero point.\n"
                            + ("- `labels.txt`: the class names, one a line, in the order of the model's outputs.\n"
                               if labels is not None else "")
-                           + layouts.build_notes(layout, name, emulated_core(target.cpu.core)))
+                           + (f"\nThe target's Ethos-U does not run this model: {on_cpu}.\n" if on_cpu else "")
+                           + layouts.build_notes(layout, name, emulated_core(target.cpu.core))
+                           + (ethosu.readme_section(npu, Path(model).name) if npu else ""))
     if labels is not None:
         placed["labels.txt"] = Path(labels).read_bytes()
     for filename, text in placed.items():

@@ -15,11 +15,12 @@ def camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_") if part) or "Model"
 
 
-def application(name: str, expected, flavour: str = "main") -> str:
+def application(name: str, expected, flavour: str = "main", npu: bool = False) -> str:
     """The program's source: `main` (main.cc, for a plain CMake project and edgekit's emulated cores),
     `arduino` (a sketch's .ino) or `esp-idf` (main.cc with ESP-IDF's app_main and esp_timer). A model with
     resource variables (`k...ResourceVariables` in model_ops.h) keeps state between runs, so only its first
-    run is checked against the stored output."""
+    run is checked against the stored output. `npu`: the model is Vela's, and main() first starts the Ethos-U
+    driver (ethosu_npu.h, edgekit.export.ethosu)."""
     arduino, esp = flavour == "arduino", flavour == "esp-idf"
     # Integer outputs: within one step (optimized kernels may round differently from the host's reference
     # ones). Float outputs: within 1e-5 (the core's fused multiply-adds and its libm's expf round differently).
@@ -36,7 +37,7 @@ def application(name: str, expected, flavour: str = "main") -> str:
     # Arduino finds a library by the header a sketch includes first: the TFLM port's own.
     first = ("// The Arduino TensorFlow Lite library (Arduino_TensorFlowLite); it puts TFLM's headers on the path.\n"
              "#include <TensorFlowLite.h>\n\n" if arduino else "")
-    platform = '#include "esp_timer.h"\n' if esp else ""
+    platform = '#include "esp_timer.h"\n' if esp else '#include "ethosu_npu.h"\n' if npu else ""
     common = f"""{first}#include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -137,11 +138,17 @@ void setup() {{
 void loop() {{}}
 """
     entry, stop = ('extern "C" void app_main(void)', "return;") if esp else ("int main()", "return 1;")
+    npu_start = f"""
+  // The Ethos-U driver first: the model's NPU work runs in its custom operator.
+  if (edgekit_npu_init() != 0) {{
+    std::printf("{{\\"error\\": \\"Ethos-U driver init\\"}}\\n");
+    {stop}
+  }}""" if npu else ""
     result = "\n  (void)failures;  // app_main returns: the log says which runs failed" if esp else \
         "\n  return failures ? 1 : 0;"
     return common + f"""
 
-{entry} {{
+{entry} {{{npu_start}
   static {model}OpResolver resolver;
   if (Register{model}Ops(resolver) != kTfLiteOk) {{
     std::printf("{{\\"error\\": \\"op registration\\"}}\\n");
