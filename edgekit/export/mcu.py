@@ -11,6 +11,7 @@ from typing import Any
 
 from edgekit._files import sha256
 from edgekit.errors import UsageError
+from edgekit.export.ethosu import CUSTOM_CODE as ETHOS_U_OPERATOR
 from edgekit.export.mcu_app import C_TYPES, application, camel
 
 _C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -21,7 +22,7 @@ _C_KEYWORDS = {"auto", "break", "case", "char", "const", "continue", "default", 
 # TFLite Micro's MicroMutableOpResolver method names that CamelCase does not give.
 _RESOLVER_NAMES = {"CUMSUM": "CumSum", "BATCH_MATMUL": "BatchMatMul", "PADV2": "PadV2",
                    "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTM",
-                   "ethos-u": "EthosU"}  # Vela's custom operator: the Ethos-U kernel registers it
+                   ETHOS_U_OPERATOR: "EthosU"}  # Vela's custom operator: TFLM's Ethos-U kernel registers it
 
 
 def c_identifier(name: str) -> str:
