@@ -23,6 +23,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+from edgekit.report import latency
 from edgekit.units import size_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +165,7 @@ def bench_targets() -> str:
     for row in rows:
         estimate, misses = row["target_latency"], [c["budget"] for c in row["fit"]["checks"] if c["ok"] is False]
         fits = "yes" if row["fit"]["fits"] else f"no ({', '.join(misses)})"
-        lines.append(f"| {row['target']} | {fits} | {estimate['ms']:.3g} ms {estimate['band']} ({estimate['basis']}) | "
+        lines.append(f"| {row['target']} | {fits} | {latency.figure(estimate)} | "
                      f"{size_text(row['ram']['required_bytes'])} ({row['ram']['basis']}) |")
     return _prose(
         f"`benchmarks/bench_targets.py` (`benchmarks/bench_targets.json`; every reference model: "
