@@ -2,7 +2,8 @@
 
 1. `edgekit build --target rpi4` (digits-cnn): its bundle is the single-board computer one;
 2. `edgekit export` of that build's int8 model for a phone and for a microcontroller: one bundle per class;
-3. `edgekit export` of the MLPerf Tiny DS-CNN (int8) for the same microcontroller: its C array and arena;
+3. `edgekit export` of the MLPerf Tiny DS-CNN (int8) for the same microcontroller, and for one with an Ethos-U
+   (its C array is the model Vela compiled, its arena estimated): their C arrays and arenas;
 4. the board bundle's `bench_on_device.py`, run on this host as a device would run it, then
    `edgekit compare` of its result with the build's estimates.
 
@@ -23,7 +24,7 @@ from edgekit.report.text import host
 
 HERE = Path(__file__).resolve().parent
 EDGEKIT = [sys.executable, "-m", "edgekit"]
-BOARD, PHONE, MCU = "rpi4", "android-midrange", "nucleo-l4r5zi"
+BOARD, PHONE, MCU, NPU_MCU = "rpi4", "android-midrange", "nucleo-l4r5zi", "alif-ensemble-e7"
 
 
 def run(*command: str, cwd: Path | None = None) -> str:
@@ -57,6 +58,8 @@ def main() -> dict:
         dscnn = root / "kws-ds-cnn.int8.tflite"
         dscnn.write_bytes(reference_tflite("ds-cnn", (49, 10, 1), 12, (), "int8"))
         run(*EDGEKIT, "export", str(dscnn), "--target", MCU, "--out", str(root / "mcu-dscnn"), "--name", "kws_model")
+        run(*EDGEKIT, "export", str(dscnn), "--target", NPU_MCU, "--out", str(root / "npu-dscnn"),
+            "--name", "kws_model")
         board = build / "bundle" / BOARD
         board_files = listing(board)  # as the build wrote it, before the device script adds result.json
         run(sys.executable, "bench_on_device.py", "--model", "int8.tflite", "--out", "result.json", cwd=board)
@@ -65,8 +68,11 @@ def main() -> dict:
         results = {
             "host": host(),
             "bundles": {f"sbc ({BOARD}, edgekit build)": board_files, f"phone ({PHONE})": listing(root / "phone"),
-                        f"mcu ({MCU})": listing(root / "mcu")},
-            "c_arrays": {"digits-cnn int8": c_array(root / "mcu"), "kws-ds-cnn int8": c_array(root / "mcu-dscnn")},
+                        f"mcu ({MCU})": listing(root / "mcu"),
+                        f"mcu with an Ethos-U ({NPU_MCU}, kws-ds-cnn)": listing(root / "npu-dscnn")},
+            "c_arrays": {"digits-cnn int8": c_array(root / "mcu"), "kws-ds-cnn int8": c_array(root / "mcu-dscnn"),
+                         f"kws-ds-cnn int8, Vela's model for {NPU_MCU} (arena estimated)": c_array(
+                             root / "npu-dscnn")},
             "device_result": json.loads((board / "result.json").read_text()),
             "compare": comparison,
         }
@@ -84,7 +90,8 @@ def to_markdown(results: dict) -> str:
                   *(f"| `{f['file']}` | {f['bytes']:,} |" for f in files), ""]
     lines += ["## C arrays for TFLite Micro", "",
               "The model array (`model_data.cc`, 16-byte aligned) and the arena constant (`model_arena.h`: the "
-              "smallest arena the TFLite Micro runtime ran the model in, plus the profile's margin, rounded to 16). "
+              "smallest arena the TFLite Micro runtime ran the model in, plus the profile's margin, rounded to 16; "
+              "for the Ethos-U board, Vela's SRAM plan plus TFLite Micro's persistent data, an estimate). "
               "DS-CNN's weights are untrained here (Speech Commands needs a download); its size and arena do not "
               "depend on the weight values.", "",
               "| model | C array (`--name`) | array bytes | source file, bytes | arena |", "|---|---|---:|---|---|"]
