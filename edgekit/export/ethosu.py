@@ -21,9 +21,12 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import StageError, UsageError
+
+if TYPE_CHECKING:
+    from edgekit.npu import VelaResult
 
 STAGE = "ethos-u bundle"
 DOWNLOAD_SCRIPT = "tensorflow/lite/micro/tools/make/ethos_u_core_driver_download.sh"
@@ -82,7 +85,7 @@ def driver(tflm: Path, accelerator: str) -> Driver:
 class Part:
     """What an Ethos-U bundle adds to the CPU bundle: the Vela model, the driver, and the arena estimate."""
 
-    result: Any  # edgekit.npu.VelaResult
+    result: VelaResult
     driver: Driver
     tflm_ref: str
     persistent_bytes: int  # TFLite Micro's persistent data for the source model, on the host
