@@ -290,24 +290,28 @@ def combined_latency(result: VelaResult, target: Target, precision: str, estimat
     npu_text = (f"{result.label}: {result.cycles_total:,} cycles at {result.clock_mhz:g} MHz = "
                 f"{result.npu_ms:.4g} ms on the NPU")
     per_op: tuple = ()
+    figure: LatencyEstimate | None = None  # the CPU figure the CPU part is taken from
+    why: str | None = None  # or why there is none
+    share, how = 1.0, ""
     if not result.cpu_ops:
         cpu_ms, low, high, cpu = 0.0, 0.0, 0.0, {"ms": 0.0, "ops": 0, "basis": None, "method": "no operator on the CPU"}
-    elif estimate is not None and estimate.per_op and None not in on_cpu:
-        per_op = tuple(op for op in estimate.per_op if op.index in on_cpu)
-        cpu_ms = sum(op.ms for op in per_op)
-        low, high = cpu_ms * estimate.low_ms / estimate.ms, cpu_ms * estimate.high_ms / estimate.ms
-        cpu = {"ms": cpu_ms, "ops": len(result.cpu_ops), "basis": estimate.basis, "band": estimate.band,
-               "method": f"the CPU operators' share of the {target.cpu.core} figure ({estimate.basis}, "
-                         f"{estimate.band}): {estimate.method}"}
-    elif apart is not None and not isinstance(apart, str):
-        cpu_ms, low, high = apart.ms, apart.low_ms, apart.high_ms
-        cpu = {"ms": cpu_ms, "ops": len(result.cpu_ops), "basis": apart.basis, "band": f"x{apart.error_factor:.2g}",
-               "method": f"the CPU operators cut from the file into a model of their own, on random inputs: "
-                         f"{apart.method}"}
+    elif None in on_cpu:
+        why = "an operator Vela names matches none of the file"
+    elif estimate is not None and estimate.per_op:
+        figure, per_op = estimate, tuple(op for op in estimate.per_op if op.index in on_cpu)
+        share = sum(op.ms for op in per_op) / estimate.ms
+        how = f"the CPU operators' share of the {target.cpu.core} figure ({estimate.basis}, {estimate.band})"
+    elif isinstance(apart, LatencyEstimate):
+        figure = apart
+        how = ("the CPU operators cut from the file into a model of their own, fed zeros (as bench feeds an input it "
+               "has no data for)")
     else:
-        why = apart if isinstance(apart, str) else "an operator Vela names matches none of the file" if None in on_cpu \
-            else \
-            f"edgekit has no per-operator figure for the {target.cpu.core}"
+        why = apart or f"edgekit has no per-operator figure for the {target.cpu.core}"
+    if figure is not None:
+        cpu_ms, low, high = figure.ms * share, figure.low_ms * share, figure.high_ms * share
+        cpu = {"ms": cpu_ms, "ops": len(result.cpu_ops), "basis": figure.basis, "band": figure.band,
+               "method": f"{how}: {figure.method}"}
+    elif why is not None:
         cpu_ms, low, high = 0.0, 0.0, 0.0
         cpu = {"ms": None, "ops": len(result.cpu_ops), "basis": None, "method": f"not counted: {why}"}
     left = f"{count_text(len(result.cpu_ops), 'operator')} Vela leaves on the {target.cpu.core}"
@@ -322,31 +326,33 @@ def combined_latency(result: VelaResult, target: Target, precision: str, estimat
         expected_error=0.0, per_op=per_op, basis="estimated",
         method=f"{text}. Vela states no error band for its estimate; the low and high figures cover the CPU part's "
                "band only",
-        instructions=sum(op.instructions or 0 for op in per_op) or None)
+        instructions=(sum(op.instructions or 0 for op in per_op) if per_op else
+                      figure.instructions if figure is not None else None) or None)
     return latency, cpu
 
 
 def _counted_apart(path: Path, result: VelaResult, target: Target, precision: str, estimate):
     """The operators Vela leaves on a Cortex-A, counted alone: cut from the file into a model of their own (`cut`) and
-    run in LiteRT's aarch64 build on the emulated core, timed as the whole model is (cycles_a64). None where the
-    CPU figure has them per operator already (the emulated Cortex-M) or none are left; a string saying why not."""
-    if not result.cpu_ops or (estimate is not None and estimate.per_op) or target.cpu.emulated_as is None:
+    run in LiteRT's aarch64 build on the emulated core, fed as `edgekit bench` feeds a model (edgekit.feeds) and
+    timed as a whole model is (cycles_a64). None where there is nothing to count apart (no operator left on the CPU,
+    one Vela names that the file lacks, a CPU figure per operator already, a core edgekit does not emulate); a string
+    saying why, where the emulator could not count them."""
+    indexes = [op.index for op in result.cpu_ops]
+    if not indexes or None in indexes or (estimate is not None and estimate.per_op) or target.cpu.emulated_as is None:
         return None
+    from edgekit import feeds
     from edgekit.cycles_a64 import litert_latency
     from edgekit.runtimes import emulated_a64
 
-    indexes = [op.index for op in result.cpu_ops]
-    if None in indexes:
-        return "an operator Vela names matches none of the file"
     if (reason := emulated_a64.unavailable()) is not None:
-        return f"not counted: {reason}"
+        return reason
     with tempfile.TemporaryDirectory(prefix="edgekit-cpu-ops-") as scratch:
         part = Path(scratch) / f"{Path(path).stem}_cpu_ops.tflite"
         part.write_bytes(cut(Path(path).read_bytes(), [i for i in indexes if i is not None]))
         try:
-            run = emulated_a64.counted_run(part, target.cpu.emulated_as, _random_inputs(part))
+            run = emulated_a64.counted_run(part, target.cpu.emulated_as, feeds.plan(part).values)
         except StageError as failure:
-            return f"not counted: {failure}"
+            return str(failure)
     return litert_latency(run, target, precision)
 
 
@@ -367,30 +373,15 @@ def cut(model: bytes, indexes: list[int]) -> bytes:
         return buffer.data is not None and len(buffer.data) > 0 or bool(buffer.size)
 
     graph.operators = kept
-    graph.inputs = [t for op in kept for t in op.inputs if t >= 0 and t not in written and not constant(t)]
-    graph.inputs = list(dict.fromkeys(graph.inputs))
-    graph.outputs = [t for op in kept for t in op.outputs if t not in read or t in set(graph.outputs)]
+    outputs = set(graph.outputs)
+    graph.inputs = list(dict.fromkeys(t for op in kept for t in op.inputs
+                                      if t >= 0 and t not in written and not constant(t)))
+    graph.outputs = [t for op in kept for t in op.outputs if t not in read or t in outputs]
     parsed.subgraphs = [graph]
     parsed.signatureDefs = []
     builder = flatbuffers.Builder(len(model))
     builder.Finish(parsed.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
-
-
-def _random_inputs(model: Path):
-    """Seeded random values for every input of `model`, in its own types: one array, or a dict by tensor name."""
-    import numpy as np
-
-    from edgekit.model_info import inspect_model
-
-    rng = np.random.default_rng(0)
-    values = {}
-    for tensor in inspect_model(model).inputs:
-        dtype = np.dtype(tensor.dtype)
-        shape = [max(1, d) for d in tensor.shape]
-        values[tensor.name] = (rng.integers(np.iinfo(dtype).min, np.iinfo(dtype).max, shape, endpoint=True)
-                               .astype(dtype) if dtype.kind in "iu" else rng.uniform(0, 1, shape).astype(dtype))
-    return next(iter(values.values())) if len(values) == 1 else values
 
 
 def write_artifacts(directory: Path, result) -> list[str]:

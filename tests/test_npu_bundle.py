@@ -91,6 +91,7 @@ def test_the_driver_is_the_revision_the_pinned_tflm_fetches(bundle):
     assert re.fullmatch(r"[0-9a-f]{40}", driver["commit"]) and f"checkout {driver['commit']}" in script
     assert driver["url"] in script and driver["arch"] == "u55"
     assert driver["definitions"] == ["ETHOSU_LOG_SEVERITY=ETHOSU_LOG_WARN", "ETHOSU_ARCH=u55", "ETHOSU55"]
+    assert driver["sources"] == ["src/ethosu_pmu.c", "src/ethosu_driver.c", "src/ethosu_device_u55_u65.c"]
     readme = (out / "README.md").read_text()
     assert f"revision `{driver['commit']}`" in readme and "CO_PROCESSOR=ethos_u ETHOSU_ARCH=u55" in readme
     assert "LOCAL_NPU_BASE" in readme  # where an Alif board's device header has the NPU's registers
@@ -148,16 +149,18 @@ def test_cmake_without_the_driver_says_where_to_point_it(bundle, tmp_path):
 
 
 def test_a_float_model_goes_to_the_cpu_and_other_layouts_or_memory_modes_are_one_line(fallback_model, tmp_path):
-    target = targets.load(U55_BOARD)
+    from edgekit.model_info import inspect_model
+
+    target, info = targets.load(U55_BOARD), inspect_model(fallback_model)
     float_model = npu_models.all_npu(tmp_path / "float.tflite", quantized=False)
-    assert ethosu.part(float_model, target, "cmake") == (
+    assert ethosu.part(float_model, inspect_model(float_model), target, "cmake") == (
         None, "Vela compiles quantized models and this one is float32: the bundle runs it on the CPU")
     with pytest.raises(UsageError, match=r"an Ethos-U bundle is a CMake project .*use --layout cmake$"):
-        ethosu.part(fallback_model, target, "arduino")
+        ethosu.part(fallback_model, info, target, "arduino")
     dedicated = replace(target, npu=replace(target.npu, memory_mode="Dedicated_Sram"))
     with pytest.raises(UsageError, match=r"needs Vela's memory mode Shared_Sram or Sram_Only .* this profile has "
                                          r"Dedicated_Sram$"):
-        ethosu.part(fallback_model, dedicated, "cmake")
+        ethosu.part(fallback_model, info, dedicated, "cmake")
     result = CliRunner().invoke(main, ["export", str(fallback_model), "--target", U55_BOARD, "--layout", "arduino",
                                        "--out", str(tmp_path / "sketch")])
     assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,31 +116,27 @@ class Part:
     def files(self) -> dict[str, str]:
         return {"ethosu_npu.h": init_header(), "ethosu_npu.c": init_source(self.driver, self.result.accelerator)}
 
-    def description(self, source: Path) -> dict[str, Any]:
+    def description(self, source_name: str, source_sha256: str) -> dict[str, Any]:
         """model.json's `npu` block."""
-        from edgekit._files import sha256
-
         r = self.result
         return {"compiler": f"ethos-u-vela {r.vela_version}", "accelerator": r.accelerator,
                 "system_config": r.system_config, "memory_mode": r.memory_mode, "clock_mhz": r.clock_mhz,
-                "source_model": source.name, "source_sha256": sha256(source), "sram_bytes": r.sram_bytes,
-                "cpu_ops": [op.op for op in r.cpu_ops],
-                "driver": {"url": self.driver.url, "commit": self.driver.commit, "arch": self.driver.arch,
-                           "definitions": list(self.driver.definitions)}}
+                "source_model": source_name, "source_sha256": source_sha256, "sram_bytes": r.sram_bytes,
+                "cpu_ops": [op.op for op in r.cpu_ops], "driver": asdict(self.driver)}
 
 
-def part(model: Path, target, layout: str) -> tuple[Part | None, str]:
-    """(the Ethos-U part, '') when the bundle for `target` carries a Vela model; (None, why not) when it carries
-    the model for the CPU alone. A layout other than CMake, or a memory mode whose arena is not one block of
-    SRAM, is a one-line error. Its `persistent_bytes` is 0 until the host run of the source model gives it."""
+def part(model: Path, info, target, layout: str) -> tuple[Part | None, str]:
+    """(the Ethos-U part, '') when the bundle for `target` carries a Vela model of `model` (`info`: what
+    inspect_model read of it); (None, why not) when it carries the model for the CPU alone. A layout other than
+    CMake, or a memory mode whose arena is not one block of SRAM, is a one-line error. Its `persistent_bytes` is 0
+    until the host run of the source model gives it."""
     from edgekit import npu
     from edgekit.bench import precision_of
-    from edgekit.model_info import inspect_model
     from edgekit.toolchains import sources
 
     if target.npu is None:
         return None, ""
-    precision = precision_of(inspect_model(model))
+    precision = precision_of(info)
     if precision not in ("int8", "int16x8"):
         return None, f"Vela compiles quantized models and this one is {precision}: the bundle runs it on the CPU"
     if layout != "cmake":

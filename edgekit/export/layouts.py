@@ -103,8 +103,8 @@ def arrange(files: dict[str, str], layout: str, name: str, core: Core | None, ti
 
         kernels = ethosu.kernel_sources(kernels, root / "tflite-micro")
     return {**files, "CMakeLists.txt": cmake_lists(name, core, title, npu),
-            "arm-none-eabi-gcc.cmake": toolchain_file(core), "tflm_sources.cmake": source_lists(framework_sources(root),
-                                                                                            kernels, root)}
+            "arm-none-eabi-gcc.cmake": toolchain_file(core),
+            "tflm_sources.cmake": source_lists(framework_sources(root), kernels, root)}
 
 
 def idf_component_manifest() -> str:

@@ -166,8 +166,9 @@ def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=Non
     info = inspect_model(model)
     if sample is None:
         sample = np.random.default_rng(0).uniform(0, 1, info.inputs[0].shape[1:]).astype(np.float32)
-    npu, on_cpu = ethosu.part(Path(model), target, layout)  # the Vela model, where the target has an Ethos-U
-    known = measured_arena if measured_arena and measured_arena.get("sha256") == sha256(Path(model)) else None
+    npu, on_cpu = ethosu.part(Path(model), info, target, layout)  # the Vela model, where the target has an Ethos-U
+    source_sha256 = sha256(Path(model))
+    known = measured_arena if measured_arena and measured_arena.get("sha256") == source_sha256 else None
     core = emulated.core_for(target)
     runner = open_runner(model, trusted_sha256=known["sha256"] if known else None)
     raw_input = runner.quantize_input(np.asarray(sample, np.float32)[np.newaxis])[0]
@@ -220,7 +221,7 @@ def export_mcu(model: Path, target, out: Path, name: str = "g_model", sample=Non
                    "inputs": [asdict(t) for t in info.inputs], "outputs": [asdict(t) for t in info.outputs],
                    "preprocessing": preprocessing(info)}
     if npu is not None:
-        description["npu"] = npu.description(Path(model))
+        description["npu"] = npu.description(Path(model).name, source_sha256)
     elif on_cpu:
         description["npu"] = {"compiled": False, "reason": on_cpu}
     folder = layouts.where(layout, name)
